@@ -1,0 +1,5 @@
+"""Registered slimmable models: backbones, necks and heads."""
+from .backbones import *  # noqa: F401,F403
+from .stock import StockSlimmable, build_stock, stock_channel_plan
+
+__all__ = ['StockSlimmable', 'build_stock', 'stock_channel_plan']

@@ -1,0 +1,32 @@
+"""Slimmable layers, the channel rule and the width contract (no OpenMMLab imports)."""
+from .layers import (
+                     SlimmableBatchNorm2d,
+                     SlimmableBatchNorm3d,
+                     SlimmableConv2d,
+                     SlimmableConv3d,
+                     SlimmableLayer,
+                     SlimmableLinear,
+                     SlimmableSyncBatchNorm,
+                     convert_to_slimmable,
+                     reset_bn_statistics,
+                     to_slimmable_layer,
+)
+from .slimmable import (
+                     Slimmable,
+                     get_width,
+                     iter_slimmable_layers,
+                     set_width,
+                     slice_state_dict,
+                     slimmable_modules,
+                     width_range_of,
+)
+from .width import CHANNEL_DIVISOR, check_width, check_width_range, make_divisible, scale_channels
+
+__all__ = [
+    'CHANNEL_DIVISOR', 'Slimmable', 'SlimmableBatchNorm2d', 'SlimmableBatchNorm3d',
+    'SlimmableConv2d', 'SlimmableConv3d', 'SlimmableLayer', 'SlimmableLinear',
+    'SlimmableSyncBatchNorm', 'check_width', 'check_width_range', 'convert_to_slimmable',
+    'get_width', 'iter_slimmable_layers', 'make_divisible', 'reset_bn_statistics',
+    'scale_channels', 'set_width', 'slice_state_dict', 'slimmable_modules',
+    'to_slimmable_layer', 'width_range_of',
+]

@@ -1,0 +1,164 @@
+"""The contract of a slimmable module, and setting the width of a whole model."""
+from abc import abstractmethod
+from typing import Dict, Iterator, List, Mapping, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from .layers import SlimmableLayer
+from .width import WidthRange, check_width, check_width_range
+
+
+class Slimmable:
+    """A module (backbone, neck, head) whose channel counts follow a width multiplier.
+
+    Subclasses are ``nn.Module`` s built at full width from slimmable layers. They define
+    the channel counts each width gives (:meth:`channel_plan`) and the stock OpenMMLab
+    module that computes exactly what they compute at a width (:meth:`stock_config`).
+    """
+
+    width_range: WidthRange = (1.0, 1.0)
+    width: float = 1.0
+
+    def init_width_range(self, width_range) -> None:
+        """Validate and store the allowed ``(min, max)`` width range."""
+        self.width_range = check_width_range(width_range, type(self).__name__)
+
+    @abstractmethod
+    def channel_plan(self, width: float) -> Dict[str, int]:
+        """Active output channels of the slimmable layers at ``width``, by layer name.
+
+        Names are relative to this module; layers not listed run all their outputs
+        (depthwise convs and norms follow their inputs).
+        """
+
+    @abstractmethod
+    def stock_config(self, width: float) -> dict:
+        """Config of the stock module that computes this one at ``width``.
+
+        Its state dict holds the same names as this module's, with every tensor a
+        prefix slice of this module's (see :func:`slice_state_dict`).
+        """
+
+    def set_width(self, width: float) -> None:
+        """Run at ``width``: apply :meth:`channel_plan` to the layers."""
+        width = check_width(width, self.width_range, type(self).__name__)
+        plan = self.channel_plan(width)
+        layers = dict(self.named_modules())  # type: ignore[attr-defined]
+        for name, layer in layers.items():
+            if isinstance(layer, SlimmableLayer) and layer.slim_out and \
+                    not _is_nested(name, layers, self):
+                layer.set_active_out_channels(plan.get(name))
+        unknown = sorted(set(plan) - set(layers))
+        if unknown:
+            raise KeyError(f'{type(self).__name__}.channel_plan names unknown layers '
+                           f'{unknown[:3]}')
+        self.width = width
+
+
+def _is_nested(name: str, layers: Mapping[str, nn.Module], owner: Slimmable) -> bool:
+    """Whether layer ``name`` lies inside another Slimmable below ``owner``."""
+    parts = name.split('.')
+    for depth in range(1, len(parts)):
+        parent = layers['.'.join(parts[:depth])]
+        if parent is not owner and isinstance(parent, Slimmable):
+            return True
+    return False
+
+
+def slimmable_modules(model: nn.Module) -> List[Tuple[str, Slimmable]]:
+    """The outermost :class:`Slimmable` modules in ``model`` (through wrappers)."""
+    found: List[Tuple[str, Slimmable]] = []
+    for name, module in model.named_modules():
+        if isinstance(module, Slimmable) and \
+                not any(name.startswith(prefix + '.') for prefix, _ in found):
+            found.append((name, module))
+    return found
+
+
+def width_range_of(model: nn.Module) -> WidthRange:
+    """The widths every slimmable part of ``model`` allows (the ranges' intersection)."""
+    parts = slimmable_modules(model)
+    if not parts:
+        raise ValueError(f'{type(model).__name__} has no slimmable module: use a '
+                         'slimmable backbone (e.g. SlimmableResNet) in its config')
+    low = max(part.width_range[0] for _, part in parts)
+    high = min(part.width_range[1] for _, part in parts)
+    if low > high:
+        ranges = ', '.join(f'{name or "model"}: {part.width_range}' for name, part in parts)
+        raise ValueError(f'the width ranges of the slimmable parts do not overlap ({ranges})')
+    return low, high
+
+
+def set_width(model: nn.Module, width: float) -> None:
+    """Set the active width of every slimmable module in ``model``.
+
+    Args:
+        model: A slimmable module, or any model (detector, recognizer, wrapper) holding
+            slimmable modules.
+        width: The width multiplier.
+
+    Raises:
+        ValueError: ``width`` is outside the range every slimmable part allows, or the
+            model has no slimmable part.
+    """
+    width = check_width(width, width_range_of(model), type(model).__name__)
+    for _, part in slimmable_modules(model):
+        part.set_width(width)
+
+
+def get_width(model: nn.Module) -> float:
+    """The width ``model`` currently runs at."""
+    widths = {part.width for _, part in slimmable_modules(model)}
+    if len(widths) != 1:
+        raise ValueError(f'the slimmable parts of {type(model).__name__} run at '
+                         f'different widths {sorted(widths)}')
+    return widths.pop()
+
+
+def slice_state_dict(model: nn.Module,
+                     targets: Mapping[str, Union[Tensor, torch.Size]]) -> Dict[str, Tensor]:
+    """Cut ``model``'s full-width tensors to the shapes a stock module expects.
+
+    Tensors are cut to prefix slices; a layer whose active channels are not a prefix
+    (e.g. inputs concatenated from two slimmed branches) defines
+    ``slice_tensor(name, tensor, shape)`` to cut its own.
+
+    Args:
+        model: The slimmable model (its ``state_dict()`` holds the full tensors).
+        targets: Target names with their tensors or shapes (e.g. a stock model's
+            ``state_dict()``).
+
+    Returns:
+        A state dict with the target names, each tensor a contiguous copy.
+
+    Raises:
+        KeyError: a target name is missing from ``model``.
+        ValueError: a target shape is larger than the full tensor in some dimension.
+    """
+    state_dict = model.state_dict()
+    modules = dict(model.named_modules())
+    sliced: Dict[str, Tensor] = {}
+    for name, target in targets.items():
+        if name not in state_dict:
+            raise KeyError(f'the stock module expects {name!r}, which '
+                           f'{type(model).__name__} does not have')
+        tensor = state_dict[name]
+        shape = tuple(getattr(target, 'shape', target))
+        if tensor.dim() != len(shape) or any(t < s for t, s in zip(tensor.shape, shape)):
+            raise ValueError(f'{name!r}: cannot cut {tuple(tensor.shape)} to {shape}')
+        owner_name, _, tensor_name = name.rpartition('.')
+        owner = modules.get(owner_name)
+        if hasattr(owner, 'slice_tensor'):
+            cut = owner.slice_tensor(tensor_name, tensor, shape)
+        else:
+            cut = tensor[tuple(slice(0, s) for s in shape)]
+        sliced[name] = cut.clone()
+    return sliced
+
+
+def iter_slimmable_layers(model: nn.Module) -> Iterator[Tuple[str, SlimmableLayer]]:
+    """Every slimmable layer in ``model`` with its name."""
+    for name, module in model.named_modules():
+        if isinstance(module, SlimmableLayer):
+            yield name, module
