@@ -1,4 +1,5 @@
 """Slimmable backbones, registered in mmdet's (2D) and mmaction2's (3D) MODELS."""
+from .mobilenet_v1 import MobileNetV1, SlimmableMobileNetV1
 from .resnet import SlimmableResNet
 
-__all__ = ['SlimmableResNet']
+__all__ = ['MobileNetV1', 'SlimmableMobileNetV1', 'SlimmableResNet']
