@@ -1,5 +1,6 @@
 """Slimmable backbones, registered in mmdet's (2D) and mmaction2's (3D) MODELS."""
 from .mobilenet_v1 import MobileNetV1, SlimmableMobileNetV1
+from .mobilenet_v2 import SlimmableMobileNetV2
 from .resnet import SlimmableResNet
 
-__all__ = ['MobileNetV1', 'SlimmableMobileNetV1', 'SlimmableResNet']
+__all__ = ['MobileNetV1', 'SlimmableMobileNetV1', 'SlimmableMobileNetV2', 'SlimmableResNet']

@@ -1,0 +1,70 @@
+"""Slimmable MobileNetV2 for mmdet: stock ``MobileNetV2`` at full width, narrower ones below.
+
+At width ``w`` the network is mmdet's ``MobileNetV2`` with ``widen_factor * w``: every layer
+has ``make_divisible(channels * widen_factor * w, 8)`` channels, hidden layers 6 times their
+block's input, and the last 1x1 conv keeps 1280 channels as in the stock class (which only
+widens it for widen factors above 1). Depthwise convs follow their input.
+"""
+from typing import List, Sequence
+
+from mmdet.models.backbones import MobileNetV2
+from mmdet.models.layers import InvertedResidual
+from mmdet.registry import MODELS
+from torch import nn
+
+from ...ops import convert_to_slimmable
+from ..stock import StockSlimmable
+
+_NOT_FORWARDED = ('init_cfg', 'pretrained')
+
+
+def _shortcuts(model: nn.Module) -> List[bool]:
+    """Which inverted-residual blocks of ``model`` add their input to their output."""
+    return [m.with_res_shortcut for m in model.modules() if isinstance(m, InvertedResidual)]
+
+
+@MODELS.register_module()
+class SlimmableMobileNetV2(StockSlimmable, MobileNetV2):
+    """mmdet ``MobileNetV2`` whose width can be set at run time.
+
+    Args:
+        widen_factor: Width multiplier of the full network (width 1.0).
+        width_range: Smallest and largest width multiplier. Default ``(0.35, 1.0)``,
+            the smallest stock MobileNetV2 multiplier. The floor is structural: at
+            ``widen_factor * w`` up to about 0.28 the stem (32) and the first block (16)
+            both round to 8 channels, and the stock block then adds a shortcut that the
+            full-width network lacks, so no stock network computes that width.
+            A range whose smallest width is such a width is rejected.
+        **kwargs: mmdet ``MobileNetV2`` arguments (``out_indices``, ``frozen_stages``,
+            ``conv_cfg``, ``norm_cfg``, ``act_cfg``, ``norm_eval``, ``with_cp``,
+            ``init_cfg``, ...).
+    """
+
+    def __init__(self, widen_factor: float = 1.0, width_range: Sequence[float] = (0.35, 1.0),
+                 **kwargs) -> None:
+        super().__init__(widen_factor=widen_factor, **kwargs)
+        self.init_width_range(width_range)
+        self._stock_kwargs = {k: v for k, v in kwargs.items() if k not in _NOT_FORWARDED}
+        self._check_shortcuts(self.width_range[0])
+        convert_to_slimmable(self)
+        self.conv1.conv.slim_in = False  # the colour channels
+
+    def _check_shortcuts(self, width: float) -> None:
+        """Reject a width whose stock network has shortcuts this one lacks.
+
+        The widths with extra shortcuts are exactly those below a threshold (all
+        other stride-1 blocks with a channel change separate at smaller widths than
+        the stem / first-block pair), so checking the smallest width covers the range.
+        """
+        stock = self.build_stock(width, device='meta')
+        if _shortcuts(stock) != _shortcuts(self):
+            raise ValueError(
+                f'SlimmableMobileNetV2 cannot run at width {width:g} with widen_factor '
+                f'{self.widen_factor:g}: the stock MobileNetV2 at widen_factor '
+                f'{self.widen_factor * width:g} adds shortcuts the full-width network '
+                'lacks (its stem and first block both round to 8 channels); raise the '
+                f'smallest width of width_range {self.width_range}')
+
+    def stock_config(self, width: float) -> dict:
+        return dict(type='MobileNetV2', **self._stock_kwargs,
+                    widen_factor=self.widen_factor * width)
