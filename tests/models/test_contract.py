@@ -1,0 +1,225 @@
+"""The contract of every registered slimmable module, checked against its stock twin.
+
+At every width a slimmable module computes exactly its stock twin (the stock module
+built from ``stock_config(width)`` and loaded with the sliced weights); at width 1.0
+it is a drop-in for the stock class built with the same arguments; training at a
+width touches only the active slices of its weights. Every slimmable module registered
+in mmdet's ``MODELS`` needs an entry in :data:`CASES`.
+"""
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
+
+import mutualnet_mm  # noqa: F401  (registers the modules)
+from mutualnet_mm.models import build_stock
+from mutualnet_mm.ops import Slimmable, scale_channels
+
+from .equivalence import assert_matches_stock, flatten, max_difference, randomize_norms, stock_twin
+
+WIDTHS = (1.0, 0.75, 0.5, 0.25)
+
+
+def image_inputs(width: float) -> Tensor:
+    """A tiny RGB batch (backbones eat the same input at every width)."""
+    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def _maps(channels: Sequence[int], sizes: Sequence[int]) -> Tuple[Tensor, ...]:
+    """Feature maps (a neck's or dense head's inputs) with these channels and sizes."""
+    generator = torch.Generator().manual_seed(1)
+    return tuple(torch.randn(2, c, s, s, generator=generator) for c, s in zip(channels, sizes))
+
+
+def _rois(channels: int, size: int) -> Tensor:
+    """Pooled RoI features (a RoI head's inputs)."""
+    return torch.randn(3, channels, size, size, generator=torch.Generator().manual_seed(1))
+
+
+_ANCHORS = dict(type='AnchorGenerator', octave_base_scale=4, scales_per_octave=1,
+                ratios=[0.5, 1.0, 2.0], strides=[8, 16])
+
+
+@dataclass(frozen=True)
+class Case:
+    """How to build and call one slimmable module for the contract tests.
+
+    Attributes:
+        config: Config of the slimmable module.
+        widths: Widths to check (all inside the module's ``width_range``).
+        make_inputs: Builds the inputs for a width.
+        forward: How to call the module on the inputs (default ``m(inputs)``).
+        scope: Registry scope of the module and its stock twin.
+        stock_type: Stock class the module replaces at width 1.0 (default: the type
+            without its ``Slimmable`` prefix).
+    """
+
+    config: dict
+    widths: Tuple[float, ...] = WIDTHS
+    make_inputs: Callable[[float], Any] = image_inputs
+    forward: Optional[Callable[[nn.Module, Any], Any]] = None
+    scope: str = 'mmdet'
+    stock_type: Optional[str] = None
+
+    def build(self) -> nn.Module:
+        torch.manual_seed(0)
+        module = build_stock(self.config, self.scope)
+        randomize_norms(module)
+        return module
+
+    def build_plain_stock(self) -> nn.Module:
+        config = {k: v for k, v in self.config.items()
+                  if k not in ('width_range', 'slim_outputs')}
+        config['type'] = self.stock_type or config['type'].removeprefix('Slimmable')
+        return build_stock(config, self.scope)
+
+    def run(self, module: nn.Module, inputs: Any) -> Any:
+        return self.forward(module, inputs) if self.forward else module(inputs)
+
+
+#: Contract cases by name; every registered slimmable module must have one.
+CASES: Dict[str, Case] = {
+    'SlimmableResNet-18': Case(dict(type='SlimmableResNet', depth=18)),
+    'SlimmableResNet-50': Case(dict(type='SlimmableResNet', depth=50)),
+    # widths below 0.35 are structurally impossible at widen_factor 1.0 (see its docstring)
+    'SlimmableMobileNetV2': Case(dict(type='SlimmableMobileNetV2'), widths=(1.0, 0.75, 0.5)),
+    'SlimmableMobileNetV2-x1.4': Case(dict(type='SlimmableMobileNetV2', widen_factor=1.4,
+                                           width_range=(0.25, 1.0))),
+    'SlimmableMobileNetV1': Case(dict(type='SlimmableMobileNetV1')),
+    # The stock twin's FPN takes full-width inputs (stock_config's default); inputs that
+    # follow a backbone are checked in test_necks_heads.py.
+    'SlimmableFPN': Case(dict(type='SlimmableFPN', in_channels=[16, 32], out_channels=72,
+                              num_outs=3, slim_outputs=True, norm_cfg=dict(type='BN')),
+                         make_inputs=lambda w: _maps([16, 32], (8, 4))),
+    'SlimmableRPNHead': Case(dict(type='SlimmableRPNHead', in_channels=72, feat_channels=72,
+                                  anchor_generator=_ANCHORS),
+                             make_inputs=lambda w: _maps([scale_channels(72, w)] * 2, (8, 4))),
+    'SlimmableRetinaHead': Case(dict(type='SlimmableRetinaHead', num_classes=3, in_channels=72,
+                                     feat_channels=72, stacked_convs=2,
+                                     norm_cfg=dict(type='BN'), anchor_generator=_ANCHORS),
+                                make_inputs=lambda w: _maps([scale_channels(72, w)] * 2,
+                                                            (8, 4))),
+    'SlimmableShared2FCBBoxHead': Case(dict(type='SlimmableShared2FCBBoxHead', in_channels=72,
+                                            fc_out_channels=96, num_classes=3),
+                                       make_inputs=lambda w: _rois(scale_channels(72, w), 7)),
+    'SlimmableShared4Conv1FCBBoxHead': Case(
+        dict(type='SlimmableShared4Conv1FCBBoxHead', in_channels=72, conv_out_channels=72,
+             fc_out_channels=96, num_classes=3, norm_cfg=dict(type='BN')),
+        make_inputs=lambda w: _rois(scale_channels(72, w), 7)),
+    'SlimmableConvFCBBoxHead': Case(
+        dict(type='SlimmableConvFCBBoxHead', num_shared_convs=1, num_cls_convs=1,
+             num_reg_convs=1, num_reg_fcs=1, in_channels=72, conv_out_channels=72,
+             fc_out_channels=96, num_classes=3),
+        make_inputs=lambda w: _rois(scale_channels(72, w), 7)),
+    'SlimmableFCNMaskHead': Case(dict(type='SlimmableFCNMaskHead', num_convs=2, in_channels=72,
+                                      conv_out_channels=72, num_classes=3),
+                                 make_inputs=lambda w: _rois(scale_channels(72, w), 14)),
+}
+
+
+def _case_widths():
+    return [pytest.param(name, width, id=f'{name}-{width}')
+            for name, case in CASES.items() for width in case.widths]
+
+
+def layer_output_shapes(model: nn.Module, inputs: Any, run: Callable) -> Dict[str, tuple]:
+    """Output shape of every conv, linear and batch-norm layer in one forward pass."""
+    shapes: Dict[str, tuple] = {}
+
+    def record(name: str) -> Callable:
+        def hook(layer: nn.Module, args: Any, output: Tensor) -> None:
+            shapes.setdefault(name, tuple(output.shape))
+        return hook
+
+    handles = [layer.register_forward_hook(record(name))
+               for name, layer in model.named_modules()
+               if isinstance(layer, (_ConvNd, nn.Linear, _BatchNorm))]
+    try:
+        with torch.no_grad():
+            run(model, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+@pytest.mark.parametrize('case_name, width', _case_widths())
+def test_slimmable_contract(case_name: str, width: float) -> None:
+    case = CASES[case_name]
+    module = case.build()
+    module.set_width(width)
+    inputs = case.make_inputs(width)
+
+    # every layer runs with the channels of the stock twin's layer of the same name
+    stock = stock_twin(module, width)
+    module.eval()
+    stock.eval()
+    assert layer_output_shapes(module, inputs, case.run) == \
+        layer_output_shapes(stock, inputs, case.run)
+
+    assert_matches_stock(module, width, case.make_inputs, case.forward)
+
+    # a backward pass at this width reaches exactly the active slices of the weights
+    active_shapes = {name: tensor.shape for name, tensor in stock.state_dict().items()}
+    module.train()
+    module.zero_grad()
+    generator = torch.Generator().manual_seed(2)
+    outputs = flatten(case.run(module, inputs))
+    loss = sum((out * torch.randn(out.shape, generator=generator)).sum() for out in outputs)
+    loss.backward()
+    conv_weights = {f'{name}.weight' for name, layer in module.named_modules()
+                    if isinstance(layer, _ConvNd)}
+    for name, param in module.named_parameters():
+        if not param.requires_grad:  # frozen stages
+            continue
+        assert param.grad is not None, f'{name} got no gradient at width {width}'
+        active = tuple(slice(0, size) for size in active_shapes[name])
+        outside = param.grad.clone()
+        outside[active] = 0
+        assert outside.abs().max() == 0, f'{name}: gradient outside the active slice'
+        if name in conv_weights:
+            assert param.grad[active].abs().max() > 0, f'{name}: no gradient in its slice'
+
+
+@pytest.mark.parametrize('case_name', list(CASES))
+def test_full_width_is_drop_in_for_stock(case_name: str) -> None:
+    case = CASES[case_name]
+    module = case.build()
+    plain = case.build_plain_stock()
+    assert {k: v.shape for k, v in module.state_dict().items()} == \
+        {k: v.shape for k, v in plain.state_dict().items()}
+
+    # a stock checkpoint loads as is and gives the stock outputs at width 1.0
+    randomize_norms(plain, seed=3)
+    module.load_state_dict(plain.state_dict(), strict=True)
+    module.set_width(1.0)
+    module.eval()
+    plain.eval()
+    inputs = case.make_inputs(1.0)
+    with torch.no_grad():
+        assert max_difference(case.run(module, inputs), case.run(plain, inputs)) <= 1e-5
+
+
+@pytest.mark.parametrize('case_name', list(CASES))
+def test_width_outside_range_is_rejected(case_name: str) -> None:
+    module = CASES[case_name].build()
+    low, high = module.width_range
+    for width in (low / 2, 1.25):
+        with pytest.raises(ValueError) as error:
+            module.set_width(width)
+        message = str(error.value)
+        assert f'{width:g}' in message and f'[{low:g}, {high:g}]' in message, message
+
+
+def test_every_registered_slimmable_module_has_a_case() -> None:
+    covered = {case.config['type'] for case in CASES.values() if case.scope == 'mmdet'}
+    registered = {name for name, cls in MODELS.module_dict.items()
+                  if issubclass(cls, Slimmable)}
+    assert registered, 'no slimmable module is registered in mmdet MODELS'
+    missing = sorted(registered - covered)
+    assert not missing, f'slimmable modules without a contract case in CASES: {missing}'
