@@ -1,0 +1,200 @@
+"""Slimmable SlowFast for mmaction2: stock ``ResNet3dSlowFast`` at every width.
+
+At width ``w`` the slow and fast pathways have ``scale_channels(base_channels, w)`` base
+channels, and the stock network at that width gets ``channel_ratio = slow / fast``: the
+stock class sizes each lateral connection from the slow width divided by
+``channel_ratio``, which must equal the fast width it actually receives. With the usual
+fast base of 8 channels the fast pathway (and so every lateral connection) keeps its full
+width, since the channel rule never goes below 8; the slow pathway carries the slimming.
+A width at which the slow base is no multiple of the fast one has no stock counterpart
+and is rejected.
+
+The first block of each slow stage after a lateral connection eats
+``cat(slow, lateral)``. At a width both parts keep a prefix of their channels, so the
+active inputs are no prefix of the full ones: :class:`SlimmableConcatConv3d` gathers the
+weight columns part by part.
+"""
+import copy
+import inspect
+from typing import Dict, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmaction.models.backbones import ResNet3dSlowFast
+from mmaction.models.backbones.resnet3d import Bottleneck3d
+from mmaction.registry import MODELS
+from torch import Tensor
+
+from ...ops import SlimmableConv3d, convert_to_slimmable, scale_channels
+from ..stock import StockSlimmable
+
+_NOT_FORWARDED = ('init_cfg', 'pretrained')
+
+
+class SlimmableConcatConv3d(SlimmableConv3d):
+    """A slimmable 3D conv whose input concatenates parts that slim separately.
+
+    ``in_segments`` are the full channel counts of the parts, in order;
+    ``active_in_segments`` how many leading channels of each part are active. The layer
+    runs on the matching weight columns, and :meth:`slice_tensor` cuts the same columns
+    for :func:`~mutualnet_mm.ops.slice_state_dict`.
+    """
+
+    in_segments: Tuple[int, ...]
+    active_in_segments: Tuple[int, ...]
+
+    @classmethod
+    def from_conv(cls, conv: SlimmableConv3d,
+                  in_segments: Sequence[int]) -> 'SlimmableConcatConv3d':
+        """The concat-aware twin of ``conv``, sharing its parameters."""
+        in_segments = tuple(int(s) for s in in_segments)
+        if sum(in_segments) != conv.in_channels or min(in_segments) <= 0:
+            raise ValueError(f'input segments {in_segments} do not split the '
+                             f'{conv.in_channels} input channels of the conv')
+        if conv.groups != 1 or conv.padding_mode != 'zeros':
+            raise ValueError('only ungrouped, zero-padded convs take concatenated inputs, '
+                             f'got groups={conv.groups}, padding_mode={conv.padding_mode!r}')
+        twin = cls.__new__(cls)
+        twin.__dict__.update(conv.__dict__)  # shares parameters, buffers and hooks
+        twin.in_segments = in_segments
+        twin.active_in_segments = in_segments
+        return twin
+
+    def set_active_in_segments(self, sizes: Sequence[int]) -> None:
+        """Set how many leading channels of each input part are active."""
+        sizes = tuple(int(s) for s in sizes)
+        if len(sizes) != len(self.in_segments) or \
+                not all(0 < a <= full for a, full in zip(sizes, self.in_segments)):
+            raise ValueError(f'active input segments {sizes} do not fit the full segments '
+                             f'{self.in_segments}')
+        self.active_in_segments = sizes
+
+    def _gather_inputs(self, tensor: Tensor) -> Tensor:
+        """The columns (dim 1) of ``tensor`` that belong to the active input channels."""
+        parts, start = [], 0
+        for full, active in zip(self.in_segments, self.active_in_segments):
+            parts.append(tensor[:, start:start + active])
+            start += full
+        return torch.cat(parts, dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        expected = sum(self.active_in_segments)
+        if x.shape[1] != expected:
+            raise ValueError(f'{type(self).__name__} expects {expected} input channels '
+                             f'(segments {self.active_in_segments}), got {x.shape[1]}')
+        if self.active_in_segments == self.in_segments:
+            return super().forward(x)
+        out_channels = self._active_out(self.out_channels)
+        weight = self._gather_inputs(self.weight[:out_channels])
+        bias = None if self.bias is None else self.bias[:out_channels]
+        return F.conv3d(x, weight, bias, self.stride, self.padding, self.dilation)
+
+    def slice_tensor(self, name: str, tensor: Tensor, shape: Sequence[int]) -> Tensor:
+        """Cut a full parameter to ``shape`` for the current active segments."""
+        if name == 'weight':
+            if shape[1] != sum(self.active_in_segments):
+                raise ValueError(f'cannot cut the weight to {tuple(shape)}: the active input '
+                                 f'segments {self.active_in_segments} give '
+                                 f'{sum(self.active_in_segments)} inputs (set the width first)')
+            tensor = self._gather_inputs(tensor)
+        return tensor[tuple(slice(0, s) for s in shape)]
+
+
+def _stock_defaults() -> dict:
+    """Fresh copies of the default arguments of the stock ``ResNet3dSlowFast``."""
+    parameters = inspect.signature(ResNet3dSlowFast.__init__).parameters
+    return {name: copy.deepcopy(p.default) for name, p in parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+@MODELS.register_module()
+class SlimmableResNet3dSlowFast(StockSlimmable, ResNet3dSlowFast):
+    """mmaction2 ``ResNet3dSlowFast`` whose width can be set at run time.
+
+    Args:
+        width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``:
+            at 0.25 the slow pathway of SlowFast-R50 has 16 base channels.
+        **kwargs: mmaction2 ``ResNet3dSlowFast`` arguments (``resample_rate``,
+            ``speed_ratio``, ``channel_ratio``, ``slow_pathway``, ``fast_pathway``,
+            ``init_cfg``, ...). Lateral connections must be convolutions
+            (``lateral_inv=False``).
+    """
+
+    stock_scope = 'mmaction'
+
+    def __init__(self, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+        config = {**_stock_defaults(), **copy.deepcopy(kwargs)}
+        for key in ('slow_pathway', 'fast_pathway'):
+            pathway = config[key] = dict(config[key])
+            if pathway.get('lateral_inv'):
+                raise ValueError(f'SlimmableResNet3dSlowFast: {key} has lateral_inv=True; '
+                                 'transposed-conv lateral connections are not slimmable')
+        super().__init__(**copy.deepcopy(config))
+        self.init_width_range(width_range)
+        self._stock_kwargs = {k: v for k, v in config.items() if k not in _NOT_FORWARDED}
+        slow_base, fast_base = self.slow_path.base_channels, self.fast_path.base_channels
+        if self.slow_path.lateral and slow_base != fast_base * self.channel_ratio:
+            raise ValueError(f'SlimmableResNet3dSlowFast: the slow pathway has {slow_base} '
+                             f'base channels, the fast one {fast_base}; with lateral '
+                             f'connections slow must be fast * channel_ratio '
+                             f'({self.channel_ratio})')
+        convert_to_slimmable(self)
+        self.slow_path.conv1.conv.slim_in = False  # the colour channels
+        self.fast_path.conv1.conv.slim_in = False
+        self._concat_sources = self._make_concat_convs()
+
+    def _make_concat_convs(self) -> Dict[str, Tuple[str, str]]:
+        """Swap the convs that eat ``cat(slow, lateral)`` for concat-aware ones.
+
+        Returns:
+            For each swapped conv (name relative to this module), the names of the layers
+            whose outputs form its two input parts: the slow features and the lateral one.
+        """
+        slow = self.slow_path
+        sources = {}
+        for i, layer_name in enumerate(slow.res_layers):
+            lateral_channels = slow.lateral_inplanes[i]
+            if not lateral_channels:
+                continue
+            if i == 0:
+                slow_source, lateral_source = 'conv1', 'conv1_lateral'
+            else:
+                previous = f'layer{i}'
+                last = len(getattr(slow, previous)) - 1
+                last_conv = 'conv3' if slow.block is Bottleneck3d else 'conv2'
+                slow_source = f'{previous}.{last}.{last_conv}'
+                lateral_source = f'{previous}_lateral'
+            first_block = getattr(slow, layer_name)[0]
+            for owner_name in ('conv1', 'downsample'):
+                owner = getattr(first_block, owner_name)
+                if owner is None:
+                    continue
+                full = owner.conv.in_channels
+                owner.conv = SlimmableConcatConv3d.from_conv(
+                    owner.conv, (full - lateral_channels, lateral_channels))
+                name = f'slow_path.{layer_name}.0.{owner_name}.conv'
+                sources[name] = (f'slow_path.{slow_source}.conv',
+                                 f'slow_path.{lateral_source}.conv')
+        return sources
+
+    def set_width(self, width: float) -> None:
+        super().set_width(width)
+        plan = self.channel_plan(self.width)
+        for name, (slow_source, lateral_source) in self._concat_sources.items():
+            self.get_submodule(name).set_active_in_segments(
+                (plan[slow_source], plan[lateral_source]))
+
+    def stock_config(self, width: float) -> dict:
+        slow = scale_channels(self.slow_path.base_channels, width)
+        fast = scale_channels(self.fast_path.base_channels, width)
+        config = copy.deepcopy(self._stock_kwargs)
+        config['slow_pathway']['base_channels'] = slow
+        config['fast_pathway']['base_channels'] = fast
+        if self.slow_path.lateral:
+            if slow % fast:
+                raise ValueError(f'SlimmableResNet3dSlowFast at width {width:g}: the slow '
+                                 f'pathway has {slow} base channels, the fast one {fast}; '
+                                 'no stock ResNet3dSlowFast has a fractional channel_ratio. '
+                                 'Narrow width_range or use fast base_channels 8')
+            config['channel_ratio'] = slow // fast
+        return dict(type='ResNet3dSlowFast', **config)
