@@ -23,7 +23,7 @@ def _cached_plan(config_json: str, scope: str) -> Dict[str, int]:
     stock = build_stock(json.loads(config_json), scope, device='meta')
     plan = {}
     for name, layer in stock.named_modules():
-        if isinstance(layer, (nn.Conv2d, nn.Conv3d)):
+        if isinstance(layer, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)):
             plan[name] = layer.out_channels
         elif isinstance(layer, nn.Linear):
             plan[name] = layer.out_features

@@ -4,6 +4,7 @@ from .layers import (
                      SlimmableBatchNorm3d,
                      SlimmableConv2d,
                      SlimmableConv3d,
+                     SlimmableConvTranspose2d,
                      SlimmableLayer,
                      SlimmableLinear,
                      SlimmableSyncBatchNorm,
@@ -24,7 +25,8 @@ from .width import CHANNEL_DIVISOR, check_width, check_width_range, make_divisib
 
 __all__ = [
     'CHANNEL_DIVISOR', 'Slimmable', 'SlimmableBatchNorm2d', 'SlimmableBatchNorm3d',
-    'SlimmableConv2d', 'SlimmableConv3d', 'SlimmableLayer', 'SlimmableLinear',
+    'SlimmableConv2d', 'SlimmableConv3d', 'SlimmableConvTranspose2d', 'SlimmableLayer',
+    'SlimmableLinear',
     'SlimmableSyncBatchNorm', 'check_width', 'check_width_range', 'convert_to_slimmable',
     'get_width', 'iter_slimmable_layers', 'make_divisible', 'reset_bn_statistics',
     'scale_channels', 'set_width', 'slice_state_dict', 'slimmable_modules',

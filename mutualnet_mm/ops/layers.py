@@ -118,6 +118,29 @@ class SlimmableLinear(SlimmableLayer, nn.Linear):
         return F.linear(x, self.weight[:out_f, :in_f], bias)
 
 
+class SlimmableConvTranspose2d(SlimmableLayer, nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` whose input and output channels can run as prefix slices.
+
+    Only ungrouped deconvolutions slim (the weight is laid out ``(in, out, kh, kw)``).
+    """
+
+    def _full_out_channels(self) -> int:
+        return self.out_channels
+
+    def forward(self, x: Tensor, output_size: Optional[list] = None) -> Tensor:
+        in_c = self._active_in(x.shape[1], self.in_channels)
+        out_c = self._active_out(self.out_channels)
+        if in_c == self.in_channels and out_c == self.out_channels:
+            return super().forward(x, output_size)
+        if self.groups != 1:
+            raise ValueError(f'{type(self).__name__} with {self.groups} groups cannot slim')
+        output_padding = self._output_padding(x, output_size, self.stride, self.padding,
+                                              self.kernel_size, 2, self.dilation)
+        bias = None if self.bias is None else self.bias[:out_c]
+        return F.conv_transpose2d(x, self.weight[:in_c, :out_c], bias, self.stride,
+                                  self.padding, output_padding, self.groups, self.dilation)
+
+
 class _SlimmableBatchNormBase(SlimmableLayer, _BatchNorm):
     """Batch norm over the first ``c`` channels of its (shared) parameters and stats.
 
@@ -208,6 +231,7 @@ class SlimmableSyncBatchNorm(_SlimmableBatchNormBase):
 _SLIMMABLE_OF = {
     nn.Conv2d: SlimmableConv2d,
     nn.Conv3d: SlimmableConv3d,
+    nn.ConvTranspose2d: SlimmableConvTranspose2d,
     nn.Linear: SlimmableLinear,
     nn.BatchNorm2d: SlimmableBatchNorm2d,
     nn.BatchNorm3d: SlimmableBatchNorm3d,
@@ -225,6 +249,10 @@ def to_slimmable_layer(layer: nn.Module) -> nn.Module:
     twin_cls = _SLIMMABLE_OF.get(type(layer))
     if twin_cls is None and type(layer).__name__ == 'SyncBatchNorm':  # mmcv's SyncBN
         twin_cls = SlimmableSyncBatchNorm
+    if twin_cls is None and type(layer).__module__ == 'mmcv.cnn.bricks.wrappers':
+        # mmcv's empty-input wrappers ('Conv', 'deconv', ...) run the torch layer as is
+        twin_cls = next((_SLIMMABLE_OF[base] for base in type(layer).__mro__
+                         if base in _SLIMMABLE_OF), None)
     if twin_cls is None:
         return layer
     twin = twin_cls.__new__(twin_cls)

@@ -1,0 +1,47 @@
+"""What every slimmable head shares: channel arguments follow the width, predictions do not."""
+from typing import Sequence, Tuple
+
+from ...ops import SlimmableLayer, convert_to_slimmable, scale_channels
+from ..norm_check import check_slimmable_norm
+from ..stock import StockSlimmable
+
+
+class StockSlimmableHead(StockSlimmable):
+    """A head whose stock counterpart at width ``w`` has its channel arguments scaled.
+
+    Subclasses name the stock class (:attr:`stock_type`), the constructor arguments that
+    are channel counts (:attr:`channel_args`, read back from attributes of the same name)
+    and the prediction layers whose outputs (class scores, box deltas, mask logits) never
+    shrink (:attr:`prediction_layers`). Every other argument reaches the stock config
+    unchanged.
+    """
+
+    stock_type: str
+    channel_args: Tuple[str, ...]
+    prediction_layers: Tuple[str, ...]
+
+    def make_slimmable(self, width_range: Sequence[float], stock_kwargs: dict) -> None:
+        """Swap the layers for slimmable twins; call at the end of ``__init__``.
+
+        Args:
+            width_range: Smallest and largest width multiplier.
+            stock_kwargs: The keyword arguments the stock class was built with.
+        """
+        owner = type(self).__name__
+        check_slimmable_norm(getattr(self, 'norm_cfg', None), owner)
+        self.init_width_range(width_range)
+        self._stock_kwargs = {k: v for k, v in stock_kwargs.items()
+                              if k != 'init_cfg' and k not in self.channel_args}
+        convert_to_slimmable(self)
+        for name in self.prediction_layers:
+            layer = getattr(self, name, None)
+            if layer is None:
+                continue
+            if not isinstance(layer, SlimmableLayer):
+                raise ValueError(f'{owner}.{name} is a {type(layer).__name__}, which cannot '
+                                 'take slimmed inputs; use a plain Conv2d or Linear')
+            layer.slim_out = False
+
+    def stock_config(self, width: float) -> dict:
+        channels = {arg: scale_channels(getattr(self, arg), width) for arg in self.channel_args}
+        return dict(type=self.stock_type, **self._stock_kwargs, **channels)

@@ -1,0 +1,77 @@
+"""Slimmable RoI box heads: the ``ConvFCBBoxHead`` family of mmdet.
+
+Convolutions and fully connected layers follow the active width; ``fc_cls`` and ``fc_reg``
+keep their outputs. RoI features enter the first fully connected layer flattened channel
+by channel (``c * roi_feat_area + position``), so the first ``c'`` channels are the first
+``c' * roi_feat_area`` features: a prefix slice of the full layer's inputs, as for any layer.
+"""
+from typing import Sequence
+
+from mmdet.models.roi_heads.bbox_heads import (
+    ConvFCBBoxHead,
+    Shared2FCBBoxHead,
+    Shared4Conv1FCBBoxHead,
+)
+from mmdet.registry import MODELS
+
+from .base import StockSlimmableHead
+
+
+class _SlimmableConvFCMixin(StockSlimmableHead):
+    """Channel arguments and fixed prediction layers of the ``ConvFCBBoxHead`` family."""
+
+    channel_args = ('in_channels', 'conv_out_channels', 'fc_out_channels')
+    prediction_layers = ('fc_cls', 'fc_reg')
+
+
+@MODELS.register_module()
+class SlimmableConvFCBBoxHead(_SlimmableConvFCMixin, ConvFCBBoxHead):
+    """mmdet ``ConvFCBBoxHead`` whose channels follow the active width.
+
+    At width ``w`` it computes ``ConvFCBBoxHead`` with ``in_channels``,
+    ``conv_out_channels`` and ``fc_out_channels`` scaled by ``scale_channels``.
+
+    Args:
+        width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
+        **kwargs: mmdet ``ConvFCBBoxHead`` arguments; ``norm_cfg`` None or batch norm.
+    """
+
+    stock_type = 'ConvFCBBoxHead'
+
+    def __init__(self, *, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.make_slimmable(width_range, kwargs)
+
+
+@MODELS.register_module()
+class SlimmableShared2FCBBoxHead(_SlimmableConvFCMixin, Shared2FCBBoxHead):
+    """mmdet ``Shared2FCBBoxHead`` (Faster/Mask R-CNN) whose channels follow the width.
+
+    Args:
+        width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
+        **kwargs: mmdet ``Shared2FCBBoxHead`` arguments (``in_channels``,
+            ``fc_out_channels``, ``num_classes``, ``bbox_coder``, losses, ...).
+    """
+
+    stock_type = 'Shared2FCBBoxHead'
+
+    def __init__(self, *, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.make_slimmable(width_range, kwargs)
+
+
+@MODELS.register_module()
+class SlimmableShared4Conv1FCBBoxHead(_SlimmableConvFCMixin, Shared4Conv1FCBBoxHead):
+    """mmdet ``Shared4Conv1FCBBoxHead`` whose channels follow the width.
+
+    Args:
+        width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
+        **kwargs: mmdet ``Shared4Conv1FCBBoxHead`` arguments; ``norm_cfg`` None or
+            batch norm (the GN variants of mmdet's configs cannot slim).
+    """
+
+    stock_type = 'Shared4Conv1FCBBoxHead'
+
+    def __init__(self, *, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.make_slimmable(width_range, kwargs)

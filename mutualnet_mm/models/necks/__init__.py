@@ -1,0 +1,4 @@
+"""Slimmable necks, registered in mmdet's MODELS."""
+from .fpn import SlimmableFPN
+
+__all__ = ['SlimmableFPN']
