@@ -130,7 +130,7 @@ def detect_arch(state_dict: Mapping[str, Tensor]) -> str:
                          'load it directly with init_cfg=dict(type="Pretrained", '
                          'checkpoint=...), no conversion needed')
     raise ValueError(f'unknown checkpoint layout (first keys: {sorted(keys)[:6]}); known '
-                     f'layouts: {sorted(ARCHS)}. Pass --arch to convert anyway')
+                     f'layouts: {sorted(ARCHS)}; name the layout explicitly to convert anyway')
 
 
 def build_target(arch: str, device='meta') -> nn.Module:
