@@ -2,8 +2,12 @@
 
 ``import mutualnet_mm`` registers every slimmable module and engine component.
 """
-from . import models  # noqa: F401  (registers the modules)
+from . import engine, evaluation, models  # noqa: F401  (registers the components)
+from .engine.checkpoint import allow_mmengine_checkpoint_classes, load_urls_weights_only
 from .ops import get_width, set_width, width_range_of
+
+allow_mmengine_checkpoint_classes()  # mmengine resume/load_from with weights_only=True
+load_urls_weights_only()
 
 __version__ = '0.1.0'
 __all__ = ['get_width', 'set_width', 'width_range_of', '__version__']

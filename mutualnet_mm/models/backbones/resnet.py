@@ -14,7 +14,8 @@ from mmdet.registry import MODELS
 from ...ops import convert_to_slimmable, scale_channels
 from ..stock import StockSlimmable
 
-_NOT_FORWARDED = ('init_cfg', 'pretrained')
+# Arguments the twin does not take as given: weights, and the widths set per width.
+_NOT_FORWARDED = ('init_cfg', 'pretrained', 'base_channels', 'stem_channels')
 
 
 @MODELS.register_module()

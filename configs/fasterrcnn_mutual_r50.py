@@ -1,0 +1,13 @@
+# Faster R-CNN R50-FPN on COCO (1x), one set of weights for every (width, scale).
+_base_ = [
+    'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_detection.py',
+    './_base_/mutual_schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+]
+
+norm_cfg = dict(type='SyncBN', requires_grad=True)
+model = dict(
+    backbone=dict(type='SlimmableResNet', width_range=(0.25, 1.0), norm_cfg=norm_cfg,
+                  norm_eval=False),
+    neck=dict(type='SlimmableFPN'))

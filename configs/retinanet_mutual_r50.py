@@ -1,0 +1,16 @@
+# RetinaNet R50-FPN on COCO (1x), one set of weights for every (width, scale).
+_base_ = [
+    'mmdet::_base_/models/retinanet_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_detection.py',
+    './_base_/mutual_schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+]
+
+norm_cfg = dict(type='SyncBN', requires_grad=True)
+model = dict(
+    backbone=dict(type='SlimmableResNet', width_range=(0.25, 1.0), norm_cfg=norm_cfg,
+                  norm_eval=False),
+    neck=dict(type='SlimmableFPN'))
+
+# The stock RetinaNet recipe's optimizer (lr 0.01) and gradient clipping.
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001))

@@ -1,0 +1,21 @@
+"""Training and evaluation machinery: cohorts, batch rescaling, the mutual step, loops."""
+from .calibration import calibrate_bn
+from .checkpoint import allow_mmengine_checkpoint_classes, load_checkpoint_safely
+from .distill import Distiller, FeatureDistiller, LogitDistiller
+from .loops import (
+                    MutualEpochBasedTrainLoop,
+                    MutualIterBasedTrainLoop,
+                    PerConfigTestLoop,
+                    PerConfigValLoop,
+)
+from .mutual_step import MutualTrainStep, NonFiniteLossError
+from .rescale import DetBatchRescaler, VideoBatchRescaler
+from .subnet import CohortSampler, SubnetConfig
+
+__all__ = [
+    'CohortSampler', 'DetBatchRescaler', 'Distiller', 'FeatureDistiller', 'LogitDistiller',
+    'MutualEpochBasedTrainLoop', 'MutualIterBasedTrainLoop', 'MutualTrainStep',
+    'NonFiniteLossError', 'PerConfigTestLoop', 'PerConfigValLoop', 'SubnetConfig',
+    'VideoBatchRescaler', 'allow_mmengine_checkpoint_classes', 'calibrate_bn',
+    'load_checkpoint_safely',
+]

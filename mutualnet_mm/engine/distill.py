@@ -1,0 +1,114 @@
+"""In-place distillation: sub-networks learn from the full configuration's outputs.
+
+A distiller names the submodule whose output it compares (captured with a forward hook
+during the pass), and says whether sub-networks also keep their ground-truth losses.
+"""
+from contextlib import contextmanager
+from typing import Any, Iterator, List
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..registry import MUTUAL
+
+
+class Distiller:
+    """Base class: capture a submodule's output and compare student with teacher.
+
+    Args:
+        module: Dotted name of the submodule whose output is distilled.
+        weight: Weight of the distillation loss.
+        label_loss: Whether sub-networks keep their ground-truth losses too.
+    """
+
+    def __init__(self, module: str, weight: float = 1.0, label_loss: bool = True) -> None:
+        self.module = module
+        self.weight = weight
+        self.label_loss = label_loss
+
+    @contextmanager
+    def capture(self, model: nn.Module) -> Iterator[List[Any]]:
+        """Record the output of ``model.<module>`` during the ``with`` block."""
+        try:
+            target = model.get_submodule(self.module)
+        except AttributeError:
+            raise ValueError(f'distill.module {self.module!r} is not a submodule of '
+                             f'{type(model).__name__}') from None
+        outputs: List[Any] = []
+        handle = target.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+        try:
+            yield outputs
+        finally:
+            handle.remove()
+
+    def loss(self, student: Any, teacher: Any) -> Tensor:
+        """The weighted distillation loss of one sub-network."""
+        raise NotImplementedError
+
+
+def _tensors(output: Any) -> List[Tensor]:
+    if isinstance(output, Tensor):
+        return [output]
+    return [t for item in output for t in _tensors(item)]
+
+
+@MUTUAL.register_module()
+class LogitDistiller(Distiller):
+    """``KL(teacher || student)`` on class logits, as in MutualNet classification.
+
+    Args:
+        module: The classification head (default ``'cls_head'``).
+        temperature: Softmax temperature (the loss is scaled by its square).
+        weight: Loss weight.
+        label_loss: Sub-networks keep their label loss too (default False: as in the
+            reference, they learn from the full network only).
+    """
+
+    def __init__(self, module: str = 'cls_head', temperature: float = 1.0,
+                 weight: float = 1.0, label_loss: bool = False) -> None:
+        super().__init__(module, weight, label_loss)
+        if temperature <= 0:
+            raise ValueError(f'temperature must be positive, got {temperature!r}')
+        self.temperature = temperature
+
+    def loss(self, student: Any, teacher: Any) -> Tensor:
+        (student,), (teacher,) = _tensors(student)[:1], _tensors(teacher)[:1]
+        t = self.temperature
+        kl = F.kl_div(F.log_softmax(student / t, dim=-1), F.softmax(teacher / t, dim=-1),
+                      reduction='batchmean')
+        return self.weight * kl * t * t
+
+
+@MUTUAL.register_module()
+class FeatureDistiller(Distiller):
+    """Mean squared error between student and teacher feature maps (e.g. the FPN).
+
+    Teacher maps are resized to the student's spatial size (bilinear) and cut to the
+    student's channels (a slimmed neck runs a prefix of the full channels).
+
+    Args:
+        module: The module whose (tuple of) feature maps is compared (default 'neck').
+        weight: Loss weight.
+        label_loss: Sub-networks keep their detection losses too (default True).
+    """
+
+    def __init__(self, module: str = 'neck', weight: float = 1.0,
+                 label_loss: bool = True) -> None:
+        super().__init__(module, weight, label_loss)
+
+    def loss(self, student: Any, teacher: Any) -> Tensor:
+        losses = []
+        for s, t in zip(_tensors(student), _tensors(teacher)):
+            t = t[:, :s.shape[1]]
+            if t.shape[-2:] != s.shape[-2:]:
+                t = F.interpolate(t, size=s.shape[-2:], mode='bilinear', align_corners=False)
+            losses.append(F.mse_loss(s, t))
+        return self.weight * torch.stack(losses).mean()
+
+
+def build_distiller(cfg) -> Distiller:
+    """Build a distiller from a config dict; ``None`` or ``False`` means none."""
+    if not cfg:
+        return None
+    return MUTUAL.build(cfg) if isinstance(cfg, dict) else cfg

@@ -1,0 +1,256 @@
+"""mmengine loops: mutual-learning training and per-configuration evaluation."""
+import os.path as osp
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from mmengine.dist import is_main_process
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.registry import LOOPS
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, TestLoop, ValLoop
+from mmengine.runner.amp import autocast
+from mmengine.utils import ProgressBar
+
+from ..evaluation.cost import count_cost
+from ..evaluation.results import format_table, write_results
+from ..ops import set_width, width_range_of
+from .calibration import calibrate_bn
+from .mutual_step import MutualTrainStep, check_trainable_norms
+from .rescale import build_rescaler
+from .subnet import SubnetConfig, check_scales
+
+
+def _default_rescaler(model) -> dict:
+    """The rescaler a model's task needs (video recognizers vs. detectors)."""
+    module = model.module if is_model_wrapper(model) else model
+    if type(module).__module__.startswith('mmaction'):
+        return dict(type='VideoBatchRescaler')
+    return dict(type='DetBatchRescaler')
+
+
+class _MutualTrainMixin:
+    """Replaces the single-pass ``train_step`` with :class:`MutualTrainStep`."""
+
+    def _build_mutual_step(self, mutual: Optional[dict]) -> None:
+        model = self.runner.model
+        check_trainable_norms(model.module if is_model_wrapper(model) else model)
+        self.mutual_step = MutualTrainStep.from_config(
+            mutual, model, seed=self.runner.seed or 0,
+            default_rescaler=_default_rescaler(model))
+        sampler = self.mutual_step.sampler
+        print_log(f'mutual learning: {sampler.num_subnets} configurations per iteration, '
+                  f'width range {sampler.width_range}, scales {sampler.scales}'
+                  + (f', frames {sampler.frames}' if sampler.frames else '')
+                  + (f', distillation {type(self.mutual_step.distiller).__name__}'
+                     if self.mutual_step.distiller else ''), logger='current')
+
+    def _mutual_iter(self, batch_idx: int, data_batch) -> None:
+        self.runner.call_hook('before_train_iter', batch_idx=batch_idx, data_batch=data_batch)
+        outputs = self.mutual_step(self.runner.model, data_batch, self.runner.optim_wrapper,
+                                   self._iter)
+        self.runner.call_hook('after_train_iter', batch_idx=batch_idx,
+                              data_batch=data_batch, outputs=outputs)
+        self._iter += 1
+
+
+@LOOPS.register_module()
+class MutualEpochBasedTrainLoop(_MutualTrainMixin, EpochBasedTrainLoop):
+    """``EpochBasedTrainLoop`` whose every iteration trains a cohort of configurations.
+
+    Args:
+        mutual: The mutual-learning settings (see :meth:`MutualTrainStep.from_config`).
+        **kwargs: ``EpochBasedTrainLoop`` arguments.
+    """
+
+    def __init__(self, runner, dataloader, max_epochs: int, mutual: Optional[dict] = None,
+                 **kwargs) -> None:
+        super().__init__(runner, dataloader, max_epochs, **kwargs)
+        self._build_mutual_step(mutual)
+
+    def run_iter(self, idx, data_batch) -> None:
+        self._mutual_iter(idx, data_batch)
+
+
+@LOOPS.register_module()
+class MutualIterBasedTrainLoop(_MutualTrainMixin, IterBasedTrainLoop):
+    """``IterBasedTrainLoop`` whose every iteration trains a cohort of configurations."""
+
+    def __init__(self, runner, dataloader, max_iters: int, mutual: Optional[dict] = None,
+                 **kwargs) -> None:
+        super().__init__(runner, dataloader, max_iters, **kwargs)
+        self._build_mutual_step(mutual)
+
+    def run_iter(self, data_batch) -> None:
+        self._mutual_iter(self._iter, data_batch)
+
+
+class _PerConfigMixin:
+    """Evaluate every configuration of a grid with the stock evaluator.
+
+    For each (width, scale): set the width, calibrate batch norms on training batches,
+    run the dataloader with the batch rescaled to the scale, evaluate, and count the cost
+    on the first sample. Writes ``per_config.{json,csv,png}`` and ``query_table.json`` to
+    the work dir and logs a table. The full configuration runs last, so the model is left
+    at full width with its statistics.
+    """
+
+    def _setup_grid(self, widths: Optional[Sequence[float]], scales: Sequence[float],
+                    calibration: Optional[dict], rescaler: Optional[dict],
+                    metric: Optional[str], count_flops: bool) -> None:
+        model = self.runner.model
+        module = model.module if is_model_wrapper(model) else model
+        low, high = width_range_of(module)
+        widths = tuple(widths) if widths else (high, low)
+        for width in widths:
+            set_width(module, width)  # validates against the model's range
+        set_width(module, high)
+        scales = check_scales(scales, type(self).__name__)
+        grid = [SubnetConfig(float(w), s) for w in widths for s in scales]
+        full = SubnetConfig(max(widths), max(scales))
+        self.grid = sorted(grid, key=lambda c: (c == full, -c.width, -c.scale))
+        calibration = dict(calibration or {})
+        unknown = set(calibration) - {'num_batches'}
+        if unknown:
+            raise KeyError(f'unknown calibration key(s) {sorted(unknown)}; allowed: '
+                           "['num_batches']")
+        self.num_calibration_batches = int(calibration.get('num_batches', 8))
+        self.rescaler = build_rescaler(rescaler or _default_rescaler(model))
+        self.metric = metric
+        self.count_flops = count_flops
+
+    def _calibration_batches(self):
+        runner = self.runner
+        loop = runner._train_loop
+        if loop is not None and not isinstance(loop, dict):
+            return loop.dataloader
+        if not hasattr(self, '_calibration_loader'):
+            self._calibration_loader = runner.build_dataloader(runner.cfg.train_dataloader)
+        return self._calibration_loader
+
+    def _evaluate_grid(self, stage: str) -> dict:
+        runner = self.runner
+        model = runner.model
+        module = model.module if is_model_wrapper(model) else model
+        records: List[dict] = []
+        progress = ProgressBar(len(self.grid) * len(self.dataloader)) \
+            if is_main_process() else None
+        for config in self.grid:
+            calibrate_bn(model, self._calibration_batches(), config, self.rescaler,
+                         self.num_calibration_batches)
+            first_batch = None
+            for idx, data_batch in enumerate(self.dataloader):
+                first_batch = first_batch or data_batch
+                runner.call_hook(f'before_{stage}_iter', batch_idx=idx, data_batch=data_batch)
+                outputs = self._predict(module, data_batch, config)
+                self.evaluator.process(data_samples=outputs, data_batch=data_batch)
+                runner.call_hook(f'after_{stage}_iter', batch_idx=idx,
+                                 data_batch=data_batch, outputs=outputs)
+                if progress:
+                    progress.update()
+            metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+            record = {'name': config.name, 'width': config.width, 'scale': config.scale}
+            if self.count_flops and first_batch is not None:
+                record.update(self._cost(module, first_batch, config))
+            record.update(metrics)
+            records.append(record)
+        full_metrics = dict(records[-1])
+        metric = self.metric or self._default_metric(full_metrics)
+        if is_main_process():
+            print()
+            self._report(records, metric)
+        return {k: v for k, v in full_metrics.items() if '/' in k}
+
+    @torch.no_grad()
+    def _predict(self, module, data_batch, config: SubnetConfig):
+        with autocast(enabled=getattr(self, 'fp16', False)):
+            data = module.data_preprocessor(data_batch, False)
+            inputs, samples = self.rescaler(data['inputs'], data['data_samples'], config)
+            return module(inputs, samples, mode='predict')
+
+    def _cost(self, module, data_batch, config: SubnetConfig) -> dict:
+        single = {key: value[:1] for key, value in data_batch.items()}
+        data = module.data_preprocessor(single, False)
+        inputs, samples = self.rescaler(data['inputs'], data['data_samples'], config)
+        parts = count_cost(module, lambda: module(inputs, samples, mode='predict'))
+        total = parts.pop('total')
+        record = {'input_shape': list(inputs.shape[1:]), 'gflops': total['gmacs'],
+                  'mparams': total['mparams']}
+        record.update({f'gflops_{part}': cost['gmacs'] for part, cost in parts.items()})
+        return record
+
+    @staticmethod
+    def _default_metric(metrics: Dict[str, float]) -> str:
+        for key in ('coco/bbox_mAP', 'acc/top1'):
+            if key in metrics:
+                return key
+        numeric = [k for k, v in metrics.items() if isinstance(v, float) and '/' in k]
+        if not numeric:
+            raise ValueError(f'no metric to build the query table from in {sorted(metrics)}')
+        return numeric[0]
+
+    def _report(self, records: List[dict], metric: str) -> None:
+        work_dir = self.runner.work_dir
+        paths = write_results(records, work_dir, metric)
+        metric_columns = [k for k in records[-1]
+                          if '/' in k and isinstance(records[-1][k], float)][:4]
+        columns = ['width', 'scale', 'input_shape', 'gflops', 'mparams'] + metric_columns
+        table = format_table(sorted(records, key=lambda r: -r.get('gflops', 0)), columns)
+        print_log(f'per-configuration results ({len(records)} configurations, query table '
+                  f'by {metric}):\n{table}\nwritten: '
+                  + ', '.join(osp.relpath(p, work_dir) for p in paths.values())
+                  + f' in {work_dir}', logger='current')
+
+
+@LOOPS.register_module()
+class PerConfigValLoop(_PerConfigMixin, ValLoop):
+    """Validation over a grid of (width, scale) configurations.
+
+    Args:
+        widths: Widths to evaluate (default: the model's min and max).
+        scales: Input scales to evaluate.
+        calibration: ``dict(num_batches=K)``: training batches for BN calibration
+            (0 keeps the statistics as they are).
+        rescaler: The batch rescaler (default: the task's).
+        metric: Metric for the query table (default: bbox mAP or top-1).
+        count_flops: Count multiply-adds and parameters per configuration.
+        fp16: Evaluate under autocast.
+    """
+
+    def __init__(self, runner, dataloader, evaluator, widths: Optional[Sequence[float]] = None,
+                 scales: Sequence[float] = (1.0,), calibration: Optional[dict] = None,
+                 rescaler: Optional[dict] = None, metric: Optional[str] = None,
+                 count_flops: bool = True, fp16: bool = False) -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops)
+
+    def run(self) -> dict:
+        self.runner.call_hook('before_val')
+        self.runner.call_hook('before_val_epoch')
+        metrics = self._evaluate_grid('val')
+        self.runner.call_hook('after_val_epoch', metrics=metrics)
+        self.runner.call_hook('after_val')
+        return metrics
+
+
+@LOOPS.register_module()
+class PerConfigTestLoop(_PerConfigMixin, TestLoop):
+    """Test over a grid of (width, scale) configurations (see :class:`PerConfigValLoop`)."""
+
+    def __init__(self, runner, dataloader, evaluator, widths: Optional[Sequence[float]] = None,
+                 scales: Sequence[float] = (1.0,), calibration: Optional[dict] = None,
+                 rescaler: Optional[dict] = None, metric: Optional[str] = None,
+                 count_flops: bool = True, fp16: bool = False) -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops)
+
+    def run(self) -> dict:
+        self.runner.call_hook('before_test')
+        self.runner.call_hook('before_test_epoch')
+        metrics = self._evaluate_grid('test')
+        self.runner.call_hook('after_test_epoch', metrics=metrics)
+        self.runner.call_hook('after_test')
+        return metrics
+
+
+__all__ = ['MutualEpochBasedTrainLoop', 'MutualIterBasedTrainLoop', 'PerConfigTestLoop',
+           'PerConfigValLoop']

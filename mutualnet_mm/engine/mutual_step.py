@@ -1,0 +1,170 @@
+"""The mutual-learning training step: a cohort of configurations, one optimizer step.
+
+Shared by every task: what differs (how a batch is rescaled, what distillation
+compares) is passed in as a rescaler and a distiller.
+"""
+from collections import OrderedDict
+from contextlib import ExitStack, nullcontext
+from typing import Any, Dict, List, Optional
+
+import torch
+from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapper
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..ops import set_width, slimmable_modules, width_range_of
+from .distill import Distiller, build_distiller
+from .rescale import build_rescaler
+from .subnet import CohortSampler, SubnetConfig
+
+
+def _detach(output: Any) -> Any:
+    if isinstance(output, Tensor):
+        return output.detach()
+    if isinstance(output, (list, tuple)):
+        return type(output)(_detach(item) for item in output)
+    return output
+
+
+def _kind(index: int, cohort: List[SubnetConfig]) -> str:
+    if index == 0:
+        return 'full'
+    return 'min' if index == len(cohort) - 1 else 'mid'
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A configuration produced a NaN or infinite loss."""
+
+
+class MutualTrainStep:
+    """Runs one iteration of mutual learning.
+
+    Per iteration: the data preprocessor runs once; then for each configuration of the
+    cohort (full first): set the width, rescale the batch, forward in loss mode,
+    backward (gradients accumulate; under DDP all passes but the last run in
+    ``no_sync``, so the last backward synchronizes the sum of all passes); then exactly
+    one optimizer step.
+
+    Args:
+        sampler: Draws each iteration's cohort.
+        rescaler: Resizes a preprocessed batch (and its annotations) to a scale.
+        distiller: Optional in-place distillation from the full configuration.
+        skip_nonfinite: Skip a configuration whose loss is not finite (logged as
+            ``skipped``) instead of stopping with an error naming it.
+    """
+
+    def __init__(self, sampler: CohortSampler, rescaler, distiller: Optional[Distiller] = None,
+                 skip_nonfinite: bool = False) -> None:
+        self.sampler = sampler
+        self.rescaler = rescaler
+        self.distiller = distiller
+        self.skip_nonfinite = skip_nonfinite
+
+    @classmethod
+    def from_config(cls, cfg: Optional[dict], model: nn.Module, seed: int = 0,
+                    default_rescaler: Optional[dict] = None) -> 'MutualTrainStep':
+        """Build from a config's ``mutual`` section.
+
+        Keys: ``num_subnets`` (4), ``scales`` ((1.0,)), ``frames`` (None),
+        ``width_range`` (default: the model's), ``rescaler``, ``distill``,
+        ``skip_nonfinite`` (False).
+        """
+        cfg = dict(cfg or {})
+        allowed = {'num_subnets', 'scales', 'frames', 'width_range', 'rescaler', 'distill',
+                   'skip_nonfinite'}
+        unknown = sorted(set(cfg) - allowed)
+        if unknown:
+            raise KeyError(f'unknown key(s) {unknown} in mutual config; allowed: '
+                           f'{sorted(allowed)}')
+        module = model.module if is_model_wrapper(model) else model
+        model_range = width_range_of(module)
+        width_range = tuple(cfg.get('width_range') or model_range)
+        if width_range[0] < model_range[0] or width_range[1] > model_range[1]:
+            raise ValueError(f'mutual.width_range {width_range} is outside the range '
+                             f'{model_range} the model allows')
+        sampler = CohortSampler(width_range, cfg.get('num_subnets', 4),
+                                cfg.get('scales', (1.0,)), cfg.get('frames'), seed)
+        rescaler_cfg = cfg.get('rescaler') or default_rescaler
+        if rescaler_cfg is None:
+            raise ValueError('mutual.rescaler is required (e.g. '
+                             "dict(type='DetBatchRescaler') or dict(type='VideoBatchRescaler'))")
+        return cls(sampler, build_rescaler(rescaler_cfg), build_distiller(cfg.get('distill')),
+                   cfg.get('skip_nonfinite', False))
+
+    def __call__(self, model: nn.Module, data: Dict[str, Any], optim_wrapper: OptimWrapper,
+                 iteration: int) -> Dict[str, Tensor]:
+        """Run the cohort of ``iteration`` on ``data``; return the log variables."""
+        module = model.module if is_model_wrapper(model) else model
+        cohort = self.sampler.cohort(iteration)
+        with optim_wrapper.optim_context(model):
+            batch = module.data_preprocessor(data, True)
+        log_vars: Dict[str, Tensor] = OrderedDict()
+        kind_losses: Dict[str, List[Tensor]] = {}
+        teacher = None
+        count_before = optim_wrapper.inner_count
+        try:
+            for index, config in enumerate(cohort):
+                is_last = index == len(cohort) - 1
+                set_width(module, config.width)
+                inputs, samples = self.rescaler(batch['inputs'], batch['data_samples'], config)
+                with ExitStack() as stack:
+                    if not is_last and hasattr(model, 'no_sync'):
+                        stack.enter_context(model.no_sync())
+                    captured = stack.enter_context(
+                        self.distiller.capture(module) if self.distiller else nullcontext([]))
+                    with optim_wrapper.optim_context(model):
+                        losses = model(inputs, samples, mode='loss')
+                        loss, pass_vars = module.parse_losses(losses)
+                        if self.distiller is not None and index > 0:
+                            distill = self.distiller.loss(captured[-1], teacher)
+                            loss = loss + distill if self.distiller.label_loss else distill
+                            kind_losses.setdefault('distill', []).append(distill.detach())
+                    if self.distiller is not None and index == 0:
+                        teacher = _detach(captured[-1])
+                    if not torch.isfinite(loss).all():
+                        if not self.skip_nonfinite:
+                            raise NonFiniteLossError(
+                                f'non-finite loss {loss.item()} at configuration '
+                                f'{config.name} (width={config.width:.4f}, '
+                                f'scale={config.scale}) in iteration {iteration}; set '
+                                'mutual.skip_nonfinite=True to skip such passes')
+                        kind_losses.setdefault('skipped', []).append(loss.new_tensor(1.0))
+                        # Keep DDP's gradient hooks in step on every rank.
+                        loss = loss.nan_to_num(0.0, 0.0, 0.0) * 0.0
+                    optim_wrapper.backward(loss)
+                if index == 0:
+                    log_vars.update(pass_vars)  # the stock loss names, full configuration
+                kind_losses.setdefault(_kind(index, cohort), []).append(loss.detach())
+        finally:
+            set_width(module, self.sampler.full.width)
+        # mmengine counts backward calls for gradient accumulation: one per iteration.
+        optim_wrapper._inner_count = count_before + 1
+        if optim_wrapper.should_update():
+            optim_wrapper.step()
+            optim_wrapper.zero_grad()
+        total = sum(torch.stack(v).sum() for k, v in kind_losses.items()
+                    if k in ('full', 'mid', 'min'))
+        for kind, values in kind_losses.items():
+            reduce = torch.sum if kind == 'skipped' else torch.mean
+            log_vars[f'loss_{kind}' if kind != 'skipped' else 'skipped'] = \
+                reduce(torch.stack(values))
+        log_vars['loss'] = total
+        return log_vars
+
+
+def check_trainable_norms(model: nn.Module) -> None:
+    """Refuse frozen batch-norm statistics in slimmable parts during mutual training.
+
+    Running statistics are not shared across widths and scales; ``norm_eval=True``
+    would normalize every configuration with one set of (full-width) statistics.
+    """
+    for name, part in slimmable_modules(model):
+        if getattr(part, 'norm_eval', False) and any(
+                isinstance(m, _BatchNorm) for m in part.modules()):
+            raise ValueError(f'{name or type(part).__name__} has norm_eval=True: batch-norm '
+                             'statistics cannot be frozen in mutual training (they differ '
+                             'per width and scale); set norm_eval=False in its config')
+
+
+__all__ = ['MutualTrainStep', 'NonFiniteLossError', 'check_trainable_norms']
