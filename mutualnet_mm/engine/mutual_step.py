@@ -130,8 +130,11 @@ class MutualTrainStep:
                                 f'scale={config.scale}) in iteration {iteration}; set '
                                 'mutual.skip_nonfinite=True to skip such passes')
                         kind_losses.setdefault('skipped', []).append(loss.new_tensor(1.0))
-                        # Keep DDP's gradient hooks in step on every rank.
-                        loss = loss.nan_to_num(0.0, 0.0, 0.0) * 0.0
+                        # A zero that reaches every parameter keeps DDP's gradient hooks in
+                        # step on every rank; backpropagating through the non-finite graph
+                        # instead would turn the accumulated gradients into NaN (0 * inf).
+                        loss = sum(p.sum() * 0.0 for p in model.parameters()
+                                   if p.requires_grad)
                     optim_wrapper.backward(loss)
                 if index == 0:
                     log_vars.update(pass_vars)  # the stock loss names, full configuration
