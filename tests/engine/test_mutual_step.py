@@ -1,0 +1,245 @@
+"""One mutual-learning iteration on a tiny Mask R-CNN: passes, gradients, one optimizer step."""
+import copy
+import math
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+
+import mutualnet_mm
+from mutualnet_mm.datasets import generate_coco_shapes
+from mutualnet_mm.engine import MutualTrainStep, NonFiniteLossError
+from mutualnet_mm.engine.mutual_step import check_trainable_norms
+
+CONFIG = Path(__file__).parents[2] / 'configs/demo/maskrcnn_mutual_r18_shapes.py'
+SIZE = 64
+SCALES = (1.0, 0.75, 0.5)
+STOCK_LOSSES = {'loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'acc', 'loss_bbox', 'loss_mask'}
+# Parameters of every trained part (the config freezes the stem and layer1).
+WATCHED = ('backbone.layer2.0.conv1.weight', 'backbone.layer3.0.conv1.weight',
+           'neck.lateral_convs.0.conv.weight', 'rpn_head.rpn_conv.weight',
+           'roi_head.bbox_head.fc_cls.weight', 'roi_head.mask_head.convs.0.conv.weight')
+
+
+@pytest.fixture(scope='module')
+def cfg(tmp_path_factory) -> Config:
+    root = tmp_path_factory.mktemp('coco_shapes')
+    generate_coco_shapes(root, num_train=4, num_val=2, image_size=SIZE)
+    cfg = Config.fromfile(str(CONFIG))
+    cfg.merge_from_dict({
+        'train_dataloader.dataset.data_root': f'{root}/',
+        'train_dataloader.dataset.pipeline.2.scale': (SIZE, SIZE),
+        'train_dataloader.dataset.pipeline.3.prob': 0.0,  # no flip: a fixed batch
+        'train_dataloader.batch_size': 2,
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+    })
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def data(cfg: Config) -> dict:
+    init_default_scope('mmdet')
+    return next(iter(Runner.build_dataloader(cfg.train_dataloader, seed=0)))
+
+
+@pytest.fixture(scope='module')
+def initial_model(cfg: Config) -> torch.nn.Module:
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    return MODELS.build(cfg.model).train()
+
+
+@pytest.fixture
+def model(initial_model: torch.nn.Module) -> torch.nn.Module:
+    return copy.deepcopy(initial_model)
+
+
+def mutual(**kwargs) -> dict:
+    return dict(dict(num_subnets=4, scales=SCALES, rescaler=dict(type='DetBatchRescaler')),
+                **kwargs)
+
+
+class Recorder:
+    """Records each pass (input shape, width), each parameter gradient and optimizer step."""
+
+    def __init__(self, model: torch.nn.Module, optim_wrapper: OptimWrapper) -> None:
+        self.passes: List[tuple] = []
+        self.contributions: Dict[str, List[torch.Tensor]] = {name: [] for name in WATCHED}
+        self.grads_at_step: List[Dict[str, torch.Tensor]] = []
+        params = dict(model.named_parameters())
+        self._handles = [model.backbone.register_forward_pre_hook(
+            lambda _m, args: self.passes.append((tuple(args[0].shape),
+                                                 mutualnet_mm.get_width(model))))]
+        for name in WATCHED:
+            self._handles.append(params[name].register_hook(
+                lambda grad, name=name: self.contributions[name].append(grad.clone())))
+        optimizer = optim_wrapper.optimizer
+        original_step = optimizer.step
+
+        def step(*args, **kwargs):
+            self.grads_at_step.append({name: params[name].grad.clone() for name in WATCHED})
+            return original_step(*args, **kwargs)
+        optimizer.step = step
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+@contextmanager
+def recording(model: torch.nn.Module, optim_wrapper: OptimWrapper) -> Iterator[Recorder]:
+    recorder = Recorder(model, optim_wrapper)
+    try:
+        yield recorder
+    finally:
+        recorder.remove()
+
+
+def sgd(model: torch.nn.Module) -> OptimWrapper:
+    return OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+
+
+def run_step(model, data, step: MutualTrainStep, iteration: int = 3, seed: int = 0):
+    optim_wrapper = sgd(model)
+    with recording(model, optim_wrapper) as recorder:
+        torch.manual_seed(seed)  # the RPN and RoI samplers draw at random
+        log_vars = step(model, copy.deepcopy(data), optim_wrapper, iteration)
+    return log_vars, recorder, optim_wrapper
+
+
+def padded(size: int, scale: float) -> int:
+    return math.ceil(round(size * scale) / 32) * 32
+
+
+def test_an_iteration_runs_the_cohort_then_one_optimizer_step(model, data) -> None:
+    step = MutualTrainStep.from_config(mutual(), model, seed=0)
+    cohort = step.sampler.cohort(3)
+    assert [c.scale for c in cohort] != [1.0] * 4  # the seed gives some rescaled passes
+    before = model.backbone.layer2[0].conv1.weight.detach().clone()
+    log_vars, recorder, optim_wrapper = run_step(model, data, step)
+
+    assert [width for _, width in recorder.passes] == pytest.approx([c.width for c in cohort])
+    assert [shape for shape, _ in recorder.passes] == [
+        (2, 3, padded(SIZE, c.scale), padded(SIZE, c.scale)) for c in cohort]
+    assert len(recorder.grads_at_step) == 1
+    assert optim_wrapper.inner_count == 1
+    assert not torch.equal(model.backbone.layer2[0].conv1.weight, before)
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    assert mutualnet_mm.get_width(model) == 1.0
+
+    # Every pass reaches every part; the step sees the sum of the passes' gradients.
+    for name in WATCHED:
+        contributions = recorder.contributions[name]
+        assert len(contributions) == 4, name
+        assert all(g.any() for g in contributions), name
+        torch.testing.assert_close(recorder.grads_at_step[0][name], sum(contributions))
+
+    assert STOCK_LOSSES | {'loss', 'loss_full', 'loss_mid', 'loss_min'} <= set(log_vars)
+    stock_total = sum(v for k, v in log_vars.items() if k.startswith('loss_') and
+                      k not in ('loss_full', 'loss_mid', 'loss_min'))
+    torch.testing.assert_close(log_vars['loss_full'], stock_total.detach())
+    torch.testing.assert_close(log_vars['loss'], log_vars['loss_full']
+                               + 2 * log_vars['loss_mid'] + log_vars['loss_min'])
+
+
+def test_gradients_accumulate_over_the_cohort(initial_model, data) -> None:
+    full_only = copy.deepcopy(initial_model)
+    cohort = copy.deepcopy(initial_model)
+    one = MutualTrainStep.from_config(mutual(num_subnets=1), full_only)
+    four = MutualTrainStep.from_config(mutual(num_subnets=4), cohort)
+    _, alone, _ = run_step(full_only, data, one)
+    _, together, _ = run_step(cohort, data, four)
+    assert [w for _, w in alone.passes] == [1.0]
+    for name in WATCHED:
+        full_pass = alone.grads_at_step[0][name]
+        # The full pass is the same in both; the other three add to it.
+        torch.testing.assert_close(together.contributions[name][0], full_pass)
+        rest = sum(together.contributions[name][1:])
+        assert rest.abs().sum() > 1e-3 * full_pass.abs().sum(), name
+        torch.testing.assert_close(together.grads_at_step[0][name], full_pass + rest)
+
+
+def test_feature_distillation_adds_its_loss(model, data) -> None:
+    step = MutualTrainStep.from_config(
+        mutual(distill=dict(type='FeatureDistiller', module='neck', weight=1.0)), model)
+    log_vars, recorder, _ = run_step(model, data, step)
+    assert len(recorder.passes) == 4 and len(recorder.grads_at_step) == 1
+    assert 'loss_distill' in log_vars
+    assert torch.isfinite(log_vars['loss_distill']) and log_vars['loss_distill'] > 0
+    assert STOCK_LOSSES <= set(log_vars)
+
+
+def test_a_distiller_on_a_missing_module_is_named(model, data) -> None:
+    step = MutualTrainStep.from_config(
+        mutual(distill=dict(type='FeatureDistiller', module='necks')), model)
+    with pytest.raises(ValueError, match="distill.module 'necks' is not a submodule"):
+        run_step(model, data, step)
+
+
+@contextmanager
+def nan_features_at_width(model: torch.nn.Module, width: float) -> Iterator[None]:
+    """The neck's outputs turn NaN in the passes at ``width`` (features that blew up)."""
+    def hook(_module, _inputs, outputs):
+        if mutualnet_mm.get_width(model) == width:
+            return tuple(out * float('nan') for out in outputs)
+        return None
+    handle = model.neck.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def test_a_nonfinite_loss_names_its_configuration(model, data) -> None:
+    step = MutualTrainStep.from_config(mutual(), model)
+    smallest = step.sampler.cohort(3)[-1]
+    with nan_features_at_width(model, 0.25):
+        with pytest.raises(NonFiniteLossError, match=rf'configuration {smallest.name} '
+                           r'\(width=0.2500, .*iteration 3.*skip_nonfinite=True'):
+            run_step(model, data, step)
+    assert mutualnet_mm.get_width(model) == 1.0
+
+
+def test_a_nonfinite_pass_can_be_skipped(model, data) -> None:
+    step = MutualTrainStep.from_config(mutual(skip_nonfinite=True), model)
+    with nan_features_at_width(model, 0.25):
+        log_vars, recorder, _ = run_step(model, data, step)
+    assert len(recorder.passes) == 4 and len(recorder.grads_at_step) == 1
+    assert log_vars['skipped'] == 1
+    assert torch.isfinite(log_vars['loss'])
+    for name in WATCHED:
+        contributions = recorder.contributions[name]
+        # The skipped pass adds nothing; the others are kept.
+        assert torch.isfinite(recorder.grads_at_step[0][name]).all(), name
+        torch.testing.assert_close(recorder.grads_at_step[0][name], sum(contributions[:3]))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_frozen_norm_statistics_are_refused(model) -> None:
+    check_trainable_norms(model)
+    model.backbone.norm_eval = True
+    with pytest.raises(ValueError, match='backbone has norm_eval=True'):
+        check_trainable_norms(model)
+
+
+def test_unknown_mutual_keys_are_named(model) -> None:
+    with pytest.raises(KeyError, match=r"\['num_subnet', 'scale'\]"):
+        MutualTrainStep.from_config(dict(num_subnet=4, scale=(1.0,)), model)
+
+
+def test_width_range_must_lie_in_the_models(model) -> None:
+    with pytest.raises(ValueError, match=r'width_range \(0.1, 1.0\) is outside the range '
+                                         r'\(0.25, 1.0\)'):
+        MutualTrainStep.from_config(mutual(width_range=(0.1, 1.0)), model)
+    step = MutualTrainStep.from_config(mutual(width_range=(0.5, 0.75)), model)
+    assert step.sampler.cohort(0)[0].width == 0.75 and step.sampler.cohort(0)[-1].width == 0.5
+    with pytest.raises(ValueError, match='mutual.rescaler is required'):
+        MutualTrainStep.from_config(dict(num_subnets=2), model)

@@ -1,0 +1,98 @@
+"""Cohorts of the sandwich rule: structure, determinism, and clear errors on bad settings."""
+import pytest
+
+from mutualnet_mm.engine import CohortSampler, SubnetConfig
+from mutualnet_mm.engine.subnet import check_scales
+
+SCALES = (1.0, 0.875, 0.75, 0.5)
+FRAMES = (4, 8, 16)
+
+
+@pytest.mark.parametrize('num_subnets', [3, 4, 6])
+def test_cohort_is_full_then_descending_mids_then_min(num_subnets: int) -> None:
+    sampler = CohortSampler((0.25, 1.0), num_subnets, SCALES, seed=7)
+    for iteration in range(20):
+        cohort = sampler.cohort(iteration)
+        assert len(cohort) == num_subnets
+        assert cohort[0] == SubnetConfig(1.0, 1.0) == sampler.full
+        assert cohort[-1].width == 0.25
+        mids = [c.width for c in cohort[1:-1]]
+        assert mids == sorted(mids, reverse=True)
+        assert all(0.25 <= w <= 1.0 for w in mids)
+        assert all(c.scale in SCALES and c.frames is None for c in cohort)
+
+
+def test_full_config_takes_the_largest_width_scale_and_frames() -> None:
+    sampler = CohortSampler((0.35, 0.9), 4, (0.5, 1.25, 0.75), FRAMES, seed=1)
+    assert sampler.full == SubnetConfig(0.9, 1.25, 16)
+    for iteration in range(10):
+        cohort = sampler.cohort(iteration)
+        assert cohort[0] == sampler.full
+        assert cohort[-1].width == 0.35
+        assert all(c.frames in FRAMES for c in cohort)
+
+
+def test_one_and_two_subnets() -> None:
+    one = CohortSampler((0.25, 1.0), 1, SCALES)
+    assert [one.cohort(i) for i in range(3)] == [[SubnetConfig(1.0, 1.0)]] * 3
+    two = CohortSampler((0.25, 1.0), 2, SCALES)
+    for iteration in range(5):
+        full, smallest = two.cohort(iteration)
+        assert full == SubnetConfig(1.0, 1.0)
+        assert smallest.width == 0.25 and smallest.scale in SCALES
+
+
+def test_cohorts_depend_only_on_seed_and_iteration() -> None:
+    first = CohortSampler((0.25, 1.0), 4, SCALES, FRAMES, seed=3)
+    again = CohortSampler((0.25, 1.0), 4, SCALES, FRAMES, seed=3)
+    # The order of the queries does not matter (a resumed run draws the same cohorts).
+    assert [first.cohort(i) for i in (5, 0, 9)] == [again.cohort(i) for i in (5, 0, 9)]
+    mids = {tuple(c.width for c in first.cohort(i)[1:-1]) for i in range(10)}
+    assert len(mids) == 10
+    scales = {tuple(c.scale for c in first.cohort(i)[1:]) for i in range(30)}
+    assert len(scales) > 1
+    other_seed = CohortSampler((0.25, 1.0), 4, SCALES, FRAMES, seed=4)
+    assert first.cohort(5) != other_seed.cohort(5)
+
+
+def test_scales_and_frames_are_drawn_from_the_lists() -> None:
+    sampler = CohortSampler((0.25, 1.0), 4, (0.5, 0.75), (4, 8), seed=0)
+    drawn = [c for i in range(50) for c in sampler.cohort(i)[1:]]
+    assert {c.scale for c in drawn} == {0.5, 0.75}
+    assert {c.frames for c in drawn} == {4, 8}
+
+
+def test_config_names() -> None:
+    assert SubnetConfig(0.5, 0.75).name == 'w0.50_s0.75'
+    assert SubnetConfig(1.0, 1.0, 8).name == 'w1.00_s1_f8'
+
+
+@pytest.mark.parametrize('num_subnets', [0, -1, 2.0, True, '4'])
+def test_bad_num_subnets(num_subnets) -> None:
+    with pytest.raises(ValueError, match='num_subnets must be an integer >= 1'):
+        CohortSampler((0.25, 1.0), num_subnets)
+
+
+@pytest.mark.parametrize('scales', [(), [], 1.0, (0.5, 0.0), (-0.5,), (5.0,), ('1',), (True,)])
+def test_bad_scales(scales) -> None:
+    with pytest.raises(ValueError, match=r'scales must (be a non-empty list|hold numbers)'):
+        CohortSampler((0.25, 1.0), 4, scales)
+
+
+def test_check_scales_names_its_owner_and_returns_floats() -> None:
+    assert check_scales([1, 0.5]) == (1.0, 0.5)
+    with pytest.raises(ValueError, match=r'PerConfigValLoop\.scales .* got 0'):
+        check_scales([1.0, 0], 'PerConfigValLoop')
+
+
+@pytest.mark.parametrize('width_range', [(0.0, 1.0), (0.5, 1.5), (0.8, 0.4), (0.5,), 'ab',
+                                         None])
+def test_bad_width_ranges(width_range) -> None:
+    with pytest.raises(ValueError, match='width_range of mutual'):
+        CohortSampler(width_range, 4)
+
+
+@pytest.mark.parametrize('frames', [(), (0, 8), (8.0,), ('8',)])
+def test_bad_frames(frames) -> None:
+    with pytest.raises(ValueError, match='frames must be a non-empty list of positive'):
+        CohortSampler((0.25, 1.0), 4, (1.0,), frames)
