@@ -18,10 +18,16 @@ if [ ! -x "$py" ]; then
   log "creating virtual environment $venv"
   "${PYTHON:-python3}" -m venv "$venv"
 fi
-pip_install() { "$py" -m pip install --disable-pip-version-check -q "$@"; }
+# pip warns about every package missing from this machine's local index mirrors: noise.
+pip_install() {
+  "$py" -m pip install --disable-pip-version-check -q "$@" 2>&1 \
+    | sed '/is ignored: it is neither a file nor a directory/d'
+}
 
-# Fast path: everything already installed at the pinned versions.
-if "$py" "$repo/tools/check_env.py" --quiet 2>/dev/null; then
+# Fast path: the same install inputs as last time, and everything importable.
+stamp_file=$venv/.mutualnet_mm_setup
+stamp=$(cat "$repo/tools/setup_env.sh" "$repo/requirements.txt" "$repo/setup.py" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp_file" 2>/dev/null)" = "$stamp" ] && "$py" "$repo/tools/check_env.py" --quiet 2>/dev/null; then
   log "environment $venv is complete (nothing to do)"
   exit 0
 fi
@@ -57,4 +63,5 @@ log "installing mutualnet_mm (editable)"
 pip_install --no-deps --no-build-isolation -e "$repo"
 
 "$py" "$repo/tools/check_env.py"
+echo "$stamp" > "$stamp_file"
 log "done: activate with 'source $venv/bin/activate'"

@@ -17,11 +17,12 @@ model = dict(
         bbox_roi_extractor=dict(out_channels=64),
         bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=len(classes)),
         mask_roi_extractor=dict(out_channels=64),
-        mask_head=dict(in_channels=64, conv_out_channels=64, num_classes=len(classes))),
+        mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64,
+                       num_classes=len(classes))),
     train_cfg=dict(
         rpn=dict(sampler=dict(num=128)),
         rpn_proposal=dict(nms_pre=500, max_per_img=300),
-        rcnn=dict(sampler=dict(num=128), mask_size=28)),
+        rcnn=dict(sampler=dict(num=64), mask_size=28)),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300), rcnn=dict(max_per_img=20)))
 
 train_pipeline = [
@@ -54,7 +55,7 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # Short schedule, AdamW (training from scratch), validation at the end.
-max_epochs = 12
+max_epochs = 8
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs,
                  mutual=dict(scales=(1.0, 0.75, 0.5)))
 _grid = dict(widths=(1.0, 0.75, 0.5, 0.25), scales=(1.0, 0.75, 0.5),
