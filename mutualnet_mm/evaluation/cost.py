@@ -10,7 +10,7 @@ from typing import Callable, Dict
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.conv import _ConvNd
+from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 
 from ..ops.layers import _SlimmableConvMixin
 
@@ -25,6 +25,18 @@ def _conv_cost(layer: _ConvNd, x: torch.Tensor, y: torch.Tensor) -> tuple:
         kernel *= k
     macs = y.numel() * in_per_group * kernel
     params = out_c * in_per_group * kernel + (out_c if layer.bias is not None else 0)
+    return macs, params
+
+
+def _deconv_cost(layer: _ConvTransposeNd, x: torch.Tensor, y: torch.Tensor) -> tuple:
+    # Weight layout (in, out / groups, *kernel): every input element meets out / groups
+    # filters of kernel size; the active channels follow the input and the output.
+    in_c, out_per_group = x.shape[1], y.shape[1] // layer.groups
+    kernel = 1
+    for k in layer.kernel_size:
+        kernel *= k
+    macs = x.numel() * out_per_group * kernel
+    params = in_c * out_per_group * kernel + (y.shape[1] if layer.bias is not None else 0)
     return macs, params
 
 
@@ -55,7 +67,9 @@ def count_cost(model: nn.Module, run: Callable[[], object]) -> Dict[str, Dict[st
     seen = set()
     handles = []
     for name, layer in model.named_modules():
-        if isinstance(layer, _ConvNd):
+        if isinstance(layer, _ConvTransposeNd):
+            cost_fn = _deconv_cost
+        elif isinstance(layer, _ConvNd):
             cost_fn = _conv_cost
         elif isinstance(layer, nn.Linear):
             cost_fn = _linear_cost
