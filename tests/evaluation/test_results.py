@@ -1,0 +1,174 @@
+"""Per-configuration results (Pareto front, query table, files) and cost counting."""
+import csv
+import json
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+import torch
+from torch import nn
+
+from mutualnet_mm.evaluation import QueryTable, count_cost, pareto_front, write_results
+from mutualnet_mm.ops import convert_to_slimmable
+
+METRIC = 'coco/bbox_mAP'
+
+
+def record(width: float, scale: float, gflops: float, metric: float) -> dict:
+    return {'name': f'w{width:.2f}_s{scale:g}', 'width': width, 'scale': scale,
+            'input_shape': [3, round(64 * scale), round(64 * scale)], 'gflops': gflops,
+            'mparams': 10 * width, METRIC: metric, 'coco/bbox_mAP_50': metric + 0.1}
+
+
+RECORDS = [
+    record(1.0, 1.0, 8.0, 0.40),
+    record(1.0, 0.5, 2.0, 0.25),
+    record(0.5, 1.0, 2.5, 0.24),  # dominated: costs more than (1.0, 0.5), scores less
+    record(0.5, 0.5, 0.6, 0.15),
+    record(0.25, 1.0, 0.7, 0.10),  # dominated by (0.5, 0.5)
+    record(0.75, 1.0, 4.5, 0.33),
+]
+
+
+def test_pareto_front_drops_dominated_points_and_sorts_by_cost() -> None:
+    front = pareto_front(RECORDS, METRIC)
+    assert [(r['width'], r['scale']) for r in front] == [(0.5, 0.5), (1.0, 0.5), (0.75, 1.0),
+                                                         (1.0, 1.0)]
+    assert [r['gflops'] for r in front] == sorted(r['gflops'] for r in front)
+    # Ties on both axes keep one point; records without the metric are left out.
+    twin = dict(RECORDS[0], width=0.9, name='twin')
+    assert len(pareto_front(RECORDS + [twin, {'width': 0.3, 'gflops': 0.1}], METRIC)) == 4
+
+
+def test_query_table_lookup() -> None:
+    table = QueryTable.from_records(RECORDS, METRIC)
+    assert [e['name'] for e in table.entries] == ['w0.50_s0.5', 'w1.00_s0.5', 'w0.75_s1',
+                                                  'w1.00_s1']
+    assert table.lookup(3.0)['name'] == 'w1.00_s0.5'  # between points
+    assert table.lookup(4.5)['name'] == 'w0.75_s1'  # exactly a point's cost
+    assert table.lookup(100.0)['name'] == 'w1.00_s1'
+    assert table.lookup(0.6)['name'] == 'w0.50_s0.5'
+    with pytest.raises(ValueError, match='no configuration fits a budget of 0.5 gflops; the '
+                                         'cheapest needs 0.6'):
+        table.lookup(0.5)
+
+
+def test_query_table_save_and_load(tmp_path: Path) -> None:
+    table = QueryTable.from_records(RECORDS, METRIC)
+    path = tmp_path / 'query_table.json'
+    table.save(str(path))
+    loaded = QueryTable.load(str(path))
+    assert (loaded.metric, loaded.cost) == (METRIC, 'gflops')
+    assert loaded.entries == table.entries
+    assert loaded.lookup(3.0) == table.lookup(3.0)
+
+
+def test_query_table_load_refuses_other_files(tmp_path: Path) -> None:
+    other = tmp_path / 'per_config.json'
+    other.write_text(json.dumps({'metric': METRIC, 'records': RECORDS}))
+    with pytest.raises(ValueError, match='not a mutualnet_mm query table'):
+        QueryTable.load(str(other))
+    listing = tmp_path / 'list.json'
+    listing.write_text('[1, 2]')
+    with pytest.raises(ValueError, match='not a mutualnet_mm query table'):
+        QueryTable.load(str(listing))
+    with pytest.raises(FileNotFoundError, match='missing.json'):
+        QueryTable.load(str(tmp_path / 'missing.json'))
+    with pytest.raises(ValueError, match='at least one configuration'):
+        QueryTable([], METRIC)
+
+
+def test_write_results_writes_one_record_per_configuration(tmp_path: Path) -> None:
+    paths = write_results(RECORDS, str(tmp_path), METRIC)
+    names = {'per_config.json', 'per_config.csv', 'query_table.json', 'per_config.png'}
+    assert {Path(p).name for p in paths.values()} == names
+    assert {p.name for p in tmp_path.iterdir()} == names
+
+    saved = json.loads((tmp_path / 'per_config.json').read_text())
+    assert saved == {'metric': METRIC, 'records': RECORDS}
+    with open(tmp_path / 'per_config.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [row['name'] for row in rows] == [r['name'] for r in RECORDS]
+    assert [float(row[METRIC]) for row in rows] == [r[METRIC] for r in RECORDS]
+    assert 'input_shape' not in rows[0]  # list-valued columns stay in the JSON only
+    table = QueryTable.load(str(tmp_path / 'query_table.json'))
+    assert len(table.entries) == 4 and table.lookup(8.0)['width'] == 1.0
+
+    image = matplotlib.image.imread(str(tmp_path / 'per_config.png'))
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image.std() > 0  # something was drawn
+
+
+def test_write_results_extra_cost_axis(tmp_path: Path) -> None:
+    records = [dict(r, latency_ms=r['gflops'] * 3) for r in RECORDS]
+    paths = write_results(records, str(tmp_path), METRIC, extra_costs=('latency_ms',))
+    table = QueryTable.load(paths['query_table_latency_ms'])
+    assert table.cost == 'latency_ms' and table.lookup(9.0)['name'] == 'w1.00_s0.5'
+
+
+class PlainNet(nn.Module):
+    """Two parts: a conv backbone and a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+        self.upsample = nn.ConvTranspose2d(16, 8, 2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        features = self.backbone(x)
+        return self.head(features), self.upsample(features)
+
+
+def giga(value: int) -> float:
+    return pytest.approx(value / 1e9, rel=1e-9, abs=1e-15)
+
+
+def mega(value: int) -> float:
+    return pytest.approx(value / 1e6, rel=1e-9, abs=1e-15)
+
+
+def test_count_cost_of_a_plain_net() -> None:
+    net = PlainNet().eval()
+    x = torch.randn(1, 3, 16, 16)
+    cost = count_cost(net, lambda: net(x))
+    # conv 3->8 on 16x16 outputs; conv 8->16 on 8x8 outputs; linear 16->10;
+    # deconv 16->8 (2x2, stride 2): each of the 8x8 inputs spreads to 8 x 2x2 outputs.
+    assert cost['backbone']['gmacs'] == giga(16 * 16 * 8 * 3 * 9 + 8 * 8 * 16 * 8 * 9)
+    assert cost['backbone']['mparams'] == mega((8 * 3 * 9 + 8) + 2 * 8 + 16 * 8 * 9)
+    assert cost['head']['gmacs'] == giga(16 * 10)
+    assert cost['head']['mparams'] == mega(16 * 10 + 10)
+    assert cost['upsample']['gmacs'] == giga(8 * 8 * 16 * 8 * 2 * 2)
+    assert cost['upsample']['mparams'] == mega(16 * 8 * 2 * 2 + 8)
+    parts = ('backbone', 'head', 'upsample')
+    assert cost['total']['gmacs'] == pytest.approx(sum(cost[p]['gmacs'] for p in parts))
+    assert cost['total']['mparams'] == pytest.approx(sum(cost[p]['mparams'] for p in parts))
+
+
+def test_count_cost_follows_the_active_slices() -> None:
+    net = convert_to_slimmable(PlainNet().eval())
+    net.backbone[0].slim_in = False
+    net.backbone[0].set_active_out_channels(4)  # width 0.5
+    net.backbone[3].set_active_out_channels(8)
+    net.upsample.set_active_out_channels(4)
+    x = torch.randn(1, 3, 16, 16)
+    logits, upsampled = net(x)
+    assert logits.shape == (1, 10) and upsampled.shape == (1, 4, 16, 16)
+    cost = count_cost(net, lambda: net(x))
+    assert cost['backbone']['gmacs'] == giga(16 * 16 * 4 * 3 * 9 + 8 * 8 * 8 * 4 * 9)
+    assert cost['backbone']['mparams'] == mega((4 * 3 * 9 + 4) + 2 * 4 + 8 * 4 * 9)
+    assert cost['head']['gmacs'] == giga(8 * 10)
+    assert cost['head']['mparams'] == mega(8 * 10 + 10)
+    assert cost['upsample']['gmacs'] == giga(8 * 8 * 8 * 4 * 2 * 2)
+    assert cost['upsample']['mparams'] == mega(8 * 4 * 2 * 2 + 4)
+
+
+def test_count_cost_counts_a_layer_run_twice_once_in_params() -> None:
+    layer = nn.Linear(4, 3)
+    net = nn.Sequential()
+    net.add_module('head', layer)
+    cost = count_cost(net, lambda: (net(torch.randn(1, 4)), net(torch.randn(1, 4))))
+    assert cost['head']['gmacs'] == giga(2 * 12)
+    assert cost['head']['mparams'] == mega(15)
