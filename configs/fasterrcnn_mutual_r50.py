@@ -8,6 +8,6 @@ _base_ = [
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
-    backbone=dict(type='SlimmableResNet', width_range=(0.25, 1.0), norm_cfg=norm_cfg,
-                  norm_eval=False),
+    backbone=dict(type='SlimmableResNet', width_range=(0.25, 1.0), frozen_stages=-1,
+                  norm_cfg=norm_cfg, norm_eval=False),
     neck=dict(type='SlimmableFPN'))

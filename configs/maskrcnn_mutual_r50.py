@@ -6,12 +6,12 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 
-# Batch statistics differ per width and scale: train every BN (no norm_eval), and
-# synchronize them across GPUs (a single process falls back to plain BN).
+# Batch statistics differ per width and scale: every BN trains (no norm_eval, no frozen
+# stages) and is synchronized across GPUs (a single process falls back to plain BN).
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
-    backbone=dict(type='SlimmableResNet', width_range=(0.25, 1.0), norm_cfg=norm_cfg,
-                  norm_eval=False),
+    backbone=dict(type='SlimmableResNet', width_range=(0.25, 1.0), frozen_stages=-1,
+                  norm_cfg=norm_cfg, norm_eval=False),
     neck=dict(type='SlimmableFPN'))
 
 # 8 GPUs x 2 images, as the stock recipe.

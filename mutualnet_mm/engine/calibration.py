@@ -37,6 +37,7 @@ def calibrate_bn(model: nn.Module, batches: Iterable[dict], config: SubnetConfig
     module.eval()
     if num_batches <= 0:
         return 0
+    momenta = {m: m.momentum for m in module.modules() if isinstance(m, _BatchNorm)}
     reset_bn_statistics(module, cumulative=True)
     named_norms = [(n, m) for n, m in module.named_modules() if isinstance(m, _BatchNorm)]
     norms = [m for _, m in named_norms]
@@ -59,6 +60,8 @@ def calibrate_bn(model: nn.Module, batches: Iterable[dict], config: SubnetConfig
             used += 1
     finally:
         module.eval()
+        for norm, momentum in momenta.items():  # later training keeps its own averaging
+            norm.momentum = momentum
     if used == 0:
         raise ValueError('BN calibration got no batches: the calibration dataloader is empty')
     if get_world_size() > 1:

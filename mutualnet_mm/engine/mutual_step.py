@@ -157,17 +157,24 @@ class MutualTrainStep:
 
 
 def check_trainable_norms(model: nn.Module) -> None:
-    """Refuse frozen batch-norm statistics in slimmable parts during mutual training.
+    """Refuse batch norms that stay in eval mode during mutual training.
 
-    Running statistics are not shared across widths and scales; ``norm_eval=True``
-    would normalize every configuration with one set of (full-width) statistics.
+    Running statistics are not shared across widths and scales: ``norm_eval=True`` or
+    frozen stages (which keep their norms in eval mode) would normalize every
+    configuration with one set of full-width statistics.
     """
     for name, part in slimmable_modules(model):
-        if getattr(part, 'norm_eval', False) and any(
-                isinstance(m, _BatchNorm) for m in part.modules()):
-            raise ValueError(f'{name or type(part).__name__} has norm_eval=True: batch-norm '
-                             'statistics cannot be frozen in mutual training (they differ '
-                             'per width and scale); set norm_eval=False in its config')
+        was_training = part.training
+        part.train()  # applies norm_eval and frozen stages as training would
+        frozen = [n for n, m in part.named_modules()
+                  if isinstance(m, _BatchNorm) and not m.training]
+        part.train(was_training)
+        if frozen:
+            owner = name or type(part).__name__
+            raise ValueError(f'{owner} keeps {len(frozen)} batch norm(s) in eval mode during '
+                             f'training (e.g. {frozen[0]!r}): batch-norm statistics differ '
+                             'per width and scale, so they cannot be frozen. Set '
+                             'norm_eval=False and frozen_stages=-1 in its config')
 
 
 __all__ = ['MutualTrainStep', 'NonFiniteLossError', 'check_trainable_norms']

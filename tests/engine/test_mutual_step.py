@@ -226,7 +226,11 @@ def test_a_nonfinite_pass_can_be_skipped(model, data) -> None:
 def test_frozen_norm_statistics_are_refused(model) -> None:
     check_trainable_norms(model)
     model.backbone.norm_eval = True
-    with pytest.raises(ValueError, match='backbone has norm_eval=True'):
+    with pytest.raises(ValueError, match='backbone keeps 20 batch norm.*norm_eval=False'):
+        check_trainable_norms(model)
+    model.backbone.norm_eval = False
+    model.backbone.frozen_stages = 1  # stem and layer1 in eval mode
+    with pytest.raises(ValueError, match="backbone keeps 5 batch norm.*'bn1'.*frozen_stages=-1"):
         check_trainable_norms(model)
 
 
