@@ -12,6 +12,7 @@ from mmengine.runner.amp import autocast
 from mmengine.utils import ProgressBar
 
 from ..evaluation.cost import count_cost
+from ..evaluation.latency import measure_latency
 from ..evaluation.results import format_table, write_results
 from ..ops import set_width, width_range_of
 from .calibration import calibrate_bn
@@ -20,7 +21,7 @@ from .rescale import build_rescaler
 from .subnet import SubnetConfig, check_scales
 
 
-def _default_rescaler(model) -> dict:
+def default_rescaler(model) -> dict:
     """The rescaler a model's task needs (video recognizers vs. detectors)."""
     module = model.module if is_model_wrapper(model) else model
     if type(module).__module__.startswith('mmaction'):
@@ -36,7 +37,7 @@ class _MutualTrainMixin:
         check_trainable_norms(model.module if is_model_wrapper(model) else model)
         self.mutual_step = MutualTrainStep.from_config(
             mutual, model, seed=self.runner.seed or 0,
-            default_rescaler=_default_rescaler(model))
+            default_rescaler=default_rescaler(model))
         sampler = self.mutual_step.sampler
         print_log(f'mutual learning: {sampler.num_subnets} configurations per iteration, '
                   f'width range {sampler.width_range}, scales {sampler.scales}'
@@ -96,7 +97,8 @@ class _PerConfigMixin:
 
     def _setup_grid(self, widths: Optional[Sequence[float]], scales: Sequence[float],
                     calibration: Optional[dict], rescaler: Optional[dict],
-                    metric: Optional[str], count_flops: bool) -> None:
+                    metric: Optional[str], count_flops: bool,
+                    latency: Optional[dict] = None) -> None:
         model = self.runner.model
         module = model.module if is_model_wrapper(model) else model
         low, high = width_range_of(module)
@@ -114,9 +116,14 @@ class _PerConfigMixin:
             raise KeyError(f'unknown calibration key(s) {sorted(unknown)}; allowed: '
                            "['num_batches']")
         self.num_calibration_batches = int(calibration.get('num_batches', 8))
-        self.rescaler = build_rescaler(rescaler or _default_rescaler(model))
+        self.rescaler = build_rescaler(rescaler or default_rescaler(model))
         self.metric = metric
         self.count_flops = count_flops
+        self.latency = None if latency is None else dict(latency)
+        unknown = set(self.latency or {}) - {'repeats', 'warmup'}
+        if unknown:
+            raise KeyError(f'unknown latency key(s) {sorted(unknown)}; allowed: '
+                           "['repeats', 'warmup']")
 
     def _calibration_batches(self):
         runner = self.runner
@@ -151,6 +158,8 @@ class _PerConfigMixin:
             record = {'name': config.name, 'width': config.width, 'scale': config.scale}
             if self.count_flops and first_batch is not None:
                 record.update(self._cost(module, first_batch, config))
+            if self.latency is not None and first_batch is not None:
+                record['latency_ms'] = self._latency(module, first_batch, config)
             record.update(metrics)
             records.append(record)
         full_metrics = dict(records[-1])
@@ -167,10 +176,25 @@ class _PerConfigMixin:
             inputs, samples = self.rescaler(data['inputs'], data['data_samples'], config)
             return module(inputs, samples, mode='predict')
 
-    def _cost(self, module, data_batch, config: SubnetConfig) -> dict:
+    def _first_sample(self, module, data_batch, config: SubnetConfig) -> tuple:
+        """The first sample of a batch, preprocessed and rescaled to ``config``."""
         single = {key: value[:1] for key, value in data_batch.items()}
         data = module.data_preprocessor(single, False)
-        inputs, samples = self.rescaler(data['inputs'], data['data_samples'], config)
+        return self.rescaler(data['inputs'], data['data_samples'], config)
+
+    @torch.no_grad()
+    def _latency(self, module, data_batch, config: SubnetConfig) -> float:
+        """Median milliseconds of ``predict`` on the first sample (batch 1)."""
+        inputs, samples = self._first_sample(module, data_batch, config)
+
+        def run():
+            with autocast(enabled=getattr(self, 'fp16', False)):
+                return module(inputs, samples, mode='predict')
+
+        return measure_latency(run, **self.latency, cuda=inputs.is_cuda)
+
+    def _cost(self, module, data_batch, config: SubnetConfig) -> dict:
+        inputs, samples = self._first_sample(module, data_batch, config)
         parts = count_cost(module, lambda: module(inputs, samples, mode='predict'))
         total = parts.pop('total')
         record = {'input_shape': list(inputs.shape[1:]), 'gflops': total['gmacs'],
@@ -190,10 +214,12 @@ class _PerConfigMixin:
 
     def _report(self, records: List[dict], metric: str) -> None:
         work_dir = self.runner.work_dir
-        paths = write_results(records, work_dir, metric)
+        latency = ('latency_ms',) if self.latency is not None else ()
+        paths = write_results(records, work_dir, metric, extra_costs=latency)
         metric_columns = [k for k in records[-1]
                           if '/' in k and isinstance(records[-1][k], float)][:4]
-        columns = ['width', 'scale', 'input_shape', 'gflops', 'mparams'] + metric_columns
+        columns = ['width', 'scale', 'input_shape', 'gflops', 'mparams', *latency] + \
+            metric_columns
         table = format_table(sorted(records, key=lambda r: -r.get('gflops', 0)), columns)
         print_log(f'per-configuration results ({len(records)} configurations, query table '
                   f'by {metric}):\n{table}\nwritten: '
@@ -214,14 +240,18 @@ class PerConfigValLoop(_PerConfigMixin, ValLoop):
         metric: Metric for the query table (default: bbox mAP or top-1).
         count_flops: Count multiply-adds and parameters per configuration.
         fp16: Evaluate under autocast.
+        latency: ``dict(repeats=20, warmup=5)``: also measure ``latency_ms``, the median
+            of repeated ``predict`` runs on the first sample (batch 1) per configuration,
+            and write ``query_table_latency_ms.json`` (None: no measurement).
     """
 
     def __init__(self, runner, dataloader, evaluator, widths: Optional[Sequence[float]] = None,
                  scales: Sequence[float] = (1.0,), calibration: Optional[dict] = None,
                  rescaler: Optional[dict] = None, metric: Optional[str] = None,
-                 count_flops: bool = True, fp16: bool = False) -> None:
+                 count_flops: bool = True, fp16: bool = False,
+                 latency: Optional[dict] = None) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops)
+        self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops, latency)
 
     def run(self) -> dict:
         self.runner.call_hook('before_val')
@@ -239,9 +269,10 @@ class PerConfigTestLoop(_PerConfigMixin, TestLoop):
     def __init__(self, runner, dataloader, evaluator, widths: Optional[Sequence[float]] = None,
                  scales: Sequence[float] = (1.0,), calibration: Optional[dict] = None,
                  rescaler: Optional[dict] = None, metric: Optional[str] = None,
-                 count_flops: bool = True, fp16: bool = False) -> None:
+                 count_flops: bool = True, fp16: bool = False,
+                 latency: Optional[dict] = None) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops)
+        self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops, latency)
 
     def run(self) -> dict:
         self.runner.call_hook('before_test')

@@ -1,6 +1,7 @@
 """Cost counting and per-configuration results (tables, query table, plot)."""
 from .cost import count_cost
+from .latency import measure_latency
 from .results import QueryTable, format_table, pareto_front, plot_results, write_results
 
-__all__ = ['QueryTable', 'count_cost', 'format_table', 'pareto_front', 'plot_results',
-           'write_results']
+__all__ = ['QueryTable', 'count_cost', 'format_table', 'measure_latency', 'pareto_front',
+           'plot_results', 'write_results']
