@@ -1,0 +1,96 @@
+"""The adaptive model of a config: built, loaded from a checkpoint, with its calibration data."""
+import copy
+import os
+from typing import Optional, Union
+
+from mmengine.config import Config
+from mmengine.model import is_model_wrapper
+from mmengine.registry import MODELS, DefaultScope
+from mmengine.runner import Runner
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..engine.checkpoint import load_checkpoint_safely
+from ..engine.loops import default_rescaler
+from ..engine.rescale import build_rescaler
+
+
+def load_config(config: Union[str, os.PathLike, Config]) -> Config:
+    """A :class:`Config` from a path (or the config itself)."""
+    if isinstance(config, Config):
+        return config
+    path = os.fspath(config)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'config file {path!r} does not exist')
+    return Config.fromfile(path)
+
+
+def config_scope(cfg: Config) -> str:
+    """The registry scope of a config (``default_scope``, else ``'mmdet'``)."""
+    return cfg.get('default_scope') or 'mmdet'
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DDP (or other mmengine) wrapper."""
+    return model.module if is_model_wrapper(model) else model
+
+
+def build_adaptive_model(cfg: Config, checkpoint: Optional[str] = None,
+                         device: str = 'cpu') -> nn.Module:
+    """Build ``cfg.model`` in the config's scope, load ``checkpoint``, move it, set eval.
+
+    Raises:
+        KeyError, ValueError: the checkpoint does not hold this model's weights (see
+            :func:`load_adaptive_weights`).
+    """
+    with DefaultScope.overwrite_default_scope(config_scope(cfg)):
+        model = MODELS.build(copy.deepcopy(cfg.model))
+    if checkpoint is not None:
+        load_adaptive_weights(model, checkpoint)
+    return model.to(device).eval()
+
+
+def load_adaptive_weights(model: nn.Module, checkpoint: str) -> dict:
+    """Load a checkpoint (``weights_only``) that must match ``model`` exactly.
+
+    Returns:
+        The checkpoint's ``meta`` (empty if it has none).
+
+    Raises:
+        KeyError: a key of the model is missing from the checkpoint, or the checkpoint
+            has a key the model lacks (the first one is named).
+        ValueError: a tensor has another shape than the model's (named).
+    """
+    loaded = load_checkpoint_safely(checkpoint)
+    state_dict = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else None
+    if not isinstance(state_dict, dict):
+        raise ValueError(f'{checkpoint!r} holds no state dict')
+    state_dict = {k.removeprefix('module.'): v for k, v in state_dict.items()}
+    expected = model.state_dict()
+    where = f'checkpoint {checkpoint!r} is not one of {type(model).__name__} as configured'
+    for name, tensor in expected.items():
+        if name not in state_dict:
+            raise KeyError(f'{where}: it lacks {name!r}')
+        if state_dict[name].shape != tensor.shape:
+            raise ValueError(f'{where}: {name!r} has shape {tuple(state_dict[name].shape)}, '
+                             f'the model expects {tuple(tensor.shape)}')
+    unexpected = [name for name in state_dict if name not in expected]
+    if unexpected:
+        raise KeyError(f'{where}: the model has no {unexpected[0]!r}')
+    model.load_state_dict(state_dict, strict=True)
+    meta = loaded.get('meta') if 'state_dict' in loaded else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def calibration_loader(cfg: Config, seed: int = 0) -> DataLoader:
+    """The config's training dataloader, as BN calibration reads it."""
+    with DefaultScope.overwrite_default_scope(config_scope(cfg)):
+        return Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader), seed=seed)
+
+
+def task_rescaler(model: nn.Module, cfg: Optional[Config] = None):
+    """The batch rescaler of the config's evaluation (``test_cfg.rescaler``), else the task's."""
+    test_cfg = (cfg.get('test_cfg') if cfg is not None else None) or {}
+    if test_cfg.get('rescaler') is not None:
+        return build_rescaler(copy.deepcopy(test_cfg['rescaler']))
+    return build_rescaler(default_rescaler(model))

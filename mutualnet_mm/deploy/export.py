@@ -1,0 +1,408 @@
+"""Export one configuration of an adaptive model as a stock OpenMMLab model.
+
+The result is a standalone mmengine config (stock backbone, neck and head types with the
+channel counts of the configuration, the test pipeline resized to its scale, stock loops)
+and a checkpoint of the sliced weights with the configuration's calibrated BN statistics.
+Stock mmdet / mmaction2 load and run both without ``mutualnet_mm``.
+
+On the same input tensor the exported model computes exactly what the adaptive model
+computes at the configuration. The inputs differ slightly in practice: at scale ``s`` the
+adaptive model resizes the preprocessed (normalized, padded) batch by ``s``, the exported
+model resizes the image in its pipeline, to the same size up to rounding.
+"""
+import copy
+import inspect
+import os
+import os.path as osp
+from collections import OrderedDict
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+
+import mmengine.registry as mmengine_registry
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS, DefaultScope, Registry
+from torch import Tensor, nn
+
+from ..engine.calibration import calibrate_bn
+from ..engine.subnet import SubnetConfig, check_scales
+from ..evaluation.results import QueryTable
+from ..models.stock import build_stock
+from ..ops import check_width, set_width, slice_state_dict, slimmable_modules, width_range_of
+from .adaptive import config_scope, task_rescaler, unwrap
+
+#: Input-following modules (no width of their own): their stock type, the argument that
+#: follows their input, and the part whose features they take. RoI extractors pool one
+#: pyramid level at a time (all levels have the neck's channels); video heads take the
+#: backbone's output, concatenated over pathways (SlowFast).
+INPUT_FOLLOWING = {
+    'SlimmableSingleRoIExtractor': ('SingleRoIExtractor', 'out_channels', 'neck'),
+    'SlimmableX3DHead': ('X3DHead', 'in_channels', 'backbone'),
+    'SlimmableSlowFastHead': ('SlowFastHead', 'in_channels', 'backbone'),
+}
+#: The stock loops replacing the mutual ones.
+_STOCK_TRAIN_LOOPS = {'MutualEpochBasedTrainLoop': 'EpochBasedTrainLoop',
+                      'MutualIterBasedTrainLoop': 'IterBasedTrainLoop'}
+#: Budget units of the command line -> the query table's cost.
+BUDGET_COSTS = {'gflops': 'gflops', 'ms': 'latency_ms'}
+
+
+# ------------------------------------------------------------------------ the model
+def stock_model_config(model: nn.Module, model_cfg: dict, width: float) -> dict:
+    """The stock model config computing ``model`` at ``width``.
+
+    Every :class:`StockSlimmable` part (backbone, neck, heads) is replaced by its
+    ``stock_config(width)`` (a neck gets the channels the stock backbone delivers), and
+    input-following modules (:data:`INPUT_FOLLOWING`) get their stock type and the
+    channels they receive. Channels are read off the stock parts run on the meta device.
+
+    Args:
+        model: The adaptive model (or its wrapper); left at ``width``.
+        model_cfg: The config it was built from.
+        width: The width.
+
+    Raises:
+        ValueError: ``width`` is out of range, or a part has no stock counterpart (e.g.
+            ``MobileNetV1``, which stock mmdet lacks).
+    """
+    module = unwrap(model)
+    set_width(module, width)
+    cfg = _plain(model_cfg)
+    features: Dict[str, Any] = {}
+    parts = slimmable_modules(module)
+    for name, part in parts:
+        kwargs = {}
+        if 'in_channels' in inspect.signature(part.stock_config).parameters:
+            if 'backbone' not in features:
+                raise ValueError(f'{name} needs the backbone\'s channels; the backbone of '
+                                 f'{type(module).__name__} is not slimmable')
+            kwargs['in_channels'] = _channels(features['backbone'])
+        part_cfg = part.stock_config(width, **kwargs)
+        _check_stock(part_cfg['type'], part.stock_scope, name)
+        _set_at(cfg, name, part_cfg)
+        if name == 'backbone':
+            features[name] = build_stock(part_cfg, part.stock_scope, 'meta')(
+                _meta_probe(part))
+        elif name == 'neck':
+            features[name] = build_stock(part_cfg, part.stock_scope, 'meta')(
+                features['backbone'])
+    for name, layer in module.named_modules():
+        kind = type(layer).__name__
+        if kind not in INPUT_FOLLOWING:
+            continue
+        stock_type, argument, source = INPUT_FOLLOWING[kind]
+        if source not in features:
+            raise ValueError(f'{name} ({kind}) follows the {source}, which is not slimmable')
+        channels = _channels(features[source])
+        part_cfg = _get_at(cfg, name)
+        part_cfg['type'] = stock_type
+        part_cfg[argument] = channels[0] if source == 'neck' else sum(channels)
+    _check_no_package_types(cfg, 'model', parts[0][1].stock_scope)
+    return cfg
+
+
+def _plain(cfg: Any) -> Any:
+    """A deep copy of a config (or ConfigDict) as plain dicts and lists."""
+    if hasattr(cfg, 'to_dict'):
+        return copy.deepcopy(cfg.to_dict())
+    return copy.deepcopy(cfg)
+
+
+def _path_items(path: str) -> List[Union[str, int]]:
+    return [int(p) if p.isdigit() else p for p in path.split('.')]
+
+
+def _get_at(cfg: dict, path: str) -> dict:
+    node: Any = cfg
+    for item in _path_items(path):
+        try:
+            node = node[item]
+        except (KeyError, IndexError, TypeError):
+            raise KeyError(f'the model config has no {path!r} (the model has that part)') \
+                from None
+    return node
+
+
+def _set_at(cfg: dict, path: str, value: dict) -> None:
+    *parents, last = _path_items(path)
+    parent = _get_at(cfg, '.'.join(str(p) for p in parents)) if parents else cfg
+    parent[last] = value
+
+
+def _meta_probe(backbone: nn.Module) -> Tensor:
+    """A small input on the meta device: a video clip for 3D backbones, else an image."""
+    video = any(isinstance(m, nn.Conv3d) for m in backbone.modules())
+    shape = (1, 3, 32, 64, 64) if video else (1, 3, 64, 64)
+    return torch.empty(shape, device='meta')
+
+
+def _channels(features: Union[Tensor, Sequence[Tensor]]) -> List[int]:
+    if isinstance(features, Tensor):
+        return [features.shape[1]]
+    return [feature.shape[1] for feature in features]
+
+
+def _package_types() -> Dict[str, str]:
+    """Type names registered by ``mutualnet_mm`` in any OpenMMLab registry -> module."""
+    found: Dict[str, str] = {}
+    pending = [r for r in vars(mmengine_registry).values() if isinstance(r, Registry)]
+    seen: Set[int] = set()
+    while pending:
+        registry = pending.pop()
+        if id(registry) in seen:
+            continue
+        seen.add(id(registry))
+        pending.extend(registry.children.values())
+        for name, cls in registry.module_dict.items():
+            if getattr(cls, '__module__', '').startswith('mutualnet_mm'):
+                found[name] = cls.__module__
+    return found
+
+
+def _check_stock(type_name: str, scope: str, where: str,
+                 package_types: Optional[Dict[str, str]] = None) -> None:
+    name = type_name.rpartition('.')[2]
+    module = (package_types if package_types is not None else _package_types()).get(name)
+    if module is not None:
+        raise ValueError(f'{where}: {name!r} is a mutualnet_mm class ({module}) with no '
+                         f'stock {scope} counterpart, so a model with it cannot be exported '
+                         'as a stock model')
+
+
+def _check_no_package_types(cfg: Any, where: str, scope: str,
+                            package_types: Optional[Dict[str, str]] = None) -> None:
+    """Raise if any ``type`` below ``cfg`` names a class defined in mutualnet_mm."""
+    package_types = _package_types() if package_types is None else package_types
+    if isinstance(cfg, dict):
+        if isinstance(cfg.get('type'), str):
+            _check_stock(cfg['type'], scope, where, package_types)
+        for key, value in cfg.items():
+            _check_no_package_types(value, f'{where}.{key}', scope, package_types)
+    elif isinstance(cfg, (list, tuple)):
+        for i, value in enumerate(cfg):
+            _check_no_package_types(value, f'{where}[{i}]', scope, package_types)
+
+
+# ----------------------------------------------------------------------- the config
+def scale_test_pipelines(cfg: dict, config: SubnetConfig) -> int:
+    """Resize the test pipelines of ``cfg`` (a plain dict) to ``config`` in place.
+
+    ``Resize`` scales (and scale factors) and crop sizes are multiplied by the scale;
+    with ``config.frames``, ``SampleFrames`` takes that many frames over the same span.
+    Covers ``test_dataloader``, ``val_dataloader`` and the top-level ``test_pipeline``.
+
+    Returns:
+        How many transforms were changed.
+
+    Raises:
+        ValueError: the scale is not 1 and no transform resizes, or ``config.frames``
+            is set and no transform samples frames.
+    """
+    seen: Set[int] = set()
+    resized = sampled = 0
+    pipelines = [cfg.get('test_pipeline')] + [
+        pipeline for key in ('test_dataloader', 'val_dataloader')
+        for pipeline in _pipelines(cfg.get(key, {}).get('dataset'))]
+    for pipeline in pipelines:
+        for transform in pipeline or ():
+            if not isinstance(transform, dict) or id(transform) in seen:
+                continue
+            seen.add(id(transform))
+            kind = str(transform.get('type', '')).rpartition('.')[2]
+            if config.scale != 1.0 and _scale_transform(kind, transform, config.scale):
+                resized += 1
+            if config.frames is not None and kind == 'SampleFrames':
+                clip_len = transform['clip_len']
+                interval = transform.get('frame_interval', 1)
+                transform['frame_interval'] = max(1, round(interval * clip_len / config.frames))
+                transform['clip_len'] = config.frames
+                sampled += 1
+    if config.scale != 1.0 and not resized:
+        raise ValueError(f'cannot export scale {config.scale:g}: the test pipeline has no '
+                         'Resize (or crop) to scale')
+    if config.frames is not None and not sampled:
+        raise ValueError(f'cannot export {config.frames} frames: the test pipeline has no '
+                         'SampleFrames')
+    return resized + sampled
+
+
+def _pipelines(dataset: Any) -> List[list]:
+    if not isinstance(dataset, dict):
+        return []
+    found = [dataset['pipeline']] if isinstance(dataset.get('pipeline'), list) else []
+    found += _pipelines(dataset.get('dataset'))
+    for inner in dataset.get('datasets') or ():
+        found += _pipelines(inner)
+    return found
+
+
+def _scaled(value: Any, scale: float) -> Any:
+    """Sizes (one or a sequence) times ``scale``, rounded; -1 (keep the ratio) stays."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_scaled(v, scale) for v in value)
+    return max(1, round(value * scale)) if value > 0 else value
+
+
+def _scale_transform(kind: str, transform: dict, scale: float) -> bool:
+    if kind.endswith('Resize') and transform.get('scale') is not None:
+        transform['scale'] = _scaled(transform['scale'], scale)
+        return True
+    if kind.endswith('Resize') and transform.get('scale_factor') is not None:
+        factor = transform['scale_factor']
+        transform['scale_factor'] = type(factor)(f * scale for f in factor) \
+            if isinstance(factor, (list, tuple)) else factor * scale
+        return True
+    if kind in ('CenterCrop', 'ThreeCrop', 'TenCrop') and 'crop_size' in transform:
+        transform['crop_size'] = _scaled(transform['crop_size'], scale)
+        return True
+    return False
+
+
+def stock_runtime_config(cfg: Config, model_cfg: dict, config: SubnetConfig) -> Config:
+    """The whole config of the exported model: standalone, stock types only.
+
+    ``custom_imports`` and private top-level variables go, the mutual train loop becomes
+    its stock twin, the per-configuration val/test loops become ``ValLoop``/``TestLoop``,
+    and the test pipelines are resized to ``config``.
+    """
+    data = _plain(cfg)
+    for key in [k for k in data if k.startswith('_')] + ['custom_imports', 'work_dir']:
+        data.pop(key, None)
+    data['model'] = model_cfg
+    data['default_scope'] = config_scope(cfg)
+    data['load_from'] = None
+    data['resume'] = False
+    train_cfg = data.get('train_cfg')
+    if isinstance(train_cfg, dict):
+        train_cfg.pop('mutual', None)
+        if train_cfg.get('type') in _STOCK_TRAIN_LOOPS:
+            train_cfg['type'] = _STOCK_TRAIN_LOOPS[train_cfg['type']]
+    for key, loop in (('val_cfg', 'ValLoop'), ('test_cfg', 'TestLoop')):
+        if data.get(key) is not None:
+            data[key] = dict(type=loop)
+    scale_test_pipelines(data, config)
+    _check_no_package_types(data, 'config', data['default_scope'])
+    return Config(data)
+
+
+# ---------------------------------------------------------------------- the weights
+def export_config_and_weights(model: nn.Module, cfg: Config,
+                              config: SubnetConfig) -> Tuple[Config, Dict[str, Tensor]]:
+    """The stock config and state dict of ``model`` at ``config``.
+
+    The model's BN statistics must already be calibrated for ``config`` (see
+    :func:`export_subnet`, which does it); they are sliced with the weights.
+
+    Args:
+        model: The adaptive model (or its wrapper); left at ``config.width``.
+        cfg: Its whole config.
+        config: The configuration.
+
+    Returns:
+        ``(stock_cfg, state_dict)``: the standalone config, and the weights on the CPU
+        with exactly the stock model's names and shapes.
+    """
+    module = unwrap(model)
+    check_scales([config.scale], 'config')
+    model_cfg = stock_model_config(module, cfg.model, config.width)
+    stock_cfg = stock_runtime_config(cfg, model_cfg, config)
+    with DefaultScope.overwrite_default_scope(stock_cfg.default_scope), torch.device('meta'):
+        stock = MODELS.build(copy.deepcopy(stock_cfg.model))
+    state_dict = slice_state_dict(module, stock.state_dict())
+    return stock_cfg, OrderedDict((k, v.cpu()) for k, v in state_dict.items())
+
+
+def save_export(out_dir: str, stock_cfg: Config, state_dict: Dict[str, Tensor],
+                meta: Optional[dict] = None) -> Dict[str, str]:
+    """Write ``out_dir/config.py`` and ``out_dir/model.pth`` (an mmengine checkpoint)."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {'config': osp.join(out_dir, 'config.py'), 'checkpoint': osp.join(out_dir, 'model.pth')}
+    stock_cfg.dump(paths['config'])
+    torch.save({'meta': dict(meta or {}), 'state_dict': state_dict}, paths['checkpoint'])
+    return paths
+
+
+def export_subnet(model: nn.Module, cfg: Config, config: SubnetConfig, out_dir: str,
+                  calibration_batches: Iterable[dict], num_calibration_batches: int = 8,
+                  rescaler=None, meta: Optional[dict] = None) -> Dict[str, str]:
+    """Calibrate ``model`` at ``config`` and write the stock model to ``out_dir``.
+
+    Args:
+        model: The adaptive model (or its wrapper).
+        cfg: Its whole config.
+        config: The configuration to export.
+        out_dir: Output directory (``config.py``, ``model.pth``).
+        calibration_batches: Training batches (e.g. :func:`calibration_loader`).
+        num_calibration_batches: How many to calibrate BN with (0 keeps the statistics).
+        rescaler: The batch rescaler (default: the config's or the task's).
+        meta: Extra checkpoint metadata (e.g. ``dataset_meta``).
+
+    Returns:
+        The paths written, by kind.
+    """
+    module = unwrap(model)
+    check_width(config.width, width_range_of(module), type(module).__name__)
+    check_scales([config.scale], 'config')
+    rescaler = rescaler if rescaler is not None else task_rescaler(module, cfg)
+    calibrate_bn(module, calibration_batches, config, rescaler, num_calibration_batches)
+    stock_cfg, state_dict = export_config_and_weights(module, cfg, config)
+    meta = dict(meta or {})
+    meta['mutualnet_mm'] = dict(name=config.name, width=config.width, scale=config.scale,
+                                frames=config.frames,
+                                calibration_batches=num_calibration_batches)
+    return save_export(out_dir, stock_cfg, state_dict, meta)
+
+
+def build_stock_model(stock_cfg: Config, state_dict: Dict[str, Tensor]) -> nn.Module:
+    """The exported model, built by the stock registry and loaded (strict), in eval mode."""
+    with DefaultScope.overwrite_default_scope(stock_cfg.default_scope):
+        stock = MODELS.build(copy.deepcopy(stock_cfg.model))
+    stock.load_state_dict(state_dict, strict=True)
+    return stock.eval()
+
+
+# ----------------------------------------------------------- choosing a configuration
+def resolve_config(width: Optional[float] = None, scale: float = 1.0,
+                   frames: Optional[int] = None, budget: Optional[float] = None,
+                   budget_unit: str = 'gflops', query_table: Optional[str] = None,
+                   work_dir: str = '.') -> Tuple[SubnetConfig, Optional[dict]]:
+    """The configuration to export: given, or the best within a budget.
+
+    Args:
+        width, scale, frames: The configuration (with ``budget`` None).
+        budget: A cost budget, looked up in the query table.
+        budget_unit: ``'gflops'`` or ``'ms'`` (latency).
+        query_table: The table (default: ``query_table.json`` or
+            ``query_table_latency_ms.json`` in ``work_dir``).
+        work_dir: Where an evaluation run wrote its tables.
+
+    Returns:
+        ``(config, entry)``: the entry is the query-table row (None without a budget).
+
+    Raises:
+        ValueError: neither or both of ``width`` and ``budget`` given, an unknown unit, a
+            table with another cost axis, or no configuration within the budget.
+        FileNotFoundError: the table does not exist.
+    """
+    if (width is None) == (budget is None):
+        raise ValueError('give either a width (and scale) or a budget, not '
+                         + ('both' if width is not None else 'neither'))
+    if budget is None:
+        return SubnetConfig(float(width), check_scales([scale], 'config')[0], frames), None
+    if budget_unit not in BUDGET_COSTS:
+        raise ValueError(f'budget_unit must be one of {sorted(BUDGET_COSTS)}, '
+                         f'got {budget_unit!r}')
+    cost = BUDGET_COSTS[budget_unit]
+    if query_table is None:
+        name = 'query_table.json' if cost == 'gflops' else f'query_table_{cost}.json'
+        query_table = osp.join(work_dir, name)
+    table = QueryTable.load(query_table)
+    if table.cost != cost:
+        raise ValueError(f'{query_table!r} is a table of {table.cost} budgets, not '
+                         f'{budget_unit} ({cost})')
+    entry = table.lookup(budget)
+    return config_of(entry), entry
+
+
+def config_of(entry: dict) -> SubnetConfig:
+    """The configuration of a query-table entry."""
+    return SubnetConfig(float(entry['width']), float(entry['scale']), entry.get('frames'))

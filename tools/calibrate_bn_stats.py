@@ -1,0 +1,64 @@
+"""Calibrate BN statistics for every configuration of query tables, for AdaptiveInferencer.
+
+Example:
+    python tools/calibrate_bn_stats.py configs/maskrcnn_mutual_r50.py \
+        work_dirs/m/epoch_12.pth --query-table work_dirs/m/query_table.json \
+        --out work_dirs/m/bn_stats.pth
+    # then: AdaptiveInferencer(config, checkpoint, query_table, bn_stats='.../bn_stats.pth')
+"""
+import argparse
+import warnings
+
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import set_random_seed
+
+import mutualnet_mm  # noqa: F401
+from mutualnet_mm.deploy import (
+    build_adaptive_model,
+    calibrate_bn_stats,
+    calibration_loader,
+    save_bn_stats,
+)
+from mutualnet_mm.deploy.adaptive import task_rescaler
+from mutualnet_mm.deploy.export import config_of
+from mutualnet_mm.evaluation import QueryTable
+from mutualnet_mm.tools_common import check_config_file
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Per-configuration BN statistics')
+    parser.add_argument('config', help='config of the adaptive model')
+    parser.add_argument('checkpoint', help='its checkpoint')
+    parser.add_argument('--query-table', nargs='+', required=True,
+                        help='query table(s): every configuration in them is calibrated')
+    parser.add_argument('--out', required=True, help='output file (e.g. bn_stats.pth)')
+    parser.add_argument('--calibration-batches', type=int, default=8,
+                        help='training batches per configuration')
+    parser.add_argument('--device', default='cpu', help='device to calibrate on')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the calibration data')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings')
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    check_config_file(args.config)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    tables = [QueryTable.load(path) for path in args.query_table]
+    configs = list(dict.fromkeys(config_of(e) for table in tables for e in table.entries))
+    set_random_seed(args.seed)
+    model = build_adaptive_model(cfg, args.checkpoint, args.device)
+    stats = calibrate_bn_stats(model, calibration_loader(cfg, args.seed), configs,
+                               task_rescaler(model, cfg), args.calibration_batches)
+    save_bn_stats(args.out, stats)
+    print(f'BN statistics of {len(stats)} configurations '
+          f'({", ".join(c.name for c in stats)}) written to {args.out}')
+
+
+if __name__ == '__main__':
+    main()

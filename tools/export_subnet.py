@@ -1,0 +1,117 @@
+"""Export one (width, scale) configuration of an adaptive model as a stock OpenMMLab model.
+
+Writes OUT/config.py (a standalone mmdet / mmaction2 config: stock types, the channel
+counts of the configuration, the test pipeline at its scale) and OUT/model.pth (the
+sliced weights, BN statistics calibrated for the configuration); with --onnx also
+OUT/backbone_neck.onnx. Stock mmdet / mmaction2 run them without mutualnet_mm.
+
+Examples:
+    python tools/export_subnet.py configs/maskrcnn_mutual_r50.py work_dirs/m/epoch_12.pth \
+        --width 0.5 --scale 0.75 --out exported/w0.5_s0.75
+    # the best configuration within 40 GFLOPs, from work_dirs/m/query_table.json
+    python tools/export_subnet.py configs/maskrcnn_mutual_r50.py work_dirs/m/epoch_12.pth \
+        --budget 40 --out exported/40gflops
+"""
+import argparse
+import math
+import os.path as osp
+import warnings
+
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.runner import set_random_seed
+
+import mutualnet_mm  # noqa: F401
+from mutualnet_mm.deploy import (
+    build_adaptive_model,
+    build_stock_model,
+    calibration_loader,
+    export_backbone_neck_onnx,
+    export_subnet,
+    load_adaptive_weights,
+    resolve_config,
+)
+from mutualnet_mm.deploy.onnx_export import onnx_difference
+from mutualnet_mm.tools_common import check_config_file
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Export a configuration as a stock model')
+    parser.add_argument('config', help='config of the adaptive model')
+    parser.add_argument('checkpoint', help='its checkpoint')
+    parser.add_argument('--out', required=True, help='output directory')
+    parser.add_argument('--width', type=float, help='width multiplier to export')
+    parser.add_argument('--scale', type=float, default=1.0,
+                        help='input scale to export (with --width; default 1.0)')
+    parser.add_argument('--frames', type=int, help='frames per clip (video; with --width)')
+    parser.add_argument('--budget', type=float,
+                        help='export the most accurate configuration within this budget')
+    parser.add_argument('--budget-unit', choices=['gflops', 'ms'], default='gflops',
+                        help='unit of --budget: GFLOPs or measured latency in ms')
+    parser.add_argument('--query-table',
+                        help='query table of an evaluation run (default: query_table.json, '
+                             'or query_table_latency_ms.json for ms, next to the checkpoint)')
+    parser.add_argument('--calibration-batches', type=int, default=8,
+                        help='training batches to calibrate BN statistics with')
+    parser.add_argument('--onnx', action='store_true',
+                        help='also write backbone_neck.onnx and check it with onnxruntime')
+    parser.add_argument('--onnx-shape', type=int, nargs='+',
+                        help='input shape traced for ONNX (default: 1 x 3 x the test '
+                             'pipeline\'s resize scale, padded)')
+    parser.add_argument('--device', default='cpu', help='device to calibrate on')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the calibration data')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings')
+    return parser.parse_args()
+
+
+def default_onnx_shape(stock_cfg: Config) -> list:
+    """``(1, 3, H, W)``: the test pipeline's resize scale, padded as the model pads."""
+    from mmdet.utils import get_test_pipeline_cfg
+    resize = [t for t in get_test_pipeline_cfg(stock_cfg)
+              if str(t['type']).endswith('Resize') and t.get('scale') is not None]
+    if not resize or not isinstance(resize[0]['scale'], (list, tuple)) or \
+            min(resize[0]['scale']) <= 0:
+        raise ValueError('cannot derive the ONNX input shape from the test pipeline; '
+                         'pass --onnx-shape, e.g. --onnx-shape 1 3 800 1344')
+    width, height = resize[0]['scale']
+    divisor = stock_cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1) or 1
+    return [1, 3, math.ceil(height / divisor) * divisor, math.ceil(width / divisor) * divisor]
+
+
+def main() -> None:
+    args = parse_args()
+    check_config_file(args.config)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.budget is not None and (args.width is not None or args.frames is not None):
+        raise ValueError('--budget picks the configuration: drop --width/--scale/--frames')
+    config, entry = resolve_config(
+        width=args.width, scale=args.scale, frames=args.frames, budget=args.budget,
+        budget_unit=args.budget_unit, query_table=args.query_table,
+        work_dir=osp.dirname(osp.abspath(args.checkpoint)))
+    if entry is not None:
+        print(f'budget {args.budget:g} {args.budget_unit}: {config.name} ({entry})')
+    set_random_seed(args.seed)
+    model = build_adaptive_model(cfg, device=args.device)
+    meta = load_adaptive_weights(model, args.checkpoint)
+    extra = {'dataset_meta': meta['dataset_meta']} if 'dataset_meta' in meta else {}
+    paths = export_subnet(model, cfg, config, args.out, calibration_loader(cfg, args.seed),
+                          args.calibration_batches, meta=extra)
+    if args.onnx:
+        stock_cfg = Config.fromfile(paths['config'])
+        shape = args.onnx_shape or default_onnx_shape(stock_cfg)
+        state_dict = torch.load(paths['checkpoint'], weights_only=True)['state_dict']
+        stock = build_stock_model(stock_cfg, state_dict)
+        paths['onnx'] = export_backbone_neck_onnx(stock, shape,
+                                                  osp.join(args.out, 'backbone_neck.onnx'))
+        difference = onnx_difference(paths['onnx'], stock, torch.randn(*shape))
+        print(f'ONNX at {shape}: onnxruntime vs PyTorch max |difference| {difference:.2e}')
+    print(f'exported {config.name}: ' + ', '.join(paths.values()))
+
+
+if __name__ == '__main__':
+    main()
