@@ -57,6 +57,16 @@ def test_x3d_matches_stock(width: float) -> None:
     assert_matches_stock(model, width, clip)
 
 
+def test_x3d_stock_twin_is_x3d_at_gamma_w_times_width() -> None:
+    model = SlimmableX3D(gamma_w=2.5, **X3D_ARGS)  # base 64 at full width
+    for width in (1.0, 0.9, 0.8, 0.75, 0.6, 0.5, 0.4, 0.33, 0.25):
+        with torch.device('meta'):
+            expected = shapes(X3D(gamma_w=2.5 * width, **X3D_ARGS))
+        assert shapes(model.build_stock(width, device='meta')) == expected, width
+    one_step = [SlimmableX3D(**X3D_ARGS).stock_config(w) for w in (0.5, 0.6, 0.7)]
+    assert one_step[0] == one_step[1] == one_step[2]  # base 16: one config, one cached plan
+
+
 def test_x3d_widths_move_in_three_steps_with_se_and_conv5_following() -> None:
     model = SlimmableX3D(**X3D_ARGS)
     bases = {w: model.channel_plan(w)['conv1_s.conv'] for w in (0.25, 0.37, 0.371, 0.74,
@@ -104,6 +114,16 @@ def test_slowfast_laterals_feed_the_slow_pathway_at_every_width() -> None:
     assert torch.equal(cut, torch.cat((full[:64, :128], full[:64, 256:]), dim=1))
     model.set_width(1.0)
     assert first.conv1.conv.active_in_segments == (256, 64)
+
+
+def test_slowfast_training_at_a_width_touches_only_active_weights() -> None:
+    model = SlimmableResNet3dSlowFast(**slowfast_args())
+    model.set_width(0.5)
+    slow, fast = model(clip())
+    (slow.sum() + fast.sum()).backward()
+    grad = model.slow_path.layer2[0].conv1.conv.weight.grad  # inputs: 256 slow + 64 lateral
+    assert grad[:64, :128].abs().sum() > 0 and grad[:64, 256:].abs().sum() > 0
+    assert not grad[:, 128:256].any() and not grad[64:].any()
 
 
 @pytest.mark.parametrize('width', (0.75, 0.5, 0.25))

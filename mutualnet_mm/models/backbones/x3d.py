@@ -11,7 +11,9 @@ them, SE included, exactly as the stock network at that width has them.
 Because only the base width moves, in steps of 8 channels, X3D-XS/S/M/L (``gamma_w=1``,
 base 24) have three distinct widths: base 8 up to ``w = 0.370``, base 16 up to
 ``w = 0.740`` and base 24 above (so ``w = 0.75`` is the full network). No width in the
-default range ``(0.25, 1.0)`` is invalid; widths in one step give the same network.
+default range ``(0.25, 1.0)`` is invalid; widths in one step give the same network, and
+:meth:`SlimmableX3D.stock_config` names it by its base (``gamma_w = base / 24``), so that
+they share one config and one cached channel plan.
 """
 from typing import Sequence
 
@@ -22,6 +24,7 @@ from ...ops import convert_to_slimmable
 from ..stock import StockSlimmable
 
 _NOT_FORWARDED = ('init_cfg', 'pretrained')
+_STOCK_BASE_CHANNELS = 24  # X3D's base width before gamma_w
 
 
 @MODELS.register_module()
@@ -48,4 +51,5 @@ class SlimmableX3D(StockSlimmable, X3D):
         self.conv1_s.conv.slim_in = False  # the colour channels
 
     def stock_config(self, width: float) -> dict:
-        return dict(type='X3D', **self._stock_kwargs, gamma_w=self.gamma_w * width)
+        base = self._round_width(_STOCK_BASE_CHANNELS, self.gamma_w * width)
+        return dict(type='X3D', **self._stock_kwargs, gamma_w=base / _STOCK_BASE_CHANNELS)
