@@ -16,6 +16,7 @@ from ..evaluation.latency import measure_latency
 from ..evaluation.results import format_table, write_results
 from ..ops import set_width, width_range_of
 from .calibration import calibrate_bn
+from .hooks import TorchRandomStateHook
 from .mutual_step import MutualTrainStep, check_trainable_norms
 from .rescale import build_rescaler
 from .subnet import SubnetConfig, check_scales
@@ -38,6 +39,8 @@ class _MutualTrainMixin:
         self.mutual_step = MutualTrainStep.from_config(
             mutual, model, seed=self.runner.seed or 0,
             default_rescaler=default_rescaler(model))
+        if not any(isinstance(hook, TorchRandomStateHook) for hook in self.runner.hooks):
+            self.runner.register_hook(TorchRandomStateHook())  # exact resume
         sampler = self.mutual_step.sampler
         print_log(f'mutual learning: {sampler.num_subnets} configurations per iteration, '
                   f'width range {sampler.width_range}, scales {sampler.scales}'
@@ -67,6 +70,23 @@ class MutualEpochBasedTrainLoop(_MutualTrainMixin, EpochBasedTrainLoop):
                  **kwargs) -> None:
         super().__init__(runner, dataloader, max_epochs, **kwargs)
         self._build_mutual_step(mutual)
+
+    def run_epoch(self) -> None:
+        """Iterate one epoch; resumed mid-epoch, skip the batches the checkpoint has seen.
+
+        mmengine's epoch loop restarts the epoch from its first batch when a checkpoint
+        was saved mid-epoch (``CheckpointHook(by_epoch=False)``), training its first
+        batches twice and running more iterations than planned. The skipped batches are
+        still loaded, so the data pipeline's random draws stay in step.
+        """
+        self.runner.call_hook('before_train_epoch')
+        self.runner.model.train()
+        trained = max(0, self._iter - self._epoch * len(self.dataloader))
+        for idx, data_batch in enumerate(self.dataloader):
+            if idx >= trained:
+                self.run_iter(idx, data_batch)
+        self.runner.call_hook('after_train_epoch')
+        self._epoch += 1
 
     def run_iter(self, idx, data_batch) -> None:
         self._mutual_iter(idx, data_batch)
