@@ -79,6 +79,22 @@ def load_urls_weights_only() -> None:
     mmengine_checkpoint.load_url = _load_url_weights_only
 
 
+def _load_local_safely(filename: str, map_location: Any = None) -> Any:
+    return load_checkpoint_safely(os.path.expanduser(filename), map_location)
+
+
+def load_local_checkpoints_safely() -> None:
+    """Make mmengine load local checkpoints with :func:`load_checkpoint_safely`.
+
+    Its own local loader calls ``torch.load`` directly: a truncated or corrupt file fails
+    with torch's internal message (e.g. ``PytorchStreamReader failed reading zip
+    archive``) that names neither the file nor the problem. ``resume``, ``load_from``
+    and ``init_cfg`` checkpoints all go through this loader.
+    """
+    mmengine_checkpoint.CheckpointLoader.register_scheme(prefixes='', loader=_load_local_safely,
+                                                         force=True)
+
+
 def _reason(error: Exception) -> str:
     """The informative line of a loading error."""
     message = str(error).split('WeightsUnpickler error:')[-1].strip()
@@ -139,4 +155,4 @@ def load_checkpoint_safely(path: Union[str, os.PathLike],
 
 
 __all__ = ['HISTORY_BUFFER_STATISTICS', 'allow_mmengine_checkpoint_classes',
-           'load_checkpoint_safely', 'load_urls_weights_only']
+           'load_checkpoint_safely', 'load_local_checkpoints_safely', 'load_urls_weights_only']
