@@ -1,8 +1,13 @@
 """Small helpers shared by the command-line tools."""
+import datetime
 import os.path as osp
 from typing import Optional
 
+import torch
+import torch.distributed as dist
 from mmengine.config import Config
+from mmengine.registry import MODEL_WRAPPERS
+from torch.nn.parallel import DistributedDataParallel
 
 
 def check_config_file(path: str) -> None:
@@ -19,3 +24,27 @@ def set_default_work_dir(cfg: Config, config_path: str, work_dir: Optional[str])
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Let ``--launcher pytorch`` run on a machine without a GPU (gloo backend).
+
+    mmengine's ``init_dist`` selects the local rank's CUDA device and its default DDP
+    wrapper is given ``device_ids``, both of which fail without CUDA. Without CUDA, this
+    sets up the process group from torchrun's environment with gloo, and wraps the model
+    without device ids (mmengine's defaults otherwise: no buffer broadcast,
+    ``find_unused_parameters`` from the config). With CUDA it does nothing.
+    """
+    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+        return
+    if not dist.is_initialized():
+        timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout')
+        kwargs = {} if timeout is None else dict(timeout=datetime.timedelta(seconds=timeout))
+        dist.init_process_group('gloo', **kwargs)
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper_type = MODEL_WRAPPERS.get(wrapper.get('type', 'MMDistributedDataParallel'))
+    if wrapper_type is not None and issubclass(wrapper_type, DistributedDataParallel):
+        wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper

@@ -16,7 +16,12 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mutualnet_mm  # noqa: F401
-from mutualnet_mm.tools_common import check_config_file, set_default_work_dir
+from mutualnet_mm.datasets.checks import check_data_config
+from mutualnet_mm.tools_common import (
+    check_config_file,
+    set_default_work_dir,
+    setup_cpu_distributed,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,12 +50,17 @@ def main() -> None:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    setup_cpu_distributed(cfg)
     if args.widths:
         cfg.test_cfg.widths = tuple(args.widths)
     if args.scales:
         cfg.test_cfg.scales = tuple(args.scales)
     set_default_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint
+    cfg.custom_hooks = [*cfg.get('custom_hooks', []),
+                        dict(type='CheckpointMatchHook', filename=args.checkpoint)]
+    calibrates = (cfg.test_cfg.get('calibration') or {}).get('num_batches', 8) != 0
+    check_data_config(cfg, ['test', 'train'] if calibrates else ['test'])  # BN calibration
     Runner.from_cfg(cfg).test()
 
 

@@ -14,7 +14,12 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mutualnet_mm  # noqa: F401  (registers modules, loops and safe checkpoint loading)
-from mutualnet_mm.tools_common import check_config_file, set_default_work_dir
+from mutualnet_mm.datasets.checks import check_data_config
+from mutualnet_mm.tools_common import (
+    check_config_file,
+    set_default_work_dir,
+    setup_cpu_distributed,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -44,6 +49,7 @@ def main() -> None:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    setup_cpu_distributed(cfg)
     set_default_work_dir(cfg, args.config, args.work_dir)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -59,6 +65,11 @@ def main() -> None:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume checkpoint {args.resume!r} does not exist')
         cfg.resume, cfg.load_from = True, args.resume
+    if args.resume is not None:  # the same architecture, or a clear error
+        filename = None if args.resume == 'auto' else args.resume
+        cfg.custom_hooks = [*cfg.get('custom_hooks', []),
+                            dict(type='CheckpointMatchHook', filename=filename)]
+    check_data_config(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'])
     Runner.from_cfg(cfg).train()
 
 
