@@ -223,6 +223,10 @@ class SlimmableSyncBatchNorm(_SlimmableBatchNormBase):
 
     def _sync_forward(self, x, weight, bias, running_mean, running_var, factor) -> Tensor:
         from torch.nn.modules._functions import SyncBatchNorm as SyncBatchNormFunction
+        if x.device.type == 'cpu':
+            raise ValueError('SlimmableSyncBatchNorm (SyncBN) got a CPU tensor in a '
+                             'multi-process run: torch synchronizes batch norms on GPUs only; '
+                             "use norm_cfg=dict(type='BN') to train on CPUs")
         group = self.process_group or dist.group.WORLD
         return SyncBatchNormFunction.apply(x, weight, bias, running_mean, running_var, self.eps,
                                      factor, group, dist.get_world_size(group))
