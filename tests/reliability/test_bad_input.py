@@ -1,0 +1,176 @@
+"""Bad input: each fails with an error naming the bad value and what is allowed."""
+import json
+import runpy
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper
+from mmengine.registry import init_default_scope
+from mmengine.runner.checkpoint import _load_checkpoint
+
+from mutualnet_mm.datasets import generate_coco_shapes
+from mutualnet_mm.datasets.checks import check_data_config
+from mutualnet_mm.engine import MutualTrainStep, NonFiniteLossError
+from mutualnet_mm.engine.hooks import check_state_dict_fits
+from mutualnet_mm.engine.subnet import check_scales
+from mutualnet_mm.ops import set_width
+
+from .tiny_detection import REPO, write_config
+from .tiny_video_net import build, make_batches
+
+VIDEO_MUTUAL = dict(num_subnets=3, scales=(1.0, 0.5), rescaler=dict(type='VideoBatchRescaler'))
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('bad_input') / 'data'
+    generate_coco_shapes(root, num_train=2, num_val=2, image_size=64)
+    return root
+
+
+@pytest.fixture
+def broken(data: Path, tmp_path: Path) -> Path:
+    """A copy of the data to break."""
+    return Path(shutil.copytree(data, tmp_path / 'data'))
+
+
+def config(data_root: Path, tmp_path: Path) -> Config:
+    return Config.fromfile(str(write_config(tmp_path / 'config.py', data_root)))
+
+
+def run_tool(name: str, args: list, monkeypatch) -> None:
+    """Run ``tools/<name>`` in this process (its errors surface as exceptions)."""
+    monkeypatch.setattr(sys, 'argv', [name, *map(str, args)])
+    runpy.run_path(str(REPO / 'tools' / name), run_name='__main__')
+
+
+def test_width_outside_the_range() -> None:
+    model = build()
+    with pytest.raises(ValueError, match=r'width 1\.5 is outside the range \[0\.25, 1\]'):
+        set_width(model, 1.5)
+    with pytest.raises(ValueError, match=r'mutual.width_range \(0\.1, 1\.0\) is outside the '
+                                         r'range \(0\.25, 1\.0\) the model allows'):
+        MutualTrainStep.from_config(dict(VIDEO_MUTUAL, width_range=(0.1, 1.0)), model)
+    init_default_scope('mmdet')
+    with pytest.raises(ValueError, match=r'0 < min <= max <= 1\.0, got \(0\.5, 1\.5\)'):
+        MODELS.build(dict(type='SlimmableResNet', depth=18, width_range=(0.5, 1.5)))
+
+
+@pytest.mark.parametrize('scales, bad', [((), r'\(\)'), ([0.0, 1.0], '0.0'), ([1.0, 5], '5'),
+                                         (1.0, '1.0')])
+def test_empty_or_invalid_scale_list(scales, bad: str) -> None:
+    with pytest.raises(ValueError, match=rf'mutual\.scales must .*in \(0, 4\], got {bad}'):
+        MutualTrainStep.from_config(dict(VIDEO_MUTUAL, scales=scales), build())
+    with pytest.raises(ValueError, match=r'PerConfigTestLoop\.scales must .*\(0, 4\]'):
+        check_scales(scales, 'PerConfigTestLoop')
+
+
+def test_unknown_backbone_depth() -> None:
+    init_default_scope('mmdet')
+    with pytest.raises(ValueError, match=r'depth must be one of \[18, 34, 50, 101, 152\], '
+                                         r'got 19'):
+        MODELS.build(dict(type='SlimmableResNet', depth=19))
+
+
+def test_missing_data_root(data: Path, tmp_path: Path, monkeypatch) -> None:
+    missing = tmp_path / 'nowhere'
+    with pytest.raises(FileNotFoundError, match=rf"train_dataloader\.dataset\.data_root "
+                                                rf"'{missing}/' does not exist; it must be"):
+        check_data_config(config(missing, tmp_path), ['train'])
+    # tools/train.py checks before building anything.
+    with pytest.raises(FileNotFoundError, match=rf"data_root '{missing}/' does not exist"):
+        run_tool('train.py', [write_config(tmp_path / 'config.py', missing),
+                              '--work-dir', tmp_path / 'work'], monkeypatch)
+
+
+@pytest.mark.parametrize('content, message', [
+    ('{"images": [', r'is not valid JSON \(Expecting value.*keys \[.images., .annotations., '
+                     r'.categories.\]'),
+    ('{"images": []}', r"is not a COCO annotation file: it lacks \['annotations', "
+                       r"'categories'\]"),
+])
+def test_corrupt_annotation_json(broken: Path, tmp_path: Path, content: str,
+                                 message: str) -> None:
+    ann_file = broken / 'annotations/instances_train.json'
+    ann_file.write_text(content)
+    with pytest.raises(ValueError, match=rf"train_dataloader\.dataset\.ann_file "
+                                         rf"'{ann_file}' {message}"):
+        check_data_config(config(broken, tmp_path), ['train'])
+
+
+def test_annotation_pointing_at_a_missing_image(broken: Path, tmp_path: Path) -> None:
+    ann_file = broken / 'annotations/instances_train.json'
+    image = json.loads(ann_file.read_text())['images'][1]
+    (broken / 'train' / image['file_name']).unlink()
+    with pytest.raises(FileNotFoundError,
+                       match=rf"image '{broken}/train/{image['file_name']}' \(id {image['id']} "
+                             rf"in '{ann_file}'\) does not exist; every file_name must be a "
+                             rf"file under data_prefix\.img '{broken}/train/'"):
+        check_data_config(config(broken, tmp_path), ['train'])
+
+
+def test_missing_annotation_file(broken: Path, tmp_path: Path) -> None:
+    (broken / 'annotations/instances_val.json').unlink()
+    with pytest.raises(FileNotFoundError, match=r"test_dataloader\.dataset\.ann_file '.*"
+                                                r"instances_val\.json' does not exist"):
+        check_data_config(config(broken, tmp_path), ['train', 'test'])
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'garbage'])
+def test_corrupt_or_truncated_checkpoint(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / 'model.pth'
+    torch.save({'state_dict': build().state_dict(), 'meta': {}}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2] if damage == 'truncated' else b'\x00garbage' * 64)
+    # mmengine's loader, as resume, load_from and init_cfg use it.
+    with pytest.raises(ValueError, match=rf"'{path}' is not a readable checkpoint \(truncated "
+                                         r'or corrupt\)'):
+        _load_checkpoint(str(path))
+
+
+def test_checkpoint_of_another_architecture(data: Path, tmp_path: Path, monkeypatch) -> None:
+    other = tmp_path / 'other.pth'
+    torch.save({'state_dict': build().state_dict(), 'meta': {}}, other)
+    # tools/test.py refuses it, naming the first weight of the model it lacks.
+    with pytest.raises(ValueError, match=rf"checkpoint '{other}' does not fit MaskRCNN: the "
+                                         r"model's 'backbone\.conv1\.weight' is not in it "
+                                         r'\(\d+ missing, 6 unexpected, 0 reshaped'):
+        run_tool('test.py', [write_config(tmp_path / 'config.py', data), other,
+                             '--work-dir', tmp_path / 'work'], monkeypatch)
+    # Same names, another shape: the shapes are named.
+    state = build().state_dict()
+    state['fc.weight'] = state['fc.weight'][:2]
+    with pytest.raises(ValueError, match=r"'fc\.weight' has shape \(2, 32\) in it and \(4, 32\) "
+                                         r'in the model \(0 missing, 0 unexpected, 1 reshaped'):
+        check_state_dict_fits(build(), state)
+
+
+def test_non_finite_loss_in_one_configuration() -> None:
+    def poison_smallest(model: torch.nn.Module) -> None:
+        model.fc.register_forward_hook(
+            lambda _module, _args, out: out * float('nan') if model.width < 0.3 else out)
+
+    model = build()
+    poison_smallest(model)
+    step = MutualTrainStep.from_config(VIDEO_MUTUAL, model)
+    smallest = step.sampler.cohort(0)[-1]
+    optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(NonFiniteLossError, match=rf'non-finite loss nan at configuration '
+                                                 rf'{smallest.name} .*set '
+                                                 r'mutual\.skip_nonfinite=True'):
+        step(model, make_batches(1, 2)[0], optim_wrapper, 0)
+
+    model = build()
+    poison_smallest(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    step = MutualTrainStep.from_config(dict(VIDEO_MUTUAL, skip_nonfinite=True), model)
+    optim_wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    log_vars = step(model, make_batches(1, 2)[0], optim_wrapper, 0)
+    assert log_vars['skipped'].item() == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

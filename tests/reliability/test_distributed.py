@@ -1,0 +1,163 @@
+"""Two CPU processes (gloo) against one: the mutual step, BN calibration, random states.
+
+Each process runs the real ``MutualTrainStep`` on a real ``MMDistributedDataParallel``
+with a real ``OptimWrapper`` on its half of every global batch; one process runs the
+same step on the whole batches. Without batch norm and with a per-sample mean loss the
+two must end with the same parameters, and every rank must have run every pass.
+"""
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from mmengine.model import MMDistributedDataParallel
+from mmengine.optim import OptimWrapper
+
+from mutualnet_mm.engine import MutualTrainStep, SubnetConfig, VideoBatchRescaler, calibrate_bn
+from mutualnet_mm.engine.hooks import RANDOM_STATE_KEY, TorchRandomStateHook
+from mutualnet_mm.ops import SlimmableSyncBatchNorm
+
+from .tiny_video_net import build, make_batches, shard
+
+WORLD_SIZE = 2
+ITERATIONS = 3
+GLOBAL_BATCH = 4
+MUTUAL = dict(num_subnets=4, scales=(1.0, 0.75, 0.5), frames=(4, 2),
+              rescaler=dict(type='VideoBatchRescaler'))
+CALIBRATION_CONFIG = SubnetConfig(0.5, 0.75, 2)
+CALIBRATION_BATCHES_PER_RANK = 2
+# float32 sums in another order (per-rank means, averaged by all-reduce) differ in the
+# last bits; measured: about 1e-7.
+TOLERANCE = 1e-6
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def optim_wrapper(model: torch.nn.Module) -> OptimWrapper:
+    return OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9,
+                                        weight_decay=1e-4))
+
+
+def train(model, module, batches) -> None:
+    step = MutualTrainStep.from_config(MUTUAL, model, seed=0)
+    wrapper = optim_wrapper(module)
+    for iteration, batch in enumerate(batches):
+        step(model, batch, wrapper, iteration)
+
+
+def calibration_batches() -> list:
+    return make_batches(WORLD_SIZE * CALIBRATION_BATCHES_PER_RANK, 2, seed=1)
+
+
+def worker(rank: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=WORLD_SIZE)
+    try:
+        module = build()
+        ddp = MMDistributedDataParallel(module=module, device_ids=None,
+                                        broadcast_buffers=False)
+        train(ddp, module, [shard(b, rank, WORLD_SIZE)
+                            for b in make_batches(ITERATIONS, GLOBAL_BATCH)])
+
+        bn_model = build(with_bn=True)
+        mine = calibration_batches()[rank * CALIBRATION_BATCHES_PER_RANK:
+                                     (rank + 1) * CALIBRATION_BATCHES_PER_RANK]
+        calibrate_bn(MMDistributedDataParallel(module=bn_model, device_ids=None), mine,
+                     CALIBRATION_CONFIG, VideoBatchRescaler(), CALIBRATION_BATCHES_PER_RANK)
+
+        try:
+            SlimmableSyncBatchNorm(4).train()(torch.ones(2, 4, 3, 3))
+            sync_bn_error = ''
+        except ValueError as error:
+            sync_bn_error = str(error)
+
+        torch.manual_seed(100 + rank)  # a different generator state on each rank
+        hook, checkpoint = TorchRandomStateHook(), {}
+        hook.after_train_iter(None, 0)  # every rank: gathers the states
+        hook.before_save_checkpoint(None, checkpoint)  # what rank 0 writes
+        torch.save(dict(params={k: v.detach().clone() for k, v in module.state_dict().items()},
+                        passes=module.passes, bn=dict(bn_model.bn1.named_buffers()),
+                        own_state=torch.get_rng_state(), gathered=checkpoint[RANDOM_STATE_KEY],
+                        sync_bn_error=sync_bn_error),
+                   Path(out_dir) / f'rank{rank}.pth')
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope='module')
+def ranks(tmp_path_factory) -> list:
+    out_dir = tmp_path_factory.mktemp('ddp')
+    mp.spawn(worker, args=(free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=True)
+    return [torch.load(out_dir / f'rank{r}.pth', weights_only=True) for r in range(WORLD_SIZE)]
+
+
+def expected_passes() -> list:
+    sampler = MutualTrainStep.from_config(MUTUAL, build(), seed=0).sampler
+    passes = []
+    for iteration in range(ITERATIONS):
+        for config in sampler.cohort(iteration):
+            size = round(16 * config.scale)
+            passes.append((round(config.width, 6), (config.frames or 4, size, size)))
+    return passes
+
+
+def test_ddp_mutual_step_equals_one_process_on_the_global_batch(ranks) -> None:
+    single = build()
+    train(single, single, make_batches(ITERATIONS, GLOBAL_BATCH))
+    initial = build().state_dict()
+    worst = 0.0
+    for name, value in single.state_dict().items():
+        assert not torch.equal(value, initial[name]), f'{name} did not train'
+        for rank in ranks:
+            worst = max(worst, (rank['params'][name] - value).abs().max().item())
+        # DDP keeps the replicas identical.
+        assert torch.equal(ranks[0]['params'][name], ranks[1]['params'][name]), name
+    print(f'max |DDP - single process| over parameters: {worst:.3g}')
+    assert worst <= TOLERANCE
+
+
+def test_every_pass_ran_on_every_rank(ranks) -> None:
+    passes = expected_passes()
+    assert len({width for width, _ in passes}) > 2 and len({s for _, s in passes}) > 2
+    for rank in ranks:
+        assert rank['passes'] == passes
+
+
+def test_calibration_averages_statistics_across_ranks(ranks) -> None:
+    # One process calibrating on the batches of both ranks (cumulative average over all
+    # of them) gets what the ranks get by averaging their own.
+    reference = build(with_bn=True)
+    calibrate_bn(reference, calibration_batches(), CALIBRATION_CONFIG, VideoBatchRescaler(),
+                 WORLD_SIZE * CALIBRATION_BATCHES_PER_RANK)
+    rank_only = build(with_bn=True)
+    calibrate_bn(rank_only, calibration_batches()[:CALIBRATION_BATCHES_PER_RANK],
+                 CALIBRATION_CONFIG, VideoBatchRescaler(), CALIBRATION_BATCHES_PER_RANK)
+    active = 8  # channels of bn1 at width 0.5
+    for stat in ('running_mean', 'running_var'):
+        expected = getattr(reference.bn1, stat)[:active]
+        for rank in ranks:
+            torch.testing.assert_close(rank['bn'][stat][:active], expected,
+                                       rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(getattr(rank_only.bn1, stat)[:active], expected, atol=1e-3)
+
+
+def test_checkpoint_carries_every_ranks_random_state(ranks) -> None:
+    for rank in ranks:
+        gathered = rank['gathered']
+        assert len(gathered) == WORLD_SIZE
+        for index, other in enumerate(ranks):
+            assert torch.equal(gathered[index]['cpu'], other['own_state'])
+    assert not torch.equal(ranks[0]['own_state'], ranks[1]['own_state'])
+
+
+def test_sync_batch_norm_on_cpu_processes_says_what_to_use(ranks) -> None:
+    for rank in ranks:
+        assert 'SyncBN' in rank['sync_bn_error'] and "type='BN'" in rank['sync_bn_error']

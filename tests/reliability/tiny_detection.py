@@ -1,0 +1,71 @@
+"""The CPU demo Mask R-CNN config shrunk for process-level tests, and how to run the tools."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_CONFIG = REPO / 'configs/demo/maskrcnn_mutual_r18_shapes.py'
+IMAGE_SIZE = 64
+
+_CONFIG = '''
+_base_ = {base!r}
+data_root = {data_root!r}
+image_size = {size}
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
+    dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),
+    dict(type='RandomFlip', prob={flip}),
+    dict(type='PackDetInputs'),
+]
+train_dataloader = dict(
+    batch_size={batch_size},
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+test_dataloader = dict(dataset=dict(data_root=data_root))
+test_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+val_cfg = None
+val_dataloader = None
+val_evaluator = None
+default_hooks = dict(logger=dict(interval=1))
+randomness = dict(seed=0, deterministic=True)
+'''
+
+
+def write_config(path: Path, data_root: Path, extra: str = '', flip: float = 0.5,
+                 batch_size: int = 2) -> Path:
+    """Write a config inheriting the demo config: 64 px images, tiny batches, no val.
+
+    ``extra`` goes into ``path``, which inherits the shrunk demo config written next to
+    it (so that its dicts merge into the demo's instead of replacing them).
+    """
+    base = path.with_name(f'{path.stem}_base.py')
+    base.write_text(_CONFIG.format(base=str(DEMO_CONFIG), data_root=f'{data_root}/',
+                                   size=IMAGE_SIZE, flip=flip, batch_size=batch_size))
+    path.write_text(f'_base_ = {base.name!r}\ndata_root = {f"{data_root}/"!r}\n{extra}')
+    return path
+
+
+def tool_env(**extra: str) -> dict:
+    """Environment for the tools: one thread, this repo importable, this Python first."""
+    return dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO),
+                PATH=os.pathsep.join([str(Path(sys.executable).parent),
+                                      os.environ.get('PATH', '')]), **extra)
+
+
+def run_tool(args: List, timeout: float = 240,
+             port: Optional[int] = None) -> subprocess.CompletedProcess:
+    """Run ``tools/<args>`` (a .py with this Python, a .sh with bash); raise with its log.
+
+    ``port``: the rendezvous port of ``dist_*.sh`` (on 127.0.0.1).
+    """
+    script = REPO / 'tools' / args[0]
+    command = (['bash'] if script.suffix == '.sh' else [sys.executable]) + [str(script)]
+    env = tool_env() if port is None else tool_env(PORT=str(port), MASTER_ADDR='127.0.0.1')
+    result = subprocess.run(command + [str(a) for a in args[1:]], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f'{args[0]} failed ({result.returncode}):\n'
+                             f'{result.stdout[-3000:]}\n{result.stderr[-5000:]}')
+    return result
