@@ -1,4 +1,6 @@
 """mmengine loops: mutual-learning training and per-configuration evaluation."""
+import copy
+import logging
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
@@ -146,12 +148,18 @@ class _PerConfigMixin:
                            "['repeats', 'warmup']")
 
     def _calibration_batches(self):
-        runner = self.runner
-        loop = runner._train_loop
-        if loop is not None and not isinstance(loop, dict):
-            return loop.dataloader
+        """A loader over the training set, separate from the training loop's own.
+
+        Iterating the training loader itself would reset its persistent workers' shared
+        iterator mid-epoch and change the training order.
+        """
         if not hasattr(self, '_calibration_loader'):
-            self._calibration_loader = runner.build_dataloader(runner.cfg.train_dataloader)
+            loader_cfg = copy.deepcopy(self.runner.cfg.get('train_dataloader'))
+            if not loader_cfg:
+                raise ValueError('BN calibration needs train_dataloader in the config '
+                                 '(or calibration=dict(num_batches=0) to skip it)')
+            loader_cfg['persistent_workers'] = False
+            self._calibration_loader = self.runner.build_dataloader(loader_cfg)
         return self._calibration_loader
 
     def _evaluate_grid(self, stage: str) -> dict:
@@ -223,18 +231,20 @@ class _PerConfigMixin:
         return record
 
     @staticmethod
-    def _default_metric(metrics: Dict[str, float]) -> str:
+    def _default_metric(metrics: Dict[str, float]) -> Optional[str]:
         for key in ('coco/bbox_mAP', 'acc/top1'):
             if key in metrics:
                 return key
         numeric = [k for k, v in metrics.items() if isinstance(v, float) and '/' in k]
-        if not numeric:
-            raise ValueError(f'no metric to build the query table from in {sorted(metrics)}')
-        return numeric[0]
+        return numeric[0] if numeric else None
 
-    def _report(self, records: List[dict], metric: str) -> None:
+    def _report(self, records: List[dict], metric: Optional[str]) -> None:
         work_dir = self.runner.work_dir
         latency = ('latency_ms',) if self.latency is not None else ()
+        if metric is None:
+            print_log('the full configuration produced no metric (no predictions yet?): '
+                      'per_config.json/.csv are written, the query table and plot are not',
+                      logger='current', level=logging.WARNING)
         paths = write_results(records, work_dir, metric, extra_costs=latency)
         metric_columns = [k for k in records[-1]
                           if '/' in k and isinstance(records[-1][k], float)][:4]

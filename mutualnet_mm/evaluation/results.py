@@ -97,14 +97,15 @@ def format_table(records: Sequence[dict], columns: Sequence[str]) -> str:
     return '\n'.join(lines)
 
 
-def write_results(records: Sequence[dict], out_dir: str, metric: str,
+def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
                   extra_costs: Sequence[str] = ()) -> Dict[str, str]:
     """Write ``per_config.json``/``.csv``, ``query_table.json`` and ``per_config.png``.
 
     Args:
         records: One dict per configuration (width, scale, gflops, metrics, ...).
         out_dir: Target directory.
-        metric: The metric the query table maximizes.
+        metric: The metric the query table maximizes (``None``: no metric yet; only the
+            JSON and CSV tables are written).
         extra_costs: Further budget axes with a query table each (e.g. ``latency_ms``
             writes ``query_table_latency_ms.json``).
 
@@ -125,6 +126,8 @@ def write_results(records: Sequence[dict], out_dir: str, metric: str,
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction='ignore')
         writer.writeheader()
         writer.writerows(records)
+    if metric is None or all(r.get(metric) is None for r in records):
+        return {'json': paths['json'], 'csv': paths['csv']}
     QueryTable.from_records(records, metric).save(paths['query_table'])
     for cost in extra_costs:
         path = osp.join(out_dir, f'query_table_{cost}.json')

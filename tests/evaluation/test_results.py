@@ -122,6 +122,14 @@ class PlainNet(nn.Module):
         return self.head(features), self.upsample(features)
 
 
+def test_write_results_without_a_metric_writes_only_the_tables(tmp_path: Path) -> None:
+    # A barely trained detector may predict nothing: the evaluator then returns no metric.
+    records = [{'name': 'w1.00_s1', 'width': 1.0, 'scale': 1.0, 'gflops': 2.0}]
+    paths = write_results(records, str(tmp_path), None)
+    assert sorted(paths) == ['csv', 'json']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['per_config.csv', 'per_config.json']
+
+
 def giga(value: int) -> float:
     return pytest.approx(value / 1e9, rel=1e-9, abs=1e-15)
 
