@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..registry import MUTUAL
+from ..registry import MUTUAL, build_component
 
 
 class Distiller:
@@ -111,4 +111,4 @@ def build_distiller(cfg) -> Distiller:
     """Build a distiller from a config dict; ``None`` or ``False`` means none."""
     if not cfg:
         return None
-    return MUTUAL.build(cfg) if isinstance(cfg, dict) else cfg
+    return build_component(cfg) if isinstance(cfg, dict) else cfg

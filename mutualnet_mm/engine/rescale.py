@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..registry import MUTUAL
+from ..registry import MUTUAL, build_component
 from .subnet import SubnetConfig
 
 
@@ -147,7 +147,7 @@ class VideoBatchRescaler:
 
 def build_rescaler(cfg) -> object:
     """Build a rescaler from a config dict (or return an already built one)."""
-    return MUTUAL.build(cfg) if isinstance(cfg, dict) else cfg
+    return build_component(cfg) if isinstance(cfg, dict) else cfg
 
 
 __all__: List[str] = ['DetBatchRescaler', 'VideoBatchRescaler', 'build_rescaler']
