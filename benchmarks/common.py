@@ -1,0 +1,213 @@
+"""Shared pieces of the benchmarks: a detector on generated data, interleaved timing, tables.
+
+Every benchmark builds its detector from a config (by default the CPU demo Mask R-CNN),
+feeds it the generated shapes data (:func:`generate_coco_shapes`, written to a temporary
+folder), times the things it compares in interleaved rounds (A, B, A, B, ...: a change of
+machine load hits every side alike) and prints medians and their ratios as Markdown tables.
+"""
+import argparse
+import atexit
+import contextlib
+import copy
+import io
+import os
+import os.path as osp
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import MODELS, DefaultScope
+from mmengine.runner import Runner
+
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:  # run as `python benchmarks/x.py` from a checkout
+    sys.path.insert(0, REPO)
+
+import mutualnet_mm  # noqa: E402,F401  (registers the slimmable modules and the engine)
+from mutualnet_mm.datasets import generate_coco_shapes  # noqa: E402
+from mutualnet_mm.datasets.coco_shapes import COCO_SHAPES_CLASSES  # noqa: E402
+
+DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'maskrcnn_mutual_r18_shapes.py')
+_LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+# ------------------------------------------------------------------------- the model
+def generated_data(size: int, num_train: int, num_val: int = 2,
+                   root: Optional[str] = None) -> str:
+    """Write the shapes data (``size`` px images) and return its folder.
+
+    Without ``root`` the data goes to a temporary folder removed when the process exits.
+    """
+    if root is None:
+        root = tempfile.mkdtemp(prefix='mutualnet_bench_')
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+    generate_coco_shapes(root, num_train=num_train, num_val=num_val, image_size=size)
+    return root
+
+
+def config_on_generated_data(config: str, data_root: str, size: int,
+                             batch_size: int) -> Config:
+    """``config`` reading the shapes data at ``data_root``: ``size`` px, no flip, no workers.
+
+    Every dataloader reads the training split (a fixed batch for every side of a
+    comparison), resized to ``size`` (keep ratio), in a fixed order.
+    """
+    cfg = Config.fromfile(config)
+    for key in _LOADERS:
+        if cfg.get(key) is None:
+            continue
+        loader = cfg[key]
+        loader.update(batch_size=batch_size, num_workers=0, persistent_workers=False,
+                      sampler=dict(type='DefaultSampler', shuffle=False))
+        loader.pop('batch_sampler', None)
+        dataset = loader.dataset
+        dataset.update(data_root=data_root, ann_file='annotations/instances_train.json',
+                       data_prefix=dict(img='train/'),
+                       metainfo=dict(classes=COCO_SHAPES_CLASSES))
+        for transform in dataset.pipeline:
+            kind = transform.type.rpartition('.')[2]
+            if kind == 'Resize':
+                transform.update(scale=(size, size), keep_ratio=True)
+            elif kind == 'RandomFlip':
+                transform.prob = 0.0
+    cfg.work_dir = osp.join(data_root, 'work_dir')
+    return cfg
+
+
+def scope_of(cfg: Config) -> str:
+    """The registry scope the config's models are built in."""
+    return cfg.get('default_scope') or 'mmdet'
+
+
+def build_model(cfg: Config, model_cfg: Optional[dict] = None, seed: int = 0) -> torch.nn.Module:
+    """Build ``model_cfg`` (default ``cfg.model``) in the config's scope, seeded."""
+    torch.manual_seed(seed)
+    with DefaultScope.overwrite_default_scope(scope_of(cfg)):
+        return MODELS.build(ConfigDict(copy.deepcopy(
+            model_cfg if model_cfg is not None else cfg.model)))
+
+
+def first_batch(cfg: Config, loader: str = 'train_dataloader') -> dict:
+    """The first batch of one of the config's dataloaders (unprocessed, as a loop gets it)."""
+    with DefaultScope.overwrite_default_scope(scope_of(cfg)), \
+            contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress lines
+        return next(iter(Runner.build_dataloader(copy.deepcopy(cfg[loader]), seed=0)))
+
+
+def add_model_args(parser: argparse.ArgumentParser, size: int, batch_size: int,
+                   repeats: int) -> None:
+    """The arguments every benchmark of the demo detector takes."""
+    parser.add_argument('--config', default=DEMO_CONFIG,
+                        help='detector config (default: the CPU demo Mask R-CNN)')
+    parser.add_argument('--size', type=int, default=size, help='image size (px)')
+    parser.add_argument('--batch-size', type=int, default=batch_size)
+    parser.add_argument('--repeats', type=int, default=repeats,
+                        help='timed rounds (each runs every side once)')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
+    parser.add_argument('--data-root', default=None,
+                        help='where to generate the data (default: a temporary folder)')
+
+
+# -------------------------------------------------------------------------- timing
+@dataclass
+class Case:
+    """One side of a comparison: ``run`` is timed, ``setup`` (if any) runs untimed before."""
+
+    name: str
+    run: Callable[[], object]
+    setup: Optional[Callable[[], object]] = None
+
+
+def time_interleaved(cases: Sequence[Case], repeats: int, warmup: int = 1,
+                     clock: Callable[[], float] = time.perf_counter) -> Dict[str, List[float]]:
+    """Wall times (seconds) of each case, the cases taking turns round after round.
+
+    Args:
+        cases: The sides compared.
+        repeats: Timed rounds; each runs every case once, in the given order.
+        warmup: Untimed rounds first (lazy initialization, allocator, caches).
+
+    Returns:
+        ``{case name: [seconds per round]}``.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f'need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}')
+    times: Dict[str, List[float]] = {case.name: [] for case in cases}
+    for round_index in range(warmup + repeats):
+        for case in cases:
+            if case.setup is not None:
+                case.setup()
+            start = clock()
+            case.run()
+            elapsed = clock() - start
+            if round_index >= warmup:
+                times[case.name].append(elapsed)
+    return times
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: Sequence[float]) -> str:
+    """Lower and upper quartile relative to the median, e.g. ``-2%/+3%``."""
+    if len(values) < 2:
+        return '-'
+    q1, _, q3 = statistics.quantiles(values, n=4, method='inclusive')
+    mid = median(values)
+    return f'{(q1 / mid - 1) * 100:+.0f}%/{(q3 / mid - 1) * 100:+.0f}%'
+
+
+# ------------------------------------------------------------------------ reporting
+def markdown_table(rows: Sequence[dict], columns: Optional[Sequence[str]] = None) -> str:
+    """A Markdown table of ``rows`` (floats with 3 significant digits)."""
+    columns = list(columns or rows[0].keys())
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f'{value:.3g}' if abs(value) < 1000 else f'{value:.0f}'
+        return str(value)
+
+    lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+    lines += ['| ' + ' | '.join(cell(row.get(c, '')) for c in columns) + ' |' for row in rows]
+    return '\n'.join(lines)
+
+
+def load_average() -> str:
+    return ' '.join(f'{v:.2f}' for v in os.getloadavg())
+
+
+def machine_info() -> str:
+    """CPU, core count, torch version and threads, and the load right now."""
+    model = platform.processor() or 'unknown CPU'
+    try:
+        with open('/proc/cpuinfo') as cpuinfo:
+            model = next(line.split(':', 1)[1].strip() for line in cpuinfo
+                         if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return (f'machine: {model}, {os.cpu_count()} cores; torch {torch.__version__}, '
+            f'{torch.get_num_threads()} threads; python {platform.python_version()}; '
+            f'load average (1/5/15 min) {load_average()}')
+
+
+def print_header(title: str, args: argparse.Namespace) -> None:
+    print(f'# {title}')
+    print(machine_info())
+    print('command: ' + ' '.join([osp.relpath(sys.argv[0], REPO)] + sys.argv[1:]))
+    print('arguments: ' + ', '.join(f'{k}={v}' for k, v in vars(args).items()))
+    print(flush=True)
+
+
+def print_footer(started: float) -> None:
+    print(f'\nwall time {time.perf_counter() - started:.0f} s; load average (1/5/15 min) '
+          f'{load_average()}', flush=True)

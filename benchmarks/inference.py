@@ -1,0 +1,162 @@
+"""Inference latency: adaptive network vs. exported and native stock networks; FLOPs vs. latency.
+
+For each configuration (width x scale) three models run ``predict`` on the same
+preprocessed image (batch 1), already rescaled to the configuration (outside the timed
+region; the width is set before timing too):
+
+- adaptive: the slimmable detector at that width;
+- exported: ``export_config_and_weights`` + ``build_stock_model`` (stock mmdet, its sliced
+  weights);
+- native: a fresh stock detector built from the same stock config (random weights).
+
+Goals: adaptive / native <= 1.15 and exported / native <= 1.02. The RoI heads' work
+depends on how many boxes pass the score threshold, which depends on the weights:
+``test_cfg.rcnn.score_thr`` is set to 0 so every model keeps ``max_per_img`` detections
+(the table shows the detection counts). Then the GFLOPs of each configuration
+(``count_cost``) are compared with its measured latencies: Spearman's rank correlation
+over the grid, and the pairs whose GFLOPs order and latency order disagree.
+
+    python benchmarks/inference.py                 # demo Mask R-CNN, 128 px
+"""
+import argparse
+import itertools
+import time
+from typing import Dict, List
+
+import torch
+from common import (
+    Case,
+    add_model_args,
+    build_model,
+    config_on_generated_data,
+    first_batch,
+    generated_data,
+    markdown_table,
+    median,
+    print_footer,
+    print_header,
+    spread,
+    time_interleaved,
+)
+from scipy.stats import spearmanr
+
+from mutualnet_mm.deploy import build_stock_model, export_config_and_weights, load_adaptive_weights
+from mutualnet_mm.engine.rescale import DetBatchRescaler
+from mutualnet_mm.engine.subnet import SubnetConfig
+from mutualnet_mm.evaluation import count_cost
+from mutualnet_mm.ops import set_width
+
+GOAL_ADAPTIVE = 1.15
+GOAL_EXPORTED = 1.02
+SIDES = ('adaptive', 'exported', 'native')
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    add_model_args(parser, size=128, batch_size=1, repeats=30)
+    parser.add_argument('--widths', type=float, nargs='+', default=[1.0, 0.75, 0.5, 0.25])
+    parser.add_argument('--scales', type=float, nargs='+', default=[1.0, 0.75, 0.5])
+    parser.add_argument('--checkpoint', help='adaptive weights (default: random)')
+    args = parser.parse_args()
+    args.warmup = max(args.warmup, 3)
+    return args
+
+
+def detections(output: list) -> int:
+    return len(output[0].pred_instances)
+
+
+def discordant_pairs(names: List[str], gflops: List[float],
+                     latency: List[float]) -> List[str]:
+    """Pairs where more GFLOPs do not mean more latency (or the reverse)."""
+    pairs = []
+    for i, j in itertools.combinations(range(len(names)), 2):
+        if (gflops[i] - gflops[j]) * (latency[i] - latency[j]) < 0:
+            low, high = (i, j) if gflops[i] < gflops[j] else (j, i)
+            pairs.append(f'{names[low]} ({gflops[low]:.3g} GFLOPs, {latency[low]:.3g} ms) '
+                         f'vs {names[high]} ({gflops[high]:.3g} GFLOPs, '
+                         f'{latency[high]:.3g} ms)')
+    return pairs
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    print_header('Inference latency: adaptive vs. exported vs. native stock (batch 1)', args)
+    root = generated_data(args.size, num_train=2, root=args.data_root)
+    cfg = config_on_generated_data(args.config, root, args.size, batch_size=1)
+    cfg.model.test_cfg.rcnn.score_thr = 0.0
+    model = build_model(cfg).eval()
+    if args.checkpoint:
+        load_adaptive_weights(model, args.checkpoint)
+    with torch.no_grad():
+        batch = model.data_preprocessor(first_batch(cfg, 'test_dataloader'), False)
+    rescaler = DetBatchRescaler()
+
+    rows: List[Dict[str, object]] = []
+    for width, scale in itertools.product(args.widths, args.scales):
+        config = SubnetConfig(width, scale)
+        inputs, samples = rescaler(batch['inputs'], batch['data_samples'], config)
+        stock_cfg, state_dict = export_config_and_weights(model, cfg, config)
+        torch.manual_seed(1)
+        models = {'adaptive': model, 'exported': build_stock_model(stock_cfg, state_dict),
+                  'native': build_model(stock_cfg, seed=1).eval()}
+        outputs = {}
+
+        def predict(side: str, models=models, inputs=inputs, samples=samples,
+                    outputs=outputs) -> None:
+            with torch.no_grad():
+                outputs[side] = models[side](inputs, samples, mode='predict')
+
+        cases = [Case(side, lambda side=side: predict(side),
+                      setup=(lambda w=width: set_width(model, w)) if side == 'adaptive'
+                      else None) for side in SIDES]
+        times = time_interleaved(cases, args.repeats, args.warmup)
+        set_width(model, width)
+        cost = count_cost(model, lambda: predict('adaptive'))
+        ms = {side: median(times[side]) * 1000 for side in SIDES}
+        rows.append(dict(
+            config=config.name, input='x'.join(map(str, inputs.shape[-2:])),
+            gflops=cost['total']['gmacs'],
+            **{f'{side}_ms': ms[side] for side in SIDES},
+            quartiles='; '.join(spread(times[side]) for side in SIDES),
+            adaptive_native=ms['adaptive'] / ms['native'],
+            exported_native=ms['exported'] / ms['native'],
+            detections='/'.join(str(detections(outputs[side])) for side in SIDES)))
+        print(f"{config.name}: " + ', '.join(f'{side} {ms[side]:.1f} ms' for side in SIDES),
+              flush=True)
+
+    print(f'\nmedian latency of predict, batch 1 ({args.repeats} interleaved rounds, '
+          f'{args.warmup} warm-up); quartiles in the order adaptive; exported; native; '
+          'detections adaptive/exported/native:')
+    print(markdown_table(rows))
+    worst_adaptive = max(row['adaptive_native'] for row in rows)
+    worst_exported = max(row['exported_native'] for row in rows)
+    print(f'\nadaptive / native: worst {worst_adaptive:.3f}, median '
+          f'{median([r["adaptive_native"] for r in rows]):.3f}; goal <= {GOAL_ADAPTIVE}: '
+          f'{"met" if worst_adaptive <= GOAL_ADAPTIVE else "missed"} '
+          f'({sum(r["adaptive_native"] > GOAL_ADAPTIVE for r in rows)} of {len(rows)} over)')
+    print(f'exported / native: worst {worst_exported:.3f}, median '
+          f'{median([r["exported_native"] for r in rows]):.3f}; goal <= {GOAL_EXPORTED}: '
+          f'{"met" if worst_exported <= GOAL_EXPORTED else "missed"} '
+          f'({sum(r["exported_native"] > GOAL_EXPORTED for r in rows)} of {len(rows)} over)')
+
+    names = [row['config'] for row in rows]
+    gflops = [row['gflops'] for row in rows]
+    print('\nGFLOPs vs. latency over the grid (Spearman rank correlation; discordant pairs '
+          f'out of {len(rows) * (len(rows) - 1) // 2}):')
+    summary = []
+    for side in SIDES:
+        latency = [row[f'{side}_ms'] for row in rows]
+        rho = spearmanr(gflops, latency).statistic
+        summary.append(dict(model=side, spearman=float(rho),
+                            discordant=len(discordant_pairs(names, gflops, latency))))
+    print(markdown_table(summary))
+    pairs = discordant_pairs(names, gflops, [row['native_ms'] for row in rows])
+    print('\ndiscordant pairs (native stock latency):')
+    print('\n'.join(f'- {pair}' for pair in pairs) or '- none')
+    print_footer(started)
+
+
+if __name__ == '__main__':
+    main()
