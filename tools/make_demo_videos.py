@@ -2,7 +2,7 @@
 
 Example::
 
-    python tools/make_demo_videos.py --out data/motion_clips --num-train 240 --size 64
+    python tools/make_demo_videos.py --out data/motion_clips --num-train 1200 --size 64
 """
 import argparse
 import sys
@@ -13,8 +13,8 @@ from mutualnet_mm.datasets.motion_clips import generate_motion_clips
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', default='data/motion_clips', help='output folder')
-    parser.add_argument('--num-train', type=int, default=240, help='training clips')
-    parser.add_argument('--num-val', type=int, default=60, help='validation clips')
+    parser.add_argument('--num-train', type=int, default=1200, help='training clips')
+    parser.add_argument('--num-val', type=int, default=120, help='validation clips')
     parser.add_argument('--size', type=int, default=64, help='side of the square frames')
     parser.add_argument('--frames', type=int, default=16, help='frames per clip')
     parser.add_argument('--seed', type=int, default=0, help='random seed')

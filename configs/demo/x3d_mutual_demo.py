@@ -1,14 +1,16 @@
 # A tiny X3D on the generated motion clips (tools/make_demo_videos.py), trained by mutual
 # learning on a CPU in minutes. Same recipe as x3d_m_mutual_k400.py, scaled down: one
-# block per stage, 8 frames of 64x64, 6 motion classes.
+# block per stage, 8 frames of 32x32, 6 motion classes.
 _base_ = '../x3d_m_mutual_k400.py'
 
 data_root = 'data/motion_clips'
 num_classes = 6
-image_size = 64
+image_size = 32
 
+# One block per stage. The 3x3x3 depthwise convs of the residual branches are the only
+# layers that see motion; zero-initialized branches made learning it several times slower.
 model = dict(
-    backbone=dict(gamma_d=0.2),  # stage blocks (1, 1, 1, 1)
+    backbone=dict(gamma_d=0.2, zero_init_residual=False),
     cls_head=dict(num_classes=num_classes, dropout_ratio=0.2))
 
 # No Flip: flipping a clip changes its class (left <-> right).
@@ -43,18 +45,18 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='AccMetric')
 test_evaluator = val_evaluator
 
-# Short schedule, AdamW (training from scratch), validation at the end.
-max_epochs = 10
+# Short schedule, AdamW (training from scratch; 5e-3 diverged), validation at the end.
+max_epochs = 8
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = dict(
     _delete_=True, type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0),
     clip_grad=dict(max_norm=10.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs,
-         eta_min=2e-5),
+         eta_min=1e-5),
 ]
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))

@@ -162,8 +162,8 @@ def _write_split(root: Path, split_index: int, num_clips: int, params: dict,
 
 
 def generate_motion_clips(root: Union[str, Path],
-                          num_train: int = 240,
-                          num_val: int = 60,
+                          num_train: int = 1200,
+                          num_val: int = 120,
                           size: int = 64,
                           frames: int = 16,
                           seed: int = 0,
