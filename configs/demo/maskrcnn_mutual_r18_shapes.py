@@ -7,23 +7,27 @@ classes = ('circle', 'square', 'triangle', 'star', 'cross')
 image_size = 128
 
 norm_cfg = dict(type='BN', requires_grad=True)
+# The whole detector follows the width (neck, RPN head, RoI box and mask heads too): with
+# a backbone this small, slimming the backbone alone would barely change the cost.
 model = dict(
     backbone=dict(depth=18, base_channels=32, stem_channels=32, norm_cfg=norm_cfg,
                   init_cfg=None),
-    neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
-    rpn_head=dict(in_channels=64, feat_channels=64,
+    neck=dict(in_channels=[32, 64, 128, 256], out_channels=64, slim_outputs=True),
+    rpn_head=dict(type='SlimmableRPNHead', in_channels=64, feat_channels=64,
                   anchor_generator=dict(scales=[4], ratios=[0.5, 1.0, 2.0])),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=64),
-        bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=len(classes)),
-        mask_roi_extractor=dict(out_channels=64),
-        mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64,
+        bbox_roi_extractor=dict(type='SlimmableSingleRoIExtractor', out_channels=64),
+        bbox_head=dict(type='SlimmableShared2FCBBoxHead', in_channels=64,
+                       fc_out_channels=256, num_classes=len(classes)),
+        mask_roi_extractor=dict(type='SlimmableSingleRoIExtractor', out_channels=64),
+        mask_head=dict(type='SlimmableFCNMaskHead', num_convs=2, in_channels=64,
+                       conv_out_channels=64,
                        num_classes=len(classes))),
     train_cfg=dict(
         rpn=dict(sampler=dict(num=128)),
-        rpn_proposal=dict(nms_pre=500, max_per_img=300),
+        rpn_proposal=dict(nms_pre=500, max_per_img=200),
         rcnn=dict(sampler=dict(num=64), mask_size=28)),
-    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300), rcnn=dict(max_per_img=20)))
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=100), rcnn=dict(max_per_img=20)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -55,7 +59,7 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # Short schedule, AdamW (training from scratch), validation at the end.
-max_epochs = 8
+max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs,
                  mutual=dict(scales=(1.0, 0.75, 0.5)))
 _grid = dict(widths=(1.0, 0.75, 0.5, 0.25), scales=(1.0, 0.75, 0.5),
