@@ -5,16 +5,21 @@ from typing import Dict
 
 import torch
 from mmengine.registry import MODELS as ROOT_MODELS
+from mmengine.registry import DefaultScope
 from torch import nn
 
 from ..ops import Slimmable
 
 
 def build_stock(config: dict, scope: str, device='cpu') -> nn.Module:
-    """Build a stock module from ``config`` in the registry of ``scope`` (mmdet, mmaction)."""
+    """Build a stock module from ``config`` in the registry of ``scope`` (mmdet, mmaction).
+
+    The default scope is switched too: stock modules build their parts (box coders,
+    losses, ...) in whatever scope is current.
+    """
     config = dict(config)
     config['type'] = f'{scope}.{config["type"]}'
-    with torch.device(device):
+    with torch.device(device), DefaultScope.overwrite_default_scope(scope):
         return ROOT_MODELS.build(config)
 
 

@@ -290,7 +290,7 @@ def test_video_recognizer_exports_as_stock_mmaction2() -> None:
     assert stock_cfg.model.cls_head.type == 'X3DHead'
     assert stock_cfg.model.cls_head.in_channels < cfg.model.cls_head.in_channels
     pipeline = {t['type']: t for t in stock_cfg.test_dataloader.dataset.pipeline}
-    assert pipeline['CenterCrop']['crop_size'] == 48
+    assert pipeline['CenterCrop']['crop_size'] == round(cfg.image_size * 0.75)
     assert pipeline['SampleFrames']['clip_len'] == 4
     stock = build_stock_model(stock_cfg, state_dict)
     assert not any(type(m).__module__.startswith('mutualnet_mm') for m in stock.modules())
