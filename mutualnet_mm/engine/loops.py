@@ -257,8 +257,30 @@ class _PerConfigMixin:
                   + f' in {work_dir}', logger='current')
 
 
+class _PerConfigLoop(_PerConfigMixin):
+    """Shared constructor and ``run`` of the per-configuration val and test loops."""
+
+    stage: str
+
+    def __init__(self, runner, dataloader, evaluator, widths: Optional[Sequence[float]] = None,
+                 scales: Sequence[float] = (1.0,), calibration: Optional[dict] = None,
+                 rescaler: Optional[dict] = None, metric: Optional[str] = None,
+                 count_flops: bool = True, fp16: bool = False,
+                 latency: Optional[dict] = None) -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops, latency)
+
+    def run(self) -> dict:
+        self.runner.call_hook(f'before_{self.stage}')
+        self.runner.call_hook(f'before_{self.stage}_epoch')
+        metrics = self._evaluate_grid(self.stage)
+        self.runner.call_hook(f'after_{self.stage}_epoch', metrics=metrics)
+        self.runner.call_hook(f'after_{self.stage}')
+        return metrics
+
+
 @LOOPS.register_module()
-class PerConfigValLoop(_PerConfigMixin, ValLoop):
+class PerConfigValLoop(_PerConfigLoop, ValLoop):
     """Validation over a grid of (width, scale) configurations.
 
     Args:
@@ -275,42 +297,14 @@ class PerConfigValLoop(_PerConfigMixin, ValLoop):
             and write ``query_table_latency_ms.json`` (None: no measurement).
     """
 
-    def __init__(self, runner, dataloader, evaluator, widths: Optional[Sequence[float]] = None,
-                 scales: Sequence[float] = (1.0,), calibration: Optional[dict] = None,
-                 rescaler: Optional[dict] = None, metric: Optional[str] = None,
-                 count_flops: bool = True, fp16: bool = False,
-                 latency: Optional[dict] = None) -> None:
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops, latency)
-
-    def run(self) -> dict:
-        self.runner.call_hook('before_val')
-        self.runner.call_hook('before_val_epoch')
-        metrics = self._evaluate_grid('val')
-        self.runner.call_hook('after_val_epoch', metrics=metrics)
-        self.runner.call_hook('after_val')
-        return metrics
+    stage = 'val'
 
 
 @LOOPS.register_module()
-class PerConfigTestLoop(_PerConfigMixin, TestLoop):
+class PerConfigTestLoop(_PerConfigLoop, TestLoop):
     """Test over a grid of (width, scale) configurations (see :class:`PerConfigValLoop`)."""
 
-    def __init__(self, runner, dataloader, evaluator, widths: Optional[Sequence[float]] = None,
-                 scales: Sequence[float] = (1.0,), calibration: Optional[dict] = None,
-                 rescaler: Optional[dict] = None, metric: Optional[str] = None,
-                 count_flops: bool = True, fp16: bool = False,
-                 latency: Optional[dict] = None) -> None:
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops, latency)
-
-    def run(self) -> dict:
-        self.runner.call_hook('before_test')
-        self.runner.call_hook('before_test_epoch')
-        metrics = self._evaluate_grid('test')
-        self.runner.call_hook('after_test_epoch', metrics=metrics)
-        self.runner.call_hook('after_test')
-        return metrics
+    stage = 'test'
 
 
 __all__ = ['MutualEpochBasedTrainLoop', 'MutualIterBasedTrainLoop', 'PerConfigTestLoop',
