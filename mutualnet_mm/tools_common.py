@@ -1,13 +1,39 @@
 """Small helpers shared by the command-line tools."""
+import argparse
 import datetime
+import os
 import os.path as osp
 from typing import Optional
 
 import torch
 import torch.distributed as dist
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser, work_dir_help: str) -> None:
+    """The arguments every runner tool takes: mmdet's ``--work-dir``, ``--cfg-options``,
+    ``--launcher`` and ``--local_rank``."""
+    parser.add_argument('--work-dir', help=work_dir_help)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. train_cfg.max_epochs=1')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_tool_config(args: argparse.Namespace) -> Config:
+    """The config of a tool run: checked, overridden, launcher and work dir set."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    check_config_file(args.config)
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    setup_cpu_distributed(cfg)
+    set_default_work_dir(cfg, args.config, args.work_dir)
+    return cfg
 
 
 def check_config_file(path: str) -> None:

@@ -12,50 +12,32 @@ import warnings
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mutualnet_mm  # noqa: F401
 from mutualnet_mm.datasets.checks import check_data_config
-from mutualnet_mm.tools_common import (
-    check_config_file,
-    set_default_work_dir,
-    setup_cpu_distributed,
-)
+from mutualnet_mm.tools_common import add_runner_arguments, load_tool_config
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Per-configuration evaluation')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save the results and logs')
+    add_runner_arguments(parser, 'the dir to save the results and logs')
     parser.add_argument('--widths', type=float, nargs='+', help='override the grid widths')
     parser.add_argument('--scales', type=float, nargs='+', help='override the grid scales')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. test_cfg.calibration.num_batches=4')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    check_config_file(args.config)
     if not os.path.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    setup_cpu_distributed(cfg)
+    cfg = load_tool_config(args)
     if args.widths:
         cfg.test_cfg.widths = tuple(args.widths)
     if args.scales:
         cfg.test_cfg.scales = tuple(args.scales)
-    set_default_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint
     cfg.custom_hooks = [*cfg.get('custom_hooks', []),
                         dict(type='CheckpointMatchHook', filename=args.checkpoint)]
