@@ -3,7 +3,8 @@
 Every benchmark builds its detector from a config (by default the CPU demo Mask R-CNN),
 feeds it the generated shapes data (:func:`generate_coco_shapes`, written to a temporary
 folder), times the things it compares in interleaved rounds (A, B, A, B, ...: a change of
-machine load hits every side alike) and prints medians and their ratios as Markdown tables.
+machine load hits every side alike; every other round runs in reverse order) and prints
+medians and their ratios as Markdown tables.
 """
 import argparse
 import atexit
@@ -96,6 +97,15 @@ def build_model(cfg: Config, model_cfg: Optional[dict] = None, seed: int = 0) ->
             model_cfg if model_cfg is not None else cfg.model)))
 
 
+def describe(model: torch.nn.Module) -> str:
+    """Which parts of ``model`` slim, and its parameter count."""
+    from mutualnet_mm.ops import slimmable_modules
+    parts = [name for name, _ in slimmable_modules(model)]
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    return (f'model: {type(model).__name__}, {params:.2f} M parameters; slimmable parts: '
+            + (', '.join(parts) or 'none'))
+
+
 def first_batch(cfg: Config, loader: str = 'train_dataloader') -> dict:
     """The first batch of one of the config's dataloaders (unprocessed, as a loop gets it)."""
     with DefaultScope.overwrite_default_scope(scope_of(cfg)), \
@@ -115,6 +125,12 @@ def add_model_args(parser: argparse.ArgumentParser, size: int, batch_size: int,
     parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
     parser.add_argument('--data-root', default=None,
                         help='where to generate the data (default: a temporary folder)')
+    add_threads_arg(parser)
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--threads', type=int, default=None,
+                        help="torch's intra-op threads (default: torch's own choice)")
 
 
 # -------------------------------------------------------------------------- timing
@@ -131,9 +147,12 @@ def time_interleaved(cases: Sequence[Case], repeats: int, warmup: int = 1,
                      clock: Callable[[], float] = time.perf_counter) -> Dict[str, List[float]]:
     """Wall times (seconds) of each case, the cases taking turns round after round.
 
+    Rounds alternate the order (A B C, then C B A, ...), so no case always runs first or
+    right after another one.
+
     Args:
         cases: The sides compared.
-        repeats: Timed rounds; each runs every case once, in the given order.
+        repeats: Timed rounds; each runs every case once.
         warmup: Untimed rounds first (lazy initialization, allocator, caches).
 
     Returns:
@@ -143,7 +162,7 @@ def time_interleaved(cases: Sequence[Case], repeats: int, warmup: int = 1,
         raise ValueError(f'need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}')
     times: Dict[str, List[float]] = {case.name: [] for case in cases}
     for round_index in range(warmup + repeats):
-        for case in cases:
+        for case in (cases if round_index % 2 == 0 else cases[::-1]):
             if case.setup is not None:
                 case.setup()
             start = clock()
@@ -201,6 +220,9 @@ def machine_info() -> str:
 
 
 def print_header(title: str, args: argparse.Namespace) -> None:
+    """Apply ``args.threads``, then print the title, machine, command and arguments."""
+    if getattr(args, 'threads', None):
+        torch.set_num_threads(args.threads)
     print(f'# {title}')
     print(machine_info())
     print('command: ' + ' '.join([osp.relpath(sys.argv[0], REPO)] + sys.argv[1:]))

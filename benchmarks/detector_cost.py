@@ -20,7 +20,14 @@ import time
 from typing import Dict, List
 
 import torch
-from common import build_model, markdown_table, print_footer, print_header
+from common import (
+    add_threads_arg,
+    build_model,
+    describe,
+    markdown_table,
+    print_footer,
+    print_header,
+)
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 
@@ -39,6 +46,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--widths', type=float, nargs='+', default=[1.0, 0.75, 0.5, 0.25])
     parser.add_argument('--height', type=int, default=800)
     parser.add_argument('--width', type=int, default=1216)
+    add_threads_arg(parser)
     return parser.parse_args()
 
 
@@ -86,6 +94,7 @@ def main() -> None:
     summary: List[dict] = []
     for mode in SLIMMING_MODES:
         model = build_model(cfg, slim_detector_config(cfg.model.to_dict(), mode)).eval()
+        print(f'{mode} mode: {describe(model)}')
         rows = []
         with torch.no_grad():
             for width in args.widths:

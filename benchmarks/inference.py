@@ -12,9 +12,10 @@ region; the width is set before timing too):
 Goals: adaptive / native <= 1.15 and exported / native <= 1.02. The RoI heads' work
 depends on how many boxes pass the score threshold, which depends on the weights:
 ``test_cfg.rcnn.score_thr`` is set to 0 so every model keeps ``max_per_img`` detections
-(the table shows the detection counts). Then the GFLOPs of each configuration
-(``count_cost``) are compared with its measured latencies: Spearman's rank correlation
-over the grid, and the pairs whose GFLOPs order and latency order disagree.
+(the table shows the counts of proposals, at most the RPN's ``max_per_img``, and of
+detections). Then the GFLOPs of each configuration (``count_cost``) are compared with
+its measured latencies: Spearman's rank correlation over the grid, and the pairs whose
+GFLOPs order and latency order disagree.
 
     python benchmarks/inference.py                 # demo Mask R-CNN, 128 px
 """
@@ -29,6 +30,7 @@ from common import (
     add_model_args,
     build_model,
     config_on_generated_data,
+    describe,
     first_batch,
     generated_data,
     markdown_table,
@@ -66,6 +68,20 @@ def detections(output: list) -> int:
     return len(output[0].pred_instances)
 
 
+def proposals(model: torch.nn.Module, run) -> int:
+    """How many proposals the box head of ``model`` gets in ``run()`` (0 if it has none)."""
+    extractor = getattr(getattr(model, 'roi_head', None), 'bbox_roi_extractor', None)
+    if extractor is None:
+        return 0
+    seen = []
+    handle = extractor.register_forward_hook(lambda _m, _i, out: seen.append(out.shape[0]))
+    try:
+        run()
+    finally:
+        handle.remove()
+    return sum(seen)
+
+
 def discordant_pairs(names: List[str], gflops: List[float],
                      latency: List[float]) -> List[str]:
     """Pairs where more GFLOPs do not mean more latency (or the reverse)."""
@@ -77,6 +93,34 @@ def discordant_pairs(names: List[str], gflops: List[float],
                          f'vs {names[high]} ({gflops[high]:.3g} GFLOPs, '
                          f'{latency[high]:.3g} ms)')
     return pairs
+
+
+def _grid_point(model, cfg, config: SubnetConfig, rescaler, batch: dict) -> dict:
+    """The three models of ``config``, its input, and the timed cases (predict, features)."""
+    inputs, samples = rescaler(batch['inputs'], batch['data_samples'], config)
+    stock_cfg, state_dict = export_config_and_weights(model, cfg, config)
+    models = {'adaptive': model, 'exported': build_stock_model(stock_cfg, state_dict),
+              'native': build_model(stock_cfg, seed=1).eval()}
+    outputs: Dict[str, list] = {}
+
+    def predict(side: str) -> None:
+        with torch.no_grad():
+            outputs[side] = models[side](inputs, samples, mode='predict')
+
+    def features(side: str) -> None:
+        with torch.no_grad():
+            models[side].extract_feat(inputs)
+
+    def set_adaptive_width() -> None:
+        set_width(model, config.width)
+
+    cases = []
+    for run, suffix in ((predict, ''), (features, ' features')):
+        cases += [Case(f'{config.name} {side}{suffix}', lambda run=run, side=side: run(side),
+                       setup=set_adaptive_width if side == 'adaptive' else None)
+                  for side in SIDES]
+    return dict(models=models, outputs=outputs, predict=predict, cases=cases,
+                input='x'.join(map(str, inputs.shape[-2:])))
 
 
 def main() -> None:
@@ -92,43 +136,42 @@ def main() -> None:
     with torch.no_grad():
         batch = model.data_preprocessor(first_batch(cfg, 'test_dataloader'), False)
     rescaler = DetBatchRescaler()
+    print(describe(model) + '\n', flush=True)
+
+    configs = [SubnetConfig(w, s) for w, s in itertools.product(args.widths, args.scales)]
+    grid = [_grid_point(model, cfg, config, rescaler, batch) for config in configs]
+    cases = [case for point in grid for case in point['cases']]
+    print(f'{len(configs)} configurations x {len(cases) // len(configs)} cases, all '
+          'interleaved in every round', flush=True)
+    times = time_interleaved(cases, args.repeats, args.warmup)
 
     rows: List[Dict[str, object]] = []
-    for width, scale in itertools.product(args.widths, args.scales):
-        config = SubnetConfig(width, scale)
-        inputs, samples = rescaler(batch['inputs'], batch['data_samples'], config)
-        stock_cfg, state_dict = export_config_and_weights(model, cfg, config)
-        torch.manual_seed(1)
-        models = {'adaptive': model, 'exported': build_stock_model(stock_cfg, state_dict),
-                  'native': build_model(stock_cfg, seed=1).eval()}
-        outputs = {}
-
-        def predict(side: str, models=models, inputs=inputs, samples=samples,
-                    outputs=outputs) -> None:
-            with torch.no_grad():
-                outputs[side] = models[side](inputs, samples, mode='predict')
-
-        cases = [Case(side, lambda side=side: predict(side),
-                      setup=(lambda w=width: set_width(model, w)) if side == 'adaptive'
-                      else None) for side in SIDES]
-        times = time_interleaved(cases, args.repeats, args.warmup)
-        set_width(model, width)
-        cost = count_cost(model, lambda: predict('adaptive'))
-        ms = {side: median(times[side]) * 1000 for side in SIDES}
+    for config, point in zip(configs, grid):
+        set_width(model, config.width)
+        predict = point['predict']
+        cost = count_cost(model, lambda predict=predict: predict('adaptive'))
+        boxes = [proposals(point['models'][side],
+                           lambda side=side, predict=predict: predict(side))
+                 for side in SIDES]
+        name = config.name
+        ms = {side: median(times[f'{name} {side}']) * 1000 for side in SIDES}
+        feat_ms = {side: median(times[f'{name} {side} features']) * 1000 for side in SIDES}
         rows.append(dict(
-            config=config.name, input='x'.join(map(str, inputs.shape[-2:])),
-            gflops=cost['total']['gmacs'],
+            config=name, input=point['input'], gflops=cost['total']['gmacs'],
             **{f'{side}_ms': ms[side] for side in SIDES},
-            quartiles='; '.join(spread(times[side]) for side in SIDES),
+            quartiles='; '.join(spread(times[f'{name} {side}']) for side in SIDES),
             adaptive_native=ms['adaptive'] / ms['native'],
             exported_native=ms['exported'] / ms['native'],
-            detections='/'.join(str(detections(outputs[side])) for side in SIDES)))
-        print(f"{config.name}: " + ', '.join(f'{side} {ms[side]:.1f} ms' for side in SIDES),
-              flush=True)
+            adaptive_exported=ms['adaptive'] / ms['exported'],
+            feat_adaptive_native=feat_ms['adaptive'] / feat_ms['native'],
+            feat_exported_native=feat_ms['exported'] / feat_ms['native'],
+            proposals='/'.join(map(str, boxes)),
+            detections='/'.join(str(detections(point['outputs'][side])) for side in SIDES)))
 
     print(f'\nmedian latency of predict, batch 1 ({args.repeats} interleaved rounds, '
           f'{args.warmup} warm-up); quartiles in the order adaptive; exported; native; '
-          'detections adaptive/exported/native:')
+          'proposals and detections adaptive/exported/native; feat_*: the same ratios for '
+          'extract_feat alone (backbone and neck: no weight-dependent box post-processing):')
     print(markdown_table(rows))
     worst_adaptive = max(row['adaptive_native'] for row in rows)
     worst_exported = max(row['exported_native'] for row in rows)
@@ -140,6 +183,10 @@ def main() -> None:
           f'{median([r["exported_native"] for r in rows]):.3f}; goal <= {GOAL_EXPORTED}: '
           f'{"met" if worst_exported <= GOAL_EXPORTED else "missed"} '
           f'({sum(r["exported_native"] > GOAL_EXPORTED for r in rows)} of {len(rows)} over)')
+
+    for key in ('adaptive_exported', 'feat_adaptive_native', 'feat_exported_native'):
+        values = [row[key] for row in rows]
+        print(f'{key}: median {median(values):.3f}, range {min(values):.3f}-{max(values):.3f}')
 
     names = [row['config'] for row in rows]
     gflops = [row['gflops'] for row in rows]

@@ -1,11 +1,16 @@
-"""Peak memory of one mutual training iteration vs. one plain iteration (full config).
+"""Peak memory of a mutual training iteration vs. a plain iteration (full config).
 
 Each measurement runs in a fresh process: build the model and its optimizer, load the
-batch, then read the resident set (VmRSS), reset the kernel's high-water mark
-(``/proc/self/clear_refs``), run ONE training iteration and read the high-water mark
-(VmHWM). The figure is the peak increase over the resident set before the iteration:
-activations, gradients, optimizer state (created by the first step, on both sides) and
-whatever the allocator keeps. Cases, each in its own process, rounds interleaved:
+batch, read the resident set (VmRSS), reset the kernel's high-water mark
+(``/proc/self/clear_refs``), then run training iterations on the batch and read the
+high-water mark (VmHWM) after the first one and after the third one. Figures are the
+peak increase over the resident set before the first iteration: activations, gradients,
+optimizer state (AdamW's two moments, created by the first optimizer step on both
+sides). The worker processes run with a fixed glibc mmap threshold
+(``MALLOC_MMAP_THRESHOLD_=65536``): large blocks go back to the system when freed, so the
+resident set follows the live tensors instead of glibc's dynamic heap growth, which
+otherwise raises the high-water mark from one iteration to the next on both sides alike.
+Cases, each in its own process, rounds interleaved:
 
 - mutual: ``MutualTrainStep`` over the cohort (full configuration first);
 - plain adaptive: the slimmable detector's own ``train_step`` at the full configuration;
@@ -16,6 +21,7 @@ whatever the allocator keeps. Cases, each in its own process, rounds interleaved
 import argparse
 import copy
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,6 +30,7 @@ from common import (
     add_model_args,
     build_model,
     config_on_generated_data,
+    describe,
     first_batch,
     generated_data,
     markdown_table,
@@ -34,6 +41,10 @@ from common import (
 )
 
 CASES = ('mutual', 'plain adaptive', 'plain stock')
+#: Iterations per process: the first (no optimizer state yet) and two more.
+ITERATIONS = 3
+#: glibc: a fixed mmap threshold (no dynamic growth), see the module docstring.
+WORKER_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536'}
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,12 +78,15 @@ def worker(args: argparse.Namespace) -> None:
     """Measure one case in this (fresh) process and print the figures as JSON."""
     import gc
 
+    import torch
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DefaultScope
     from train_overhead import build_mutual_side
 
     from mutualnet_mm.deploy import stock_model_config
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = config_on_generated_data(args.config, args.data_root, args.size, args.batch_size)
     data = first_batch(cfg)
     model, optim_wrapper, step = build_mutual_side(cfg)
@@ -91,14 +105,22 @@ def worker(args: argparse.Namespace) -> None:
     gc.collect()
     before = _status_kb('VmRSS')
     method = 'VmHWM after clear_refs' if reset_peak() else 'ru_maxrss (no clear_refs)'
-    run()
+    peaks = []
+    for _ in range(ITERATIONS):
+        run()
+        peaks.append(_peak_kb(method))
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    print(json.dumps(dict(case=args.worker, before_mb=before / 1024,
+                          first_mb=(peaks[0] - before) / 1024,
+                          steady_mb=(peaks[-1] - before) / 1024,
+                          params_mb=params / 2**20, method=method)))
+
+
+def _peak_kb(method: str) -> int:
     if method.startswith('VmHWM'):
-        peak = _status_kb('VmHWM')
-    else:
-        import resource
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps(dict(case=args.worker, before_mb=before / 1024, peak_mb=peak / 1024,
-                          increase_mb=(peak - before) / 1024, method=method)))
+        return _status_kb('VmHWM')
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main() -> None:
@@ -114,8 +136,7 @@ def main() -> None:
     model, _, step = build_mutual_side(cfg)
     print('cohort of the mutual iteration: '
           + ', '.join(c.name for c in step.sampler.cohort(args.iteration)))
-    print(f'model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters\n',
-          flush=True)
+    print(describe(model) + '\n', flush=True)
     del model, step
     results = {case: [] for case in CASES}
     method = ''
@@ -124,25 +145,34 @@ def main() -> None:
             command = [sys.executable, __file__, '--worker', case, '--config', args.config,
                        '--size', str(args.size), '--batch-size', str(args.batch_size),
                        '--iteration', str(args.iteration), '--data-root', args.data_root]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            command += ['--threads', str(args.threads)] if args.threads else []
+            done = subprocess.run(command, capture_output=True, text=True, check=False,
+                                  env={**os.environ, **WORKER_ENV})
             if done.returncode:
                 print(done.stdout + done.stderr)
                 raise SystemExit(f'the {case!r} worker failed ({done.returncode})')
             figures = json.loads(done.stdout.strip().splitlines()[-1])
             results[case].append(figures)
             method = figures['method']
-            print(f"{case}: +{figures['increase_mb']:.0f} MB over {figures['before_mb']:.0f} "
-                  'MB', flush=True)
+            print(f"{case}: +{figures['first_mb']:.0f} MB (first iteration), "
+                  f"+{figures['steady_mb']:.0f} MB (iterations 1-{ITERATIONS}) over "
+                  f"{figures['before_mb']:.0f} MB", flush=True)
     rows = []
-    plain = median([r['increase_mb'] for r in results['plain stock']])
+    plain = {key: median([r[key] for r in results['plain stock']])
+             for key in ('first_mb', 'steady_mb')}
     for case in CASES:
-        increases = [r['increase_mb'] for r in results[case]]
-        rows.append(dict(case=case, peak_increase_mb=median(increases),
-                         range_mb=f'{min(increases):.0f}-{max(increases):.0f}',
-                         rss_before_mb=median([r['before_mb'] for r in results[case]]),
-                         ratio_to_plain_stock=median(increases) / plain))
-    print(f'\npeak memory increase of one iteration ({method}; median of {args.repeats} '
-          'fresh processes per case):')
+        row = dict(case=case)
+        for key, label in (('first_mb', 'first'), ('steady_mb', f'iters_1-{ITERATIONS}')):
+            values = [r[key] for r in results[case]]
+            row[f'{label}_mb'] = median(values)
+            row[f'{label}_range'] = f'{min(values):.0f}-{max(values):.0f}'
+            row[f'{label}_ratio'] = median(values) / plain[key]
+        row['params_mb'] = median([r['params_mb'] for r in results[case]])
+        rows.append(row)
+    print(f'\npeak increase of the resident set over the one before the first iteration, MB '
+          f'({method}; median and range of {args.repeats} fresh processes per case; ratios '
+          'to plain stock; params_mb: the size of the parameters, i.e. of one set of '
+          'gradients):')
     print(markdown_table(rows))
     print_footer(started)
 

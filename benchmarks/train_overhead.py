@@ -27,6 +27,7 @@ from common import (
     add_model_args,
     build_model,
     config_on_generated_data,
+    describe,
     first_batch,
     generated_data,
     markdown_table,
@@ -128,6 +129,7 @@ def main() -> None:
     model, optim_wrapper, step = build_mutual_side(cfg)
     data = first_batch(cfg)
     cohort = step.sampler.cohort(args.iteration)
+    print(describe(model) + '\n', flush=True)
     if args.profile:
         profile(step, model, optim_wrapper, data, args.iteration, args.profile)
         print_footer(started)
@@ -183,7 +185,8 @@ def main() -> None:
     layer_ratio = median(sums['adaptive']) / median(sums['stock'])
     print(f'breakdown: mutual / sum of adaptive {step_ratio:.3f} (the step itself: one '
           'preprocessing, rescaling, one optimizer step); sum of adaptive / sum of stock '
-          f'{layer_ratio:.3f} (slimmable layers vs. stock layers)')
+          f'{layer_ratio:.3f} (slimmable vs. stock detectors: sliced layers, and each plain '
+          'step of the adaptive detector updates all its parameters)')
     print_footer(started)
 
 
