@@ -19,14 +19,18 @@ model = dict(
         bbox_roi_extractor=dict(type='SlimmableSingleRoIExtractor', out_channels=64),
         bbox_head=dict(type='SlimmableShared2FCBBoxHead', in_channels=64,
                        fc_out_channels=256, num_classes=len(classes)),
-        mask_roi_extractor=dict(type='SlimmableSingleRoIExtractor', out_channels=64),
+        # 14x14 masks from 7x7 RoI features: objects here are at most 77 px, and the
+        # stock 28x28 masks cost more than the whole backbone (bbox mAP 0.29 vs 0.20 when
+        # training the full network alone for 12 epochs, 26% less time per iteration).
+        mask_roi_extractor=dict(type='SlimmableSingleRoIExtractor', out_channels=64,
+                                roi_layer=dict(output_size=7)),
         mask_head=dict(type='SlimmableFCNMaskHead', num_convs=2, in_channels=64,
                        conv_out_channels=64,
                        num_classes=len(classes))),
     train_cfg=dict(
         rpn=dict(sampler=dict(num=128)),
         rpn_proposal=dict(nms_pre=500, max_per_img=200),
-        rcnn=dict(sampler=dict(num=64), mask_size=28)),
+        rcnn=dict(sampler=dict(num=64), mask_size=14)),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=100), rcnn=dict(max_per_img=20)))
 
 train_pipeline = [
@@ -59,7 +63,7 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # Short schedule, AdamW (training from scratch), validation at the end.
-max_epochs = 12
+max_epochs = 16
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs,
                  mutual=dict(scales=(1.0, 0.75, 0.5)))
 _grid = dict(widths=(1.0, 0.75, 0.5, 0.25), scales=(1.0, 0.75, 0.5),
