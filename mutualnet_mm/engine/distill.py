@@ -82,20 +82,25 @@ class LogitDistiller(Distiller):
 
 @MUTUAL.register_module()
 class FeatureDistiller(Distiller):
-    """Mean squared error between student and teacher feature maps (e.g. the FPN).
+    """Relative squared error between student and teacher feature maps (e.g. the FPN).
 
     Teacher maps are resized to the student's spatial size (bilinear) and cut to the
-    student's channels (a slimmed neck runs a prefix of the full channels).
+    student's channels (a slimmed neck runs a prefix of the full channels). Each map's
+    error is divided by the teacher map's mean square, so the loss does not depend on the
+    features' scale: a plain MSE on unnormalized FPN features grew from 1.2 to 6e4 within
+    three epochs of the demo, its gradients swamping the detection losses.
 
     Args:
         module: The module whose (tuple of) feature maps is compared (default 'neck').
         weight: Loss weight.
         label_loss: Sub-networks keep their detection losses too (default True).
+        eps: Added to the teacher's mean square.
     """
 
     def __init__(self, module: str = 'neck', weight: float = 1.0,
-                 label_loss: bool = True) -> None:
+                 label_loss: bool = True, eps: float = 1e-6) -> None:
         super().__init__(module, weight, label_loss)
+        self.eps = eps
 
     def loss(self, student: Any, teacher: Any) -> Tensor:
         losses = []
@@ -103,7 +108,7 @@ class FeatureDistiller(Distiller):
             t = t[:, :s.shape[1]]
             if t.shape[-2:] != s.shape[-2:]:
                 t = F.interpolate(t, size=s.shape[-2:], mode='bilinear', align_corners=False)
-            losses.append(F.mse_loss(s, t))
+            losses.append(F.mse_loss(s, t) / (t.pow(2).mean() + self.eps))
         return self.weight * torch.stack(losses).mean()
 
 
