@@ -3,7 +3,11 @@
 Methods (all on ``configs/demo/maskrcnn_mutual_r18_shapes.py``, same data, seed and
 schedule shape; only what is compared changes):
 
-- ``mutualnet``: the demo as it is (width + input-scale cohort, whole detector slims).
+- ``mutualnet``: width + input-scale cohort from the first iteration, whole detector
+  slimming.
+- ``mutualnet_warmup``: the demo config as it is: the full network trains alone for 8
+  epochs, then with the cohort for 12 (20 epochs; 56 epochs' worth of passes, fewer
+  than the 64 of the others).
 - ``mutualnet_distill``: the same with in-place distillation of the neck features from
   the full configuration (``FeatureDistiller``).
 - ``width_only``: the US-Net sandwich rule, every pass at the full input scale.
@@ -12,7 +16,7 @@ schedule shape; only what is compared changes):
   (``configs/demo/maskrcnn_mutual_r18_shapes_backbone-only.py``).
 
 Budget: forward-backward passes of a batch. A cohort method runs ``num_subnets`` (4)
-passes per iteration for ``E`` epochs; each independent network runs one pass per
+passes per iteration for ``E`` (16) epochs; each independent network runs one pass per
 iteration for ``4E/3`` epochs, so the three of them together run as many passes as one
 cohort method. The measured wall time of every run is reported next to it (passes at
 smaller widths and scales are cheaper, so equal passes is not equal seconds).
@@ -42,6 +46,8 @@ from common import DEMO_CONFIG, REPO, markdown_table
 BACKBONE_ONLY_CONFIG = osp.join(REPO, 'configs', 'demo',
                                 'maskrcnn_mutual_r18_shapes_backbone-only.py')
 COHORT_PASSES = 4  # the demo's num_subnets
+STUDY_EPOCHS = 16
+FROM_THE_START = dict(full_only_iters=0)
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')
 INDEPENDENT_WIDTHS = (1.0, 0.5, 0.25)
 
@@ -53,13 +59,15 @@ class Run:
     Args:
         name: Work-dir name.
         method: The curve it belongs to.
-        overrides: Config text merged over ``config`` (the schedule is set apart).
+        mutual: Keys merged into ``train_cfg.mutual`` of ``config``.
+        overrides: Further config text merged over ``config``.
         epoch_factor: Epochs relative to the cohort methods' (equal passes).
         config: The config trained.
     """
 
     name: str
     method: str
+    mutual: Optional[dict] = None
     overrides: str = ''
     epoch_factor: float = 1.0
     config: str = DEMO_CONFIG
@@ -67,17 +75,18 @@ class Run:
 
 def study_runs() -> List[Run]:
     runs = [
-        Run('mutualnet', 'mutualnet'),
-        Run('mutualnet_distill', 'mutualnet_distill',
-            "train_cfg = dict(mutual=dict(distill=dict(_delete_=True, type='FeatureDistiller', "
-            "module='neck', weight=1.0)))"),
-        Run('width_only', 'width_only', 'train_cfg = dict(mutual=dict(scales=(1.0,)))'),
-        Run('backbone_only', 'backbone_only', config=BACKBONE_ONLY_CONFIG),
+        Run('mutualnet', 'mutualnet', FROM_THE_START),
+        Run('mutualnet_warmup', 'mutualnet_warmup', epoch_factor=20 / STUDY_EPOCHS),
+        Run('mutualnet_distill', 'mutualnet_distill', dict(
+            FROM_THE_START, distill=dict(_delete_=True, type='FeatureDistiller', module='neck',
+                                         weight=1.0))),
+        Run('width_only', 'width_only', dict(FROM_THE_START, scales=(1.0,))),
+        Run('backbone_only', 'backbone_only', FROM_THE_START, config=BACKBONE_ONLY_CONFIG),
     ]
     for width in INDEPENDENT_WIDTHS:
         runs.append(Run(
             f'independent_w{width}', 'independent',
-            f'train_cfg = dict(mutual=dict(num_subnets=1, width_range=({width}, {width})))\n'
+            dict(FROM_THE_START, num_subnets=1, width_range=(width, width)),
             f'val_cfg = dict(widths=({width},))\ntest_cfg = dict(widths=({width},))',
             epoch_factor=COHORT_PASSES / len(INDEPENDENT_WIDTHS)))
     return runs
@@ -98,8 +107,10 @@ def write_config(run: Run, work_dir: str) -> str:
     """The run's config: ``run.config`` with its overrides, written into its work dir."""
     path = osp.join(work_dir, f'study_{run.name}.py')
     with open(path, 'w') as f:
-        f.write(f'# method study run {run.name!r} ({run.method})\n'
-                f'_base_ = {run.config!r}\n{run.overrides}\n')
+        f.write(f'# method study run {run.name!r} ({run.method})\n_base_ = {run.config!r}\n')
+        if run.mutual:
+            f.write(f'train_cfg = dict(mutual={run.mutual!r})\n')
+        f.write(run.overrides + '\n')
     return path
 
 
@@ -248,8 +259,8 @@ def parse_args(runs: Sequence[Run]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--runs', nargs='+', choices=[r.name for r in runs],
                         help='train only these runs (default: all)')
-    parser.add_argument('--epochs', type=int, default=None,
-                        help="cohort methods' epochs (default: the demo config's)")
+    parser.add_argument('--epochs', type=int, default=STUDY_EPOCHS,
+                        help="cohort methods' epochs")
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'method_study'))
     parser.add_argument('--jobs', type=int, default=2, help='runs trained at once')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per run')
@@ -258,17 +269,12 @@ def parse_args(runs: Sequence[Run]) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def demo_epochs() -> int:
-    from mmengine.config import Config
-    return Config.fromfile(DEMO_CONFIG).train_cfg.max_epochs
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
     runs = study_runs()
     args = parse_args(runs)
     if args.jobs < 1 or args.threads < 1:
         raise SystemExit(f'--jobs and --threads must be >= 1, got {args.jobs}, {args.threads}')
-    epochs = args.epochs or demo_epochs()
+    epochs = args.epochs
     os.makedirs(args.work_dir, exist_ok=True)
     if not args.report_only:
         selected = [r for r in runs if args.runs is None or r.name in args.runs]

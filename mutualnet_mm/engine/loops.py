@@ -47,6 +47,8 @@ class _MutualTrainMixin:
         print_log(f'mutual learning: {sampler.num_subnets} configurations per iteration, '
                   f'width range {sampler.width_range}, scales {sampler.scales}'
                   + (f', frames {sampler.frames}' if sampler.frames else '')
+                  + (f', the full configuration alone for the first '
+                     f'{sampler.full_only_iters} iterations' if sampler.full_only_iters else '')
                   + (f', distillation {type(self.mutual_step.distiller).__name__}'
                      if self.mutual_step.distiller else ''), logger='current')
 

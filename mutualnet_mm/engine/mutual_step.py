@@ -68,11 +68,11 @@ class MutualTrainStep:
 
         Keys: ``num_subnets`` (4), ``scales`` ((1.0,)), ``frames`` (None),
         ``width_range`` (default: the model's), ``rescaler``, ``distill``,
-        ``skip_nonfinite`` (False).
+        ``skip_nonfinite`` (False), ``full_only_iters`` (0).
         """
         cfg = dict(cfg or {})
         allowed = {'num_subnets', 'scales', 'frames', 'width_range', 'rescaler', 'distill',
-                   'skip_nonfinite'}
+                   'skip_nonfinite', 'full_only_iters'}
         unknown = sorted(set(cfg) - allowed)
         if unknown:
             raise KeyError(f'unknown key(s) {unknown} in mutual config; allowed: '
@@ -84,7 +84,8 @@ class MutualTrainStep:
             raise ValueError(f'mutual.width_range {width_range} is outside the range '
                              f'{model_range} the model allows')
         sampler = CohortSampler(width_range, cfg.get('num_subnets', 4),
-                                cfg.get('scales', (1.0,)), cfg.get('frames'), seed)
+                                cfg.get('scales', (1.0,)), cfg.get('frames'), seed,
+                                cfg.get('full_only_iters', 0))
         rescaler_cfg = cfg.get('rescaler') or default_rescaler
         if rescaler_cfg is None:
             raise ValueError('mutual.rescaler is required (e.g. '

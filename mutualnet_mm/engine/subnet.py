@@ -55,12 +55,19 @@ class CohortSampler:
         scales: Scale factors to draw from; the largest is the full configuration's.
         frames: Frame counts to draw from (video), or ``None``.
         seed: Base seed.
+        full_only_iters: The first iterations train the full configuration alone
+            (progressive warm-up: the shared weights learn before the cohort joins).
     """
 
     def __init__(self, width_range: WidthRange, num_subnets: int = 4,
                  scales: Sequence[float] = (1.0,), frames: Optional[Sequence[int]] = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, full_only_iters: int = 0) -> None:
         self.width_range = check_width_range(width_range, 'mutual')
+        if isinstance(full_only_iters, bool) or not isinstance(full_only_iters, int) or \
+                full_only_iters < 0:
+            raise ValueError(f'mutual.full_only_iters must be an integer >= 0, '
+                             f'got {full_only_iters!r}')
+        self.full_only_iters = full_only_iters
         if isinstance(num_subnets, bool) or not isinstance(num_subnets, int) or \
                 num_subnets < 1:
             raise ValueError(f'mutual.num_subnets must be an integer >= 1, got {num_subnets!r}')
@@ -81,6 +88,8 @@ class CohortSampler:
 
     def cohort(self, iteration: int) -> List[SubnetConfig]:
         """The configurations of ``iteration``, largest first."""
+        if iteration < self.full_only_iters:
+            return [self.full]
         rng = random.Random(f'{self.seed}:{iteration}')
         low, high = self.width_range
         widths = sorted((rng.uniform(low, high) for _ in range(self.num_subnets - 2)),

@@ -96,3 +96,19 @@ def test_bad_width_ranges(width_range) -> None:
 def test_bad_frames(frames) -> None:
     with pytest.raises(ValueError, match='frames must be a non-empty list of positive'):
         CohortSampler((0.25, 1.0), 4, (1.0,), frames)
+
+
+def test_full_only_iterations_come_first_then_the_same_cohorts() -> None:
+    plain = CohortSampler((0.25, 1.0), 4, SCALES, seed=3)
+    warm = CohortSampler((0.25, 1.0), 4, SCALES, seed=3, full_only_iters=5)
+    for iteration in range(5):
+        assert warm.cohort(iteration) == [warm.full]
+    for iteration in range(5, 12):
+        assert warm.cohort(iteration) == plain.cohort(iteration)
+        assert len(warm.cohort(iteration)) == 4
+
+
+@pytest.mark.parametrize('iters', [-1, 2.5, True, '3'])
+def test_bad_full_only_iters(iters) -> None:
+    with pytest.raises(ValueError, match='full_only_iters must be an integer >= 0'):
+        CohortSampler((0.25, 1.0), 4, full_only_iters=iters)
