@@ -5,8 +5,8 @@ schedule shape; only what is compared changes):
 
 - ``mutualnet``: width + input-scale cohort from the first iteration, whole detector
   slimming.
-- ``mutualnet_warmup``: the demo config as it is: the full network trains alone for 8
-  epochs, then with the cohort for 12 (20 epochs; 56 epochs' worth of passes, fewer
+- ``mutualnet_warmup``: the demo config as it is: the full network trains alone for 12
+  epochs, then with the cohort for 12 (24 epochs; 60 epochs' worth of passes, fewer
   than the 64 of the others).
 - ``mutualnet_distill``: the same with in-place distillation of the neck features from
   the full configuration (``FeatureDistiller``).
@@ -76,7 +76,7 @@ class Run:
 def study_runs() -> List[Run]:
     runs = [
         Run('mutualnet', 'mutualnet', FROM_THE_START),
-        Run('mutualnet_warmup', 'mutualnet_warmup', epoch_factor=20 / STUDY_EPOCHS),
+        Run('mutualnet_warmup', 'mutualnet_warmup', epoch_factor=24 / STUDY_EPOCHS),
         Run('mutualnet_distill', 'mutualnet_distill', dict(
             FROM_THE_START, distill=dict(_delete_=True, type='FeatureDistiller', module='neck',
                                          weight=1.0))),

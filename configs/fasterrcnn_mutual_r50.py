@@ -10,4 +10,9 @@ norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     backbone=dict(type='SlimmableResNet', width_range=(0.25, 1.0), frozen_stages=-1,
                   norm_cfg=norm_cfg, norm_eval=False),
-    neck=dict(type='SlimmableFPN'))
+    # the whole detector follows the width, as in maskrcnn_mutual_r50.py
+    neck=dict(type='SlimmableFPN', slim_outputs=True),
+    rpn_head=dict(type='SlimmableRPNHead'),
+    roi_head=dict(
+        bbox_roi_extractor=dict(type='SlimmableSingleRoIExtractor'),
+        bbox_head=dict(type='SlimmableShared2FCBBoxHead')))

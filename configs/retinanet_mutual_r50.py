@@ -10,7 +10,9 @@ norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     backbone=dict(type='SlimmableResNet', width_range=(0.25, 1.0), frozen_stages=-1,
                   norm_cfg=norm_cfg, norm_eval=False),
-    neck=dict(type='SlimmableFPN'))
+    # the whole detector follows the width, as in maskrcnn_mutual_r50.py
+    neck=dict(type='SlimmableFPN', slim_outputs=True),
+    bbox_head=dict(type='SlimmableRetinaHead'))
 
 # The stock RetinaNet recipe's optimizer (lr 0.01) and gradient clipping.
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001))
