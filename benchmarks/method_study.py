@@ -13,7 +13,8 @@ schedule shape; only what is compared changes):
 - ``width_only``: the US-Net sandwich rule, every pass at the full input scale.
 - ``independent``: three networks trained alone at widths 1.0, 0.5 and 0.25.
 - ``backbone_only``: MutualNet with only the backbone following the width
-  (``configs/demo/maskrcnn_mutual_r18_shapes_backbone-only.py``).
+  (``configs/demo/maskrcnn_mutual_r18_shapes_backbone-only.py``), cohort from the start.
+- ``backbone_only_warmup``: the same with the demo's schedule (as ``mutualnet_warmup``).
 
 Budget: forward-backward passes of a batch. A cohort method runs ``num_subnets`` (4)
 passes per iteration for ``E`` (16) epochs; each independent network runs one pass per
@@ -82,6 +83,8 @@ def study_runs() -> List[Run]:
                                          weight=1.0))),
         Run('width_only', 'width_only', dict(FROM_THE_START, scales=(1.0,))),
         Run('backbone_only', 'backbone_only', FROM_THE_START, config=BACKBONE_ONLY_CONFIG),
+        Run('backbone_only_warmup', 'backbone_only_warmup', config=BACKBONE_ONLY_CONFIG,
+            epoch_factor=24 / STUDY_EPOCHS),
     ]
     for width in INDEPENDENT_WIDTHS:
         runs.append(Run(
