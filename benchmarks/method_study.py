@@ -248,6 +248,11 @@ def plot(by_method: Dict[str, List[dict]], metric: str, path: str) -> None:
         ax.scatter([r['gflops'] for r in records], [r[metric] for r in records],
                    color=line.get_color(), alpha=0.3, s=12)
     ax.set_xscale('log')
+    ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
+             if min(r['gflops'] for rs in by_method.values() for r in rs) / 2 <= t
+             <= max(r['gflops'] for rs in by_method.values() for r in rs) * 2]
+    ax.set_xticks(ticks, [f'{t:g}' for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel('GFLOPs (multiply-adds) per image')
     ax.set_ylabel(metric)
     ax.set_title('Demo Mask R-CNN, equal training passes (lines: Pareto fronts)')
