@@ -179,7 +179,10 @@ def load(root: str, runs: Sequence[Run]) -> Dict[str, List[dict]]:
         with open(osp.join(work_dir, 'per_config.json')) as f:
             records = json.load(f)['records']
         info_path = osp.join(work_dir, 'study_run.json')
-        info = json.load(open(info_path)) if osp.isfile(info_path) else {}
+        info = {}
+        if osp.isfile(info_path):
+            with open(info_path) as f:
+                info = json.load(f)
         for record in records:
             by_method.setdefault(run.method, []).append(
                 dict(record, run=run.name, epochs=info.get('epochs'),
@@ -268,7 +271,8 @@ def parse_args(runs: Sequence[Run]) -> argparse.Namespace:
     parser.add_argument('--runs', nargs='+', choices=[r.name for r in runs],
                         help='train only these runs (default: all)')
     parser.add_argument('--epochs', type=int, default=STUDY_EPOCHS,
-                        help="cohort methods' epochs")
+                        help="cohort methods' epochs (the warm-up runs scale theirs by 24/16 and "
+                             "keep the demo config's full_only_iters)")
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'method_study'))
     parser.add_argument('--jobs', type=int, default=2, help='runs trained at once')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per run')
