@@ -5,8 +5,6 @@ with a real ``OptimWrapper`` on its half of every global batch; one process runs
 same step on the whole batches. Without batch norm and with a per-sample mean loss the
 two must end with the same parameters, and every rank must have run every pass.
 """
-import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from mutualnet_mm.ops import SlimmableSyncBatchNorm
 
 from .tiny_video_net import build, make_batches, shard
 
+pytestmark = pytest.mark.xdist_group('distributed')
 WORLD_SIZE = 2
 ITERATIONS = 3
 GLOBAL_BATCH = 4
@@ -32,12 +31,6 @@ CALIBRATION_BATCHES_PER_RANK = 2
 # float32 sums in another order (per-rank means, averaged by all-reduce) differ in the
 # last bits; measured: about 1e-7.
 TOLERANCE = 1e-6
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def optim_wrapper(model: torch.nn.Module) -> OptimWrapper:
@@ -56,10 +49,11 @@ def calibration_batches() -> list:
     return make_batches(WORLD_SIZE * CALIBRATION_BATCHES_PER_RANK, 2, seed=1)
 
 
-def worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+def worker(rank: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group('gloo', rank=rank, world_size=WORLD_SIZE)
+    # A file store in this run's own folder: no port another run could take meanwhile.
+    dist.init_process_group('gloo', init_method=f'file://{out_dir}/store', rank=rank,
+                            world_size=WORLD_SIZE)
     try:
         module = build()
         ddp = MMDistributedDataParallel(module=module, device_ids=None,
@@ -95,7 +89,7 @@ def worker(rank: int, port: int, out_dir: str) -> None:
 @pytest.fixture(scope='module')
 def ranks(tmp_path_factory) -> list:
     out_dir = tmp_path_factory.mktemp('ddp')
-    mp.spawn(worker, args=(free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(worker, args=(str(out_dir),), nprocs=WORLD_SIZE, join=True)
     return [torch.load(out_dir / f'rank{r}.pth', weights_only=True) for r in range(WORLD_SIZE)]
 
 
