@@ -41,8 +41,6 @@ CALIBRATION_LOADER = ['train_dataloader.batch_size=1',
                       'train_dataloader.sampler.type=DefaultSampler',
                       'train_dataloader.sampler.shuffle=False']
 RELATIVE_TOLERANCE = 1e-5  # measured: about 1e-7
-# One xdist worker runs every multi-process test, so no two process groups run at once.
-pytestmark = pytest.mark.xdist_group('distributed')
 
 
 def free_port() -> int:

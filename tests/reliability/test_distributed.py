@@ -20,7 +20,6 @@ from mutualnet_mm.ops import SlimmableSyncBatchNorm
 
 from .tiny_video_net import build, make_batches, shard
 
-pytestmark = pytest.mark.xdist_group('distributed')
 WORLD_SIZE = 2
 ITERATIONS = 3
 GLOBAL_BATCH = 4
