@@ -44,6 +44,8 @@ from typing import Dict, List, Optional, Sequence
 
 from common import DEMO_CONFIG, REPO, markdown_table
 
+from mutualnet_mm.evaluation.results import pareto_front
+
 BACKBONE_ONLY_CONFIG = osp.join(REPO, 'configs', 'demo',
                                 'maskrcnn_mutual_r18_shapes_backbone-only.py')
 COHORT_PASSES = 4  # the demo's num_subnets
@@ -190,16 +192,6 @@ def load(root: str, runs: Sequence[Run]) -> Dict[str, List[dict]]:
     return by_method
 
 
-def pareto(records: Sequence[dict], metric: str) -> List[dict]:
-    ordered = sorted(records, key=lambda r: (r['gflops'], -r[metric]))
-    front, best = [], -1.0
-    for record in ordered:
-        if record[metric] > best:
-            front.append(record)
-            best = record[metric]
-    return front
-
-
 def report(by_method: Dict[str, List[dict]], out_dir: str) -> str:
     """Markdown tables (summary and per configuration) and the plot; returns the text."""
     bbox, segm = METRICS
@@ -216,7 +208,7 @@ def report(by_method: Dict[str, List[dict]], out_dir: str) -> str:
             'bbox mAP at min GFLOPs': min(records, key=lambda r: r['gflops'])[bbox],
             'GFLOPs range': f"{min(r['gflops'] for r in records):.3f}-"
                             f"{max(r['gflops'] for r in records):.3f}",
-            'Pareto points': len(pareto(records, bbox)),
+            'Pareto points': len(pareto_front(records, bbox)),
         })
     configurations = sorted({(r['width'], r['scale']) for rs in by_method.values()
                              for r in rs}, reverse=True)
@@ -245,7 +237,7 @@ def plot(by_method: Dict[str, List[dict]], metric: str, path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, records in by_method.items():
-        front = pareto(records, metric)
+        front = pareto_front(records, metric)
         line, = ax.plot([r['gflops'] for r in front], [r[metric] for r in front], '-o',
                         label=method, markersize=4)
         ax.scatter([r['gflops'] for r in records], [r[metric] for r in records],
