@@ -1,36 +1,41 @@
 """Method study on the demo detection data, every method trained with the same budget.
 
-Methods (all on ``configs/demo/maskrcnn_mutual_r18_shapes.py``, same data, seed and
-schedule shape; only what is compared changes):
+Every run trains the demo Mask R-CNN (``configs/demo/maskrcnn_mutual_r18_shapes.py``,
+same data, recipe and seed) with only the compared setting changed, then evaluates every
+(width, scale) with the stock per-configuration loop. Two presets:
 
-- ``mutualnet``: width + input-scale cohort from the first iteration, whole detector
-  slimming.
-- ``mutualnet_warmup``: the demo config as it is: the full network trains alone for 12
-  epochs, then with the cohort for 12 (24 epochs; 60 epochs' worth of passes, fewer
-  than the 64 of the others).
-- ``mutualnet_distill``: the same with in-place distillation of the neck features from
-  the full configuration (``FeatureDistiller``).
+``quick`` (default; about 13 minutes on 2 cores): the demo's recipe, shortened. The full
+network first trains alone for ``QUICK_WARMUP`` epochs (run ``warmup``); the cohort
+methods then each continue from that checkpoint for ``QUICK_COHORT`` epochs, so they
+differ only where they differ in the demo too:
+
+- ``mutualnet``: the width + input-scale cohort (4 passes per iteration).
 - ``width_only``: the US-Net sandwich rule, every pass at the full input scale.
-- ``independent``: three networks trained alone at widths 1.0, 0.5 and 0.25.
-- ``backbone_only``: MutualNet with only the backbone following the width
-  (``configs/demo/maskrcnn_mutual_r18_shapes_backbone-only.py``), cohort from the start.
-- ``backbone_only_warmup``: the same with the demo's schedule (as ``mutualnet_warmup``).
+- ``mutualnet_distill``: ``mutualnet`` plus in-place distillation of the neck features
+  from the full configuration (``FeatureDistiller``).
+- ``independent``: three networks trained alone from scratch at widths 1.0, 0.5 and
+  0.25, with as many passes together as one cohort method (warm-up included).
 
-Budget: forward-backward passes of a batch. A cohort method runs ``num_subnets`` (4)
-passes per iteration for ``E`` (16) epochs; each independent network runs one pass per
-iteration for ``4E/3`` epochs, so the three of them together run as many passes as one
-cohort method. The measured wall time of every run is reported next to it (passes at
-smaller widths and scales are cheaper, so equal passes is not equal seconds).
+``extended`` (9 runs of 13-26 minutes each; about 80 minutes of both cores): the cohort
+from the first iteration (``mutualnet``, ``mutualnet_distill``, ``width_only``, 16
+epochs), ``independent`` at 21 epochs each, backbone-only slimming (``backbone_only``,
+``backbone_only_warmup``) and the demo itself (``mutualnet_warmup``: 12 epochs alone +
+12 with the cohort).
+
+Budget: forward-backward passes of a batch; passes at smaller widths and scales are
+cheaper, so the measured wall time of every run is reported next to it.
 
 Every run is ``tools/train.py`` in its own process (``--jobs`` at a time, each with
-``--threads`` torch threads), writes its usual work dir (per-configuration evaluation
-included) under ``--work-dir``, and is skipped when its ``per_config.json`` is already
-there, so an interrupted study resumes where it stopped. The report (Markdown tables and
-``method_study.png``) is written from the finished runs.
+``--threads`` torch threads; a run that continues another starts when that one has
+finished), writes its usual work dir under ``--work-dir``/seed<S> and is skipped when its
+``per_config.json`` is already there, so an interrupted study resumes where it stopped.
+The report (Markdown tables and ``method_study.png``) is written from the finished runs,
+per seed and, with several seeds, as the mean and range over them.
 
-    python benchmarks/method_study.py                  # every run, 2 at a time
-    python benchmarks/method_study.py --runs width_only independent_w0.25
-    python benchmarks/method_study.py --report-only
+    python benchmarks/method_study.py                        # the quick preset, seed 0
+    python benchmarks/method_study.py --seeds 1 2            # two more seeds
+    python benchmarks/method_study.py --report-only --seeds 0 1 2
+    python benchmarks/method_study.py --preset extended --runs width_only
 """
 import argparse
 import json
@@ -40,17 +45,24 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
-from common import DEMO_CONFIG, REPO, markdown_table
+from common import DEMO_CONFIG, REPO, generated_data, markdown_table
 
 from mutualnet_mm.evaluation.results import pareto_front
 
 BACKBONE_ONLY_CONFIG = osp.join(REPO, 'configs', 'demo',
                                 'maskrcnn_mutual_r18_shapes_backbone-only.py')
+DEMO_DATA = dict(root=osp.join(REPO, 'data', 'coco_shapes'), size=128, num_train=400,
+                 num_val=100)  # as `make demo` writes it
 COHORT_PASSES = 4  # the demo's num_subnets
-STUDY_EPOCHS = 16
+QUICK_WARMUP = 6  # epochs of the full network alone, shared by the cohort methods
+QUICK_COHORT = 5  # epochs with the cohort after it
+EXTENDED_EPOCHS = 16  # the cohort-from-the-start runs of the extended preset
+DEMO_EPOCHS = 24
 FROM_THE_START = dict(full_only_iters=0)
+DISTILL = dict(distill=dict(_delete_=True, type='FeatureDistiller', module='neck',
+                            weight=1.0))
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')
 INDEPENDENT_WIDTHS = (1.0, 0.5, 0.25)
 
@@ -62,50 +74,85 @@ class Run:
     Args:
         name: Work-dir name.
         method: The curve it belongs to.
+        epochs: Epochs it trains to (``train_cfg.max_epochs``), counting those of the
+            run it continues.
+        schedule: Length in epochs of the cosine learning-rate schedule (default
+            ``epochs``); a run that others continue keeps theirs.
         mutual: Keys merged into ``train_cfg.mutual`` of ``config``.
         overrides: Further config text merged over ``config``.
-        epoch_factor: Epochs relative to the cohort methods' (equal passes).
         config: The config trained.
+        after: The run whose last checkpoint this one resumes from (weights, optimizer,
+            schedule and iteration count).
     """
 
     name: str
     method: str
+    epochs: int
+    schedule: Optional[int] = None
     mutual: Optional[dict] = None
     overrides: str = ''
-    epoch_factor: float = 1.0
     config: str = DEMO_CONFIG
+    after: Optional[str] = None
 
 
-def study_runs() -> List[Run]:
-    runs = [
-        Run('mutualnet', 'mutualnet', FROM_THE_START),
-        Run('mutualnet_warmup', 'mutualnet_warmup', epoch_factor=24 / STUDY_EPOCHS),
-        Run('mutualnet_distill', 'mutualnet_distill', dict(
-            FROM_THE_START, distill=dict(_delete_=True, type='FeatureDistiller', module='neck',
-                                         weight=1.0))),
-        Run('width_only', 'width_only', dict(FROM_THE_START, scales=(1.0,))),
-        Run('backbone_only', 'backbone_only', FROM_THE_START, config=BACKBONE_ONLY_CONFIG),
-        Run('backbone_only_warmup', 'backbone_only_warmup', config=BACKBONE_ONLY_CONFIG,
-            epoch_factor=24 / STUDY_EPOCHS),
+def independent_runs(epochs: int) -> List[Run]:
+    """One network per width, trained alone from scratch, evaluated at its width only."""
+    return [Run(f'independent_w{width}', 'independent', epochs,
+                mutual=dict(FROM_THE_START, num_subnets=1, width_range=(width, width)),
+                overrides=f'val_cfg = dict(widths=({width},))\n'
+                          f'test_cfg = dict(widths=({width},))')
+            for width in INDEPENDENT_WIDTHS]
+
+
+def quick_runs() -> List[Run]:
+    """The demo recipe shortened, with the warm-up shared by the cohort methods."""
+    total = QUICK_WARMUP + QUICK_COHORT
+    passes = QUICK_WARMUP + COHORT_PASSES * QUICK_COHORT
+    after_warmup = dict(epochs=total, after='warmup')
+    independent_w1, *independent_smaller = independent_runs(
+        round(passes / len(INDEPENDENT_WIDTHS)))
+    # In the order they start: the long cohort runs as soon as the warm-up is done, the
+    # short independent ones fill the other job.
+    return [
+        Run('warmup', 'warmup', QUICK_WARMUP, schedule=total,
+            mutual=dict(FROM_THE_START, num_subnets=1, width_range=(1.0, 1.0)),
+            overrides='val_cfg = dict(widths=(1.0,), scales=(1.0,))'),
+        independent_w1,
+        Run('mutualnet', 'mutualnet', mutual=FROM_THE_START, **after_warmup),
+        Run('width_only', 'width_only', mutual=dict(FROM_THE_START, scales=(1.0,)),
+            **after_warmup),
+        Run('mutualnet_distill', 'mutualnet_distill', mutual=dict(FROM_THE_START, **DISTILL),
+            **after_warmup),
+        *independent_smaller,
     ]
-    for width in INDEPENDENT_WIDTHS:
-        runs.append(Run(
-            f'independent_w{width}', 'independent',
-            dict(FROM_THE_START, num_subnets=1, width_range=(width, width)),
-            f'val_cfg = dict(widths=({width},))\ntest_cfg = dict(widths=({width},))',
-            epoch_factor=COHORT_PASSES / len(INDEPENDENT_WIDTHS)))
-    return runs
 
 
-def schedule_options(epochs: int) -> List[str]:
-    """Options that set the demo's epoch count everywhere it appears."""
-    return [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
-            f'param_scheduler.1.end={epochs}', f'param_scheduler.1.T_max={epochs}',
-            f'default_hooks.checkpoint.interval={epochs}']
+def extended_runs() -> List[Run]:
+    """Longer runs, the cohort from the start, plus backbone-only slimming and the demo."""
+    return [
+        Run('mutualnet', 'mutualnet', EXTENDED_EPOCHS, mutual=FROM_THE_START),
+        Run('mutualnet_warmup', 'mutualnet_warmup', DEMO_EPOCHS),
+        Run('mutualnet_distill', 'mutualnet_distill', EXTENDED_EPOCHS,
+            mutual=dict(FROM_THE_START, **DISTILL)),
+        Run('width_only', 'width_only', EXTENDED_EPOCHS,
+            mutual=dict(FROM_THE_START, scales=(1.0,))),
+        Run('backbone_only', 'backbone_only', EXTENDED_EPOCHS, mutual=FROM_THE_START,
+            config=BACKBONE_ONLY_CONFIG),
+        Run('backbone_only_warmup', 'backbone_only_warmup', DEMO_EPOCHS,
+            config=BACKBONE_ONLY_CONFIG),
+        *independent_runs(round(EXTENDED_EPOCHS * COHORT_PASSES / len(INDEPENDENT_WIDTHS))),
+    ]
 
 
-def run_epochs(run: Run, epochs: int) -> int:
-    return max(1, round(epochs * run.epoch_factor))
+PRESETS: Dict[str, Callable[[], List[Run]]] = dict(quick=quick_runs, extended=extended_runs)
+
+
+def schedule_options(run: Run) -> List[str]:
+    """Options that set the run's epochs and schedule everywhere the demo config has them."""
+    schedule = run.schedule or run.epochs
+    return [f'train_cfg.max_epochs={run.epochs}', f'train_cfg.val_interval={run.epochs}',
+            f'param_scheduler.1.end={schedule}', f'param_scheduler.1.T_max={schedule}',
+            f'default_hooks.checkpoint.interval={run.epochs}']
 
 
 def write_config(run: Run, work_dir: str) -> str:
@@ -119,37 +166,58 @@ def write_config(run: Run, work_dir: str) -> str:
     return path
 
 
-def command(run: Run, epochs: int, work_dir: str) -> List[str]:
+def last_checkpoint(run: Run, root: str) -> str:
+    return osp.join(root, run.name, f'epoch_{run.epochs}.pth')
+
+
+def command(run: Run, runs: Dict[str, Run], root: str, seed: int) -> List[str]:
+    work_dir = osp.join(root, run.name)
+    resume = ['--resume', last_checkpoint(runs[run.after], root)] if run.after else []
     return [sys.executable, osp.join(REPO, 'tools', 'train.py'), write_config(run, work_dir),
-            '--work-dir', work_dir, '--resume', '--cfg-options',
-            *schedule_options(run_epochs(run, epochs))]
+            '--work-dir', work_dir, *resume, '--cfg-options', f'randomness.seed={seed}',
+            *schedule_options(run)]
 
 
 def finished(work_dir: str) -> bool:
     return osp.isfile(osp.join(work_dir, 'per_config.json'))
 
 
-def train_all(runs: Sequence[Run], epochs: int, root: str, jobs: int, threads: int) -> None:
-    """Train the unfinished runs, ``jobs`` at a time; a failed run is reported, not fatal."""
-    pending = [run for run in runs if not finished(osp.join(root, run.name))]
-    for run in runs:
+def train_all(runs: Sequence[Run], selected: Sequence[Run], root: str, jobs: int,
+              threads: int, seed: int) -> None:
+    """Train the unfinished ``selected`` runs into ``root``, ``jobs`` at a time, each when
+    the run it continues has finished; a failed run is reported, not fatal."""
+    by_name = {run.name: run for run in runs}
+    pending = [run for run in selected if not finished(osp.join(root, run.name))]
+    for run in selected:
         if run not in pending:
             print(f'[skip] {run.name}: finished earlier ({osp.join(root, run.name)})')
+    missing = sorted({run.after for run in pending if run.after} -
+                     {run.name for run in pending} -
+                     {name for name in by_name if finished(osp.join(root, name))})
+    if missing:
+        raise SystemExit(f'runs {[r.name for r in pending if r.after in missing]} continue '
+                         f'{missing}, which is neither finished nor selected; add it to --runs')
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     active: Dict[str, tuple] = {}
-    failed = []
+    failed: List[str] = []
     total, done = len(pending), 0
     while pending or active:
-        while pending and len(active) < jobs:
-            run = pending.pop(0)
+        ready = [run for run in pending
+                 if run.after is None or finished(osp.join(root, run.after))]
+        for run in ready[:max(0, jobs - len(active))]:
+            pending.remove(run)
             work_dir = osp.join(root, run.name)
             os.makedirs(work_dir, exist_ok=True)
             log = open(osp.join(work_dir, 'study_train.log'), 'a')
-            process = subprocess.Popen(command(run, epochs, work_dir), cwd=REPO, env=env,
+            process = subprocess.Popen(command(run, by_name, root, seed), cwd=REPO, env=env,
                                        stdout=log, stderr=subprocess.STDOUT)
             active[run.name] = (process, log, time.time(), run)
-            print(f'[start] {run.name}: {run_epochs(run, epochs)} epochs '
-                  f'(log: {log.name})', flush=True)
+            start = f' from {run.after} (epoch {by_name[run.after].epochs})' if run.after else ''
+            print(f'[start] {run.name}: to epoch {run.epochs}{start} (log: {log.name})',
+                  flush=True)
+        if not active:  # what is left continues a run that failed
+            failed += [run.name for run in pending]
+            break
         time.sleep(5)
         for name, (process, log, start, run) in list(active.items()):
             if process.poll() is None:
@@ -160,7 +228,7 @@ def train_all(runs: Sequence[Run], epochs: int, root: str, jobs: int, threads: i
             seconds = time.time() - start
             if process.returncode == 0 and finished(osp.join(root, name)):
                 with open(osp.join(root, name, 'study_run.json'), 'w') as f:
-                    json.dump(dict(epochs=run_epochs(run, epochs), wall_s=seconds,
+                    json.dump(dict(epochs=run.epochs, after=run.after, seed=seed, wall_s=seconds,
                                    jobs=jobs, threads=threads), f)
                 print(f'[done {done}/{total}] {name}: {seconds / 60:.1f} min', flush=True)
             else:
@@ -168,7 +236,7 @@ def train_all(runs: Sequence[Run], epochs: int, root: str, jobs: int, threads: i
                 print(f'[FAILED {done}/{total}] {name}: exit {process.returncode}, see '
                       f'{log.name}', flush=True)
     if failed:
-        print(f'failed runs: {", ".join(failed)}')
+        print(f'failed or not started: {", ".join(failed)}')
 
 
 def load(root: str, runs: Sequence[Run]) -> Dict[str, List[dict]]:
@@ -187,22 +255,22 @@ def load(root: str, runs: Sequence[Run]) -> Dict[str, List[dict]]:
                 info = json.load(f)
         for record in records:
             by_method.setdefault(run.method, []).append(
-                dict(record, run=run.name, epochs=info.get('epochs'),
+                dict(record, run=run.name, epochs=run.epochs, after=run.after,
                      wall_min=info.get('wall_s', float('nan')) / 60))
     return by_method
 
 
-def report(by_method: Dict[str, List[dict]], out_dir: str) -> str:
-    """Markdown tables (summary and per configuration) and the plot; returns the text."""
-    bbox, segm = METRICS
-    methods = list(by_method)
-    summary = []
-    for method in methods:
-        records = by_method[method]
+def summary(by_method: Dict[str, List[dict]]) -> List[dict]:
+    """One row per method: its runs, wall time, accuracy range and cost range."""
+    bbox = METRICS[0]
+    rows = []
+    for method, records in by_method.items():
         runs = {r['run']: r for r in records}
-        summary.append({
+        rows.append({
             'method': method,
             'runs': len(runs),
+            'epochs': '/'.join(sorted({str(r['epochs']) for r in records})),
+            'continues': ', '.join(sorted({r['after'] for r in records if r['after']})),
             'train wall (min)': sum(r['wall_min'] for r in runs.values()),
             'best bbox mAP': max(r[bbox] for r in records),
             'bbox mAP at min GFLOPs': min(records, key=lambda r: r['gflops'])[bbox],
@@ -210,27 +278,102 @@ def report(by_method: Dict[str, List[dict]], out_dir: str) -> str:
                             f"{max(r['gflops'] for r in records):.3f}",
             'Pareto points': len(pareto_front(records, bbox)),
         })
+    return rows
+
+
+def per_config(by_method: Dict[str, List[dict]], cell: Callable[[dict], str]) -> List[dict]:
+    """One row per (width, scale), one ``cell(record)`` per method that evaluated it."""
     configurations = sorted({(r['width'], r['scale']) for rs in by_method.values()
                              for r in rs}, reverse=True)
-    per_config = []
+    rows = []
     for width, scale in configurations:
         row = {'width': width, 'scale': scale}
-        for method in methods:
-            match = [r for r in by_method[method]
-                     if r['width'] == width and r['scale'] == scale]
-            row[method] = (f'{match[0][bbox]:.3f} / {match[0][segm]:.3f} '
-                           f'@ {match[0]["gflops"]:.3f}' if match else '')
-        per_config.append(row)
-    text = ('### Summary\n\n' + markdown_table(summary) +
-            '\n\n### Per configuration: bbox mAP / segm mAP @ GFLOPs\n\n' +
-            markdown_table(per_config) + '\n')
-    plot(by_method, bbox, osp.join(out_dir, 'method_study.png'))
+        for method, records in by_method.items():
+            match = [r for r in records if r['width'] == width and r['scale'] == scale]
+            row[method] = cell(match[0]) if match else ''
+        rows.append(row)
+    return rows
+
+
+def write_report(text: str, by_method: Dict[str, List[dict]], out_dir: str,
+                 title: str) -> str:
+    plot(by_method, METRICS[0], osp.join(out_dir, 'method_study.png'), title)
     with open(osp.join(out_dir, 'method_study.md'), 'w') as f:
         f.write(text)
     return text
 
 
-def plot(by_method: Dict[str, List[dict]], metric: str, path: str) -> None:
+def report(by_method: Dict[str, List[dict]], out_dir: str, title: str) -> str:
+    """One seed's tables (summary, per configuration) and plot; returns the text."""
+    bbox, segm = METRICS
+    table = per_config(by_method, lambda r: f'{r[bbox]:.3f} / {r[segm]:.3f} '
+                                            f'@ {r["gflops"]:.3f}')
+    text = ('### Summary\n\n' + markdown_table(summary(by_method)) +
+            '\n\n### Per configuration: bbox mAP / segm mAP @ GFLOPs\n\n' +
+            markdown_table(table) + '\n')
+    return write_report(text, by_method, out_dir, title)
+
+
+def mean_over_seeds(by_seed: Dict[int, Dict[str, List[dict]]]) -> Dict[str, List[dict]]:
+    """Per method and configuration, the mean record over the seeds that have it, with
+    the lowest and highest bbox mAP (``bbox_low``, ``bbox_high``) and the seed count."""
+    groups: Dict[str, Dict[tuple, List[dict]]] = {}
+    for by_method in by_seed.values():
+        for method, records in by_method.items():
+            for record in records:
+                key = (record['width'], record['scale'])
+                groups.setdefault(method, {}).setdefault(key, []).append(record)
+    means: Dict[str, List[dict]] = {}
+    for method, by_config in groups.items():
+        for records in by_config.values():
+            mean = dict(records[0])
+            for key in ('gflops', 'wall_min', *METRICS):
+                mean[key] = sum(r[key] for r in records) / len(records)
+            values = [r[METRICS[0]] for r in records]
+            mean.update(bbox_low=min(values), bbox_high=max(values), seeds=len(records))
+            means.setdefault(method, []).append(mean)
+    return means
+
+
+def wins(by_seed: Dict[int, Dict[str, List[dict]]], reference: str = 'mutualnet') -> List[dict]:
+    """Per other method and seed: at how many of the configurations both evaluated
+    ``reference`` has the higher bbox mAP."""
+    bbox = METRICS[0]
+    methods = [m for m in dict.fromkeys(m for b in by_seed.values() for m in b)
+               if m != reference]
+    rows = []
+    for method in methods:
+        row = {f'{reference} better than': method}
+        for seed, by_method in by_seed.items():
+            if reference not in by_method or method not in by_method:
+                row[f'seed {seed}'] = ''
+                continue
+            ours = {(r['width'], r['scale']): r[bbox] for r in by_method[reference]}
+            theirs = {(r['width'], r['scale']): r[bbox] for r in by_method[method]}
+            shared = ours.keys() & theirs.keys()
+            row[f'seed {seed}'] = f'{sum(ours[k] > theirs[k] for k in shared)}/{len(shared)}'
+        rows.append(row)
+    return rows
+
+
+def report_over_seeds(by_seed: Dict[int, Dict[str, List[dict]]], out_dir: str,
+                      title: str) -> str:
+    """Tables and plot of the mean over seeds, with each seed's win counts."""
+    means = mean_over_seeds(by_seed)
+    table = per_config(means, lambda r: f'{r[METRICS[0]]:.3f} ({r["bbox_low"]:.3f}-'
+                                        f'{r["bbox_high"]:.3f})')
+    seeds = ', '.join(str(seed) for seed in by_seed)
+    text = (f'Seeds {seeds}: means over the seeds (wall times: mean per seed).\n\n'
+            '### Summary\n\n' + markdown_table(summary(means)) +
+            '\n\n### Per configuration: bbox mAP, mean (lowest-highest)\n\n' +
+            markdown_table(table) + '\n\n### Configurations where `mutualnet` is more '
+            'accurate (bbox mAP), per seed\n\n' + markdown_table(wins(by_seed)) + '\n')
+    return write_report(text, means, out_dir, f'{title}, mean of seeds {seeds}')
+
+
+def plot(by_method: Dict[str, List[dict]], metric: str, path: str, title: str) -> None:
+    """mAP against GFLOPs (log), every configuration and each method's Pareto front;
+    the lowest-highest range over seeds as a bar where the records have one."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -242,6 +385,9 @@ def plot(by_method: Dict[str, List[dict]], metric: str, path: str) -> None:
                         label=method, markersize=4)
         ax.scatter([r['gflops'] for r in records], [r[metric] for r in records],
                    color=line.get_color(), alpha=0.3, s=12)
+        if 'bbox_low' in records[0]:
+            ax.vlines([r['gflops'] for r in records], [r['bbox_low'] for r in records],
+                      [r['bbox_high'] for r in records], color=line.get_color(), alpha=0.3)
     ax.set_xscale('log')
     ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
              if min(r['gflops'] for rs in by_method.values() for r in rs) / 2 <= t
@@ -250,7 +396,7 @@ def plot(by_method: Dict[str, List[dict]], metric: str, path: str) -> None:
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel('GFLOPs (multiply-adds) per image')
     ax.set_ylabel(metric)
-    ax.set_title('Demo Mask R-CNN, equal training passes (lines: Pareto fronts)')
+    ax.set_title(f'{title}\n(equal training passes; lines: Pareto fronts)', fontsize=10)
     ax.grid(True, which='both', alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -258,14 +404,18 @@ def plot(by_method: Dict[str, List[dict]], metric: str, path: str) -> None:
     plt.close(fig)
 
 
-def parse_args(runs: Sequence[Run]) -> argparse.Namespace:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--runs', nargs='+', choices=[r.name for r in runs],
-                        help='train only these runs (default: all)')
-    parser.add_argument('--epochs', type=int, default=STUDY_EPOCHS,
-                        help="cohort methods' epochs (the warm-up runs scale theirs by 24/16 and "
-                             "keep the demo config's full_only_iters)")
-    parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'method_study'))
+    parser.add_argument('--preset', choices=sorted(PRESETS), default='quick',
+                        help='which study (see the module docstring)')
+    parser.add_argument('--runs', nargs='+', metavar='RUN',
+                        help='train only these runs of the preset (default: all)')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0],
+                        help='random seeds (initialisation, data order, cohorts); each seed '
+                             'trains every run, one seed after the other, and with several '
+                             'the report gives the mean and range over them')
+    parser.add_argument('--work-dir', help='default: work_dirs/method_study_<preset>; '
+                                           'one folder seed<S> per seed in it')
     parser.add_argument('--jobs', type=int, default=2, help='runs trained at once')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per run')
     parser.add_argument('--report-only', action='store_true',
@@ -273,23 +423,41 @@ def parse_args(runs: Sequence[Run]) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    runs = study_runs()
-    args = parse_args(runs)
+def main() -> None:
+    args = parse_args()
     if args.jobs < 1 or args.threads < 1:
         raise SystemExit(f'--jobs and --threads must be >= 1, got {args.jobs}, {args.threads}')
-    epochs = args.epochs
-    os.makedirs(args.work_dir, exist_ok=True)
+    runs = PRESETS[args.preset]()
+    unknown = sorted(set(args.runs or ()) - {run.name for run in runs})
+    if unknown:
+        raise SystemExit(f'unknown runs {unknown} for --preset {args.preset}; its runs: '
+                         f'{[run.name for run in runs]}')
+    work_dir = args.work_dir or osp.join(REPO, 'work_dirs', f'method_study_{args.preset}')
+    seeds = list(dict.fromkeys(args.seeds))
     if not args.report_only:
-        selected = [r for r in runs if args.runs is None or r.name in args.runs]
-        start = time.time()
-        train_all(selected, epochs, args.work_dir, args.jobs, args.threads)
-        print(f'training wall time: {(time.time() - start) / 60:.1f} min')
-    by_method = load(args.work_dir, runs)
-    if not by_method:
-        raise SystemExit(f'no finished run under {args.work_dir}')
-    print(report(by_method, args.work_dir))
-    print(f'written: method_study.md, method_study.png in {args.work_dir}')
+        generated_data(**DEMO_DATA)
+        selected = [run for run in runs if args.runs is None or run.name in args.runs]
+        for seed in seeds:
+            start = time.time()
+            print(f'seed {seed}:', flush=True)
+            train_all(runs, selected, osp.join(work_dir, f'seed{seed}'), args.jobs,
+                      args.threads, seed)
+            print(f'seed {seed}: training wall time {(time.time() - start) / 60:.1f} min')
+    title = f'Demo Mask R-CNN, {args.preset} method study'
+    by_seed = {}
+    for seed in seeds:
+        seed_dir = osp.join(work_dir, f'seed{seed}')
+        by_method = load(seed_dir, runs)
+        if by_method:
+            by_seed[seed] = by_method
+            text = report(by_method, seed_dir, f'{title}, seed {seed}')
+            print(f'written: method_study.md, method_study.png in {seed_dir}')
+    if not by_seed:
+        raise SystemExit(f'no finished run under {work_dir} for seeds {seeds}')
+    if len(by_seed) > 1:
+        text = report_over_seeds(by_seed, work_dir, title)
+        print(f'written: method_study.md, method_study.png in {work_dir}')
+    print(text)
 
 
 if __name__ == '__main__':
