@@ -5,6 +5,7 @@ with a real ``OptimWrapper`` on its half of every global batch; one process runs
 same step on the whole batches. Without batch norm and with a per-sample mean loss the
 two must end with the same parameters, and every rank must have run every pass.
 """
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,10 @@ def calibration_batches() -> list:
 def worker(rank: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     # A file store in this run's own folder: no port another run could take meanwhile.
+    # A stuck collective fails after 2 minutes (the whole test takes seconds) instead of
+    # gloo's default 30.
     dist.init_process_group('gloo', init_method=f'file://{out_dir}/store', rank=rank,
-                            world_size=WORLD_SIZE)
+                            world_size=WORLD_SIZE, timeout=timedelta(minutes=2))
     try:
         module = build()
         ddp = MMDistributedDataParallel(module=module, device_ids=None,
