@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import signal
 import subprocess
 import sys
 import time
@@ -201,40 +202,49 @@ def train_all(runs: Sequence[Run], selected: Sequence[Run], root: str, jobs: int
     active: Dict[str, tuple] = {}
     failed: List[str] = []
     total, done = len(pending), 0
-    while pending or active:
-        ready = [run for run in pending
-                 if run.after is None or finished(osp.join(root, run.after))]
-        for run in ready[:max(0, jobs - len(active))]:
-            pending.remove(run)
-            work_dir = osp.join(root, run.name)
-            os.makedirs(work_dir, exist_ok=True)
-            log = open(osp.join(work_dir, 'study_train.log'), 'a')
-            process = subprocess.Popen(command(run, by_name, root, seed), cwd=REPO, env=env,
-                                       stdout=log, stderr=subprocess.STDOUT)
-            active[run.name] = (process, log, time.time(), run)
-            start = f' from {run.after} (epoch {by_name[run.after].epochs})' if run.after else ''
-            print(f'[start] {run.name}: to epoch {run.epochs}{start} (log: {log.name})',
-                  flush=True)
-        if not active:  # what is left continues a run that failed
-            failed += [run.name for run in pending]
-            break
-        time.sleep(5)
-        for name, (process, log, start, run) in list(active.items()):
+    try:
+        while pending or active:
+            ready = [run for run in pending
+                     if run.after is None or finished(osp.join(root, run.after))]
+            for run in ready[:max(0, jobs - len(active))]:
+                pending.remove(run)
+                work_dir = osp.join(root, run.name)
+                os.makedirs(work_dir, exist_ok=True)
+                log = open(osp.join(work_dir, 'study_train.log'), 'a')
+                process = subprocess.Popen(command(run, by_name, root, seed), cwd=REPO, env=env,
+                                           stdout=log, stderr=subprocess.STDOUT)
+                active[run.name] = (process, log, time.time(), run)
+                origin = (f' from {run.after} (epoch {by_name[run.after].epochs})'
+                          if run.after else '')
+                print(f'[start] {run.name}: to epoch {run.epochs}{origin} (log: {log.name})',
+                      flush=True)
+            if not active:  # what is left continues a run that failed
+                failed += [run.name for run in pending]
+                break
+            time.sleep(5)
+            for name, (process, log, start, run) in list(active.items()):
+                if process.poll() is None:
+                    continue
+                log.close()
+                del active[name]
+                done += 1
+                seconds = time.time() - start
+                if process.returncode == 0 and finished(osp.join(root, name)):
+                    with open(osp.join(root, name, 'study_run.json'), 'w') as f:
+                        json.dump(dict(epochs=run.epochs, after=run.after, seed=seed,
+                                       wall_s=seconds, jobs=jobs, threads=threads), f)
+                    print(f'[done {done}/{total}] {name}: {seconds / 60:.1f} min', flush=True)
+                else:
+                    failed.append(name)
+                    print(f'[FAILED {done}/{total}] {name}: exit {process.returncode}, see '
+                          f'{log.name}', flush=True)
+    finally:  # interrupted (Ctrl-C, SIGTERM, an error): stop the trainings it started
+        for name, (process, log, _, _) in active.items():
             if process.poll() is None:
-                continue
+                process.terminate()
+                process.wait()
+                print(f'[stopped] {name}: unfinished, trains again next time', flush=True)
             log.close()
-            del active[name]
-            done += 1
-            seconds = time.time() - start
-            if process.returncode == 0 and finished(osp.join(root, name)):
-                with open(osp.join(root, name, 'study_run.json'), 'w') as f:
-                    json.dump(dict(epochs=run.epochs, after=run.after, seed=seed, wall_s=seconds,
-                                   jobs=jobs, threads=threads), f)
-                print(f'[done {done}/{total}] {name}: {seconds / 60:.1f} min', flush=True)
-            else:
-                failed.append(name)
-                print(f'[FAILED {done}/{total}] {name}: exit {process.returncode}, see '
-                      f'{log.name}', flush=True)
     if failed:
         print(f'failed or not started: {", ".join(failed)}')
 
@@ -425,6 +435,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the trainings started are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.jobs < 1 or args.threads < 1:
         raise SystemExit(f'--jobs and --threads must be >= 1, got {args.jobs}, {args.threads}')
     runs = PRESETS[args.preset]()
