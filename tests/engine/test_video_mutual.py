@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from mmaction.registry import MODELS
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner import Runner
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -42,8 +42,8 @@ def cfg(tmp_path_factory) -> Config:
 
 @pytest.fixture(scope='module')
 def batches(cfg: Config) -> List[dict]:
-    init_default_scope('mmaction')
-    return list(Runner.build_dataloader(cfg.train_dataloader, seed=0))
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        return list(Runner.build_dataloader(cfg.train_dataloader, seed=0))
 
 
 @pytest.fixture
