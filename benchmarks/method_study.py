@@ -61,7 +61,7 @@ QUICK_WARMUP = 6  # epochs of the full network alone, shared by the cohort metho
 QUICK_COHORT = 5  # epochs with the cohort after it
 EXTENDED_EPOCHS = 16  # the cohort-from-the-start runs of the extended preset
 DEMO_EPOCHS = 24
-FROM_THE_START = dict(full_only_iters=0)
+NO_WARMUP = dict(full_only_iters=0)  # the cohort from the run's own first iteration
 DISTILL = dict(distill=dict(_delete_=True, type='FeatureDistiller', module='neck',
                             weight=1.0))
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')
@@ -99,7 +99,7 @@ class Run:
 def independent_runs(epochs: int) -> List[Run]:
     """One network per width, trained alone from scratch, evaluated at its width only."""
     return [Run(f'independent_w{width}', 'independent', epochs,
-                mutual=dict(FROM_THE_START, num_subnets=1, width_range=(width, width)),
+                mutual=dict(NO_WARMUP, num_subnets=1, width_range=(width, width)),
                 overrides=f'val_cfg = dict(widths=({width},))\n'
                           f'test_cfg = dict(widths=({width},))')
             for width in INDEPENDENT_WIDTHS]
@@ -116,13 +116,13 @@ def quick_runs() -> List[Run]:
     # short independent ones fill the other job.
     return [
         Run('warmup', 'warmup', QUICK_WARMUP, schedule=total,
-            mutual=dict(FROM_THE_START, num_subnets=1, width_range=(1.0, 1.0)),
+            mutual=dict(NO_WARMUP, num_subnets=1, width_range=(1.0, 1.0)),
             overrides='val_cfg = dict(widths=(1.0,), scales=(1.0,))'),
         independent_w1,
-        Run('mutualnet', 'mutualnet', mutual=FROM_THE_START, **after_warmup),
-        Run('width_only', 'width_only', mutual=dict(FROM_THE_START, scales=(1.0,)),
+        Run('mutualnet', 'mutualnet', mutual=NO_WARMUP, **after_warmup),
+        Run('width_only', 'width_only', mutual=dict(NO_WARMUP, scales=(1.0,)),
             **after_warmup),
-        Run('mutualnet_distill', 'mutualnet_distill', mutual=dict(FROM_THE_START, **DISTILL),
+        Run('mutualnet_distill', 'mutualnet_distill', mutual=dict(NO_WARMUP, **DISTILL),
             **after_warmup),
         *independent_smaller,
     ]
@@ -131,13 +131,13 @@ def quick_runs() -> List[Run]:
 def extended_runs() -> List[Run]:
     """Longer runs, the cohort from the start, plus backbone-only slimming and the demo."""
     return [
-        Run('mutualnet', 'mutualnet', EXTENDED_EPOCHS, mutual=FROM_THE_START),
+        Run('mutualnet', 'mutualnet', EXTENDED_EPOCHS, mutual=NO_WARMUP),
         Run('mutualnet_warmup', 'mutualnet_warmup', DEMO_EPOCHS),
         Run('mutualnet_distill', 'mutualnet_distill', EXTENDED_EPOCHS,
-            mutual=dict(FROM_THE_START, **DISTILL)),
+            mutual=dict(NO_WARMUP, **DISTILL)),
         Run('width_only', 'width_only', EXTENDED_EPOCHS,
-            mutual=dict(FROM_THE_START, scales=(1.0,))),
-        Run('backbone_only', 'backbone_only', EXTENDED_EPOCHS, mutual=FROM_THE_START,
+            mutual=dict(NO_WARMUP, scales=(1.0,))),
+        Run('backbone_only', 'backbone_only', EXTENDED_EPOCHS, mutual=NO_WARMUP,
             config=BACKBONE_ONLY_CONFIG),
         Run('backbone_only_warmup', 'backbone_only_warmup', DEMO_EPOCHS,
             config=BACKBONE_ONLY_CONFIG),
