@@ -24,6 +24,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from ..checks import check_int
+
 COCO_SHAPES_CLASSES = ('circle', 'square', 'triangle', 'star', 'cross')
 
 _FORMAT_VERSION = 1
@@ -65,11 +67,9 @@ _OUTLINES = (
 def _check_arguments(num_train: int, num_val: int, image_size: Tuple[int, int], seed: int,
                      size_range: Tuple[float, float], objects_per_image: Tuple[int, int],
                      min_visible: float) -> None:
-    for name, value in (('num_train', num_train), ('num_val', num_val)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f'{name} must be an integer >= 1, got {value!r}')
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f'seed must be an integer >= 0, got {seed!r}')
+    check_int(num_train, 'num_train', 1)
+    check_int(num_val, 'num_val', 1)
+    check_int(seed, 'seed', 0)
     if min(image_size) < _MIN_IMAGE_SIDE:
         raise ValueError(f'image_size sides must be >= {_MIN_IMAGE_SIDE} pixels, '
                          f'got {image_size!r}')

@@ -2,6 +2,7 @@
 import random
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
+from ..checks import check_int
 from ..ops.width import WidthRange, check_width_range
 
 
@@ -63,15 +64,8 @@ class CohortSampler:
                  scales: Sequence[float] = (1.0,), frames: Optional[Sequence[int]] = None,
                  seed: int = 0, full_only_iters: int = 0) -> None:
         self.width_range = check_width_range(width_range, 'mutual')
-        if isinstance(full_only_iters, bool) or not isinstance(full_only_iters, int) or \
-                full_only_iters < 0:
-            raise ValueError(f'mutual.full_only_iters must be an integer >= 0, '
-                             f'got {full_only_iters!r}')
-        self.full_only_iters = full_only_iters
-        if isinstance(num_subnets, bool) or not isinstance(num_subnets, int) or \
-                num_subnets < 1:
-            raise ValueError(f'mutual.num_subnets must be an integer >= 1, got {num_subnets!r}')
-        self.num_subnets = num_subnets
+        self.full_only_iters = check_int(full_only_iters, 'mutual.full_only_iters', 0)
+        self.num_subnets = check_int(num_subnets, 'mutual.num_subnets', 1)
         self.scales = check_scales(scales)
         if frames is not None and (not frames or any(
                 not isinstance(f, int) or f < 1 for f in frames)):

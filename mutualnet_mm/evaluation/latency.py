@@ -5,6 +5,8 @@ from typing import Callable
 
 import torch
 
+from ..checks import check_int
+
 
 def measure_latency(run: Callable[[], object], repeats: int = 20, warmup: int = 5,
                     cuda: bool = False) -> float:
@@ -19,10 +21,8 @@ def measure_latency(run: Callable[[], object], repeats: int = 20, warmup: int = 
     Raises:
         ValueError: ``repeats`` < 1 or ``warmup`` < 0.
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f'repeats must be an integer >= 1, got {repeats!r}')
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f'warmup must be an integer >= 0, got {warmup!r}')
+    check_int(repeats, 'repeats', 1)
+    check_int(warmup, 'warmup', 0)
     for _ in range(warmup):
         run()
     times = []
