@@ -107,18 +107,13 @@ def test_objects_range_from_tiny_to_large_and_overlap(data_root):
 def test_stock_mmdet_coco_dataset_loads_it(data_root):
     from mmdet.datasets import CocoDataset
     from mmdet.registry import TRANSFORMS
-    from mmengine.registry import DefaultScope
 
-    # mmdet's scope whatever an earlier test left as the default (e.g. mmaction's)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        pipeline = [TRANSFORMS.build(dict(type='LoadImageFromFile')),
-                    TRANSFORMS.build(dict(type='LoadAnnotations', with_bbox=True,
-                                          with_mask=True)),
-                    TRANSFORMS.build(dict(type='PackDetInputs'))]
-        dataset = CocoDataset(data_root=str(data_root),
-                              ann_file='annotations/instances_train.json',
-                              data_prefix=dict(img='train/'),
-                              metainfo=dict(classes=COCO_SHAPES_CLASSES), pipeline=pipeline)
+    pipeline = [TRANSFORMS.build(dict(type='LoadImageFromFile')),
+                TRANSFORMS.build(dict(type='LoadAnnotations', with_bbox=True, with_mask=True)),
+                TRANSFORMS.build(dict(type='PackDetInputs'))]
+    dataset = CocoDataset(data_root=str(data_root), ann_file='annotations/instances_train.json',
+                          data_prefix=dict(img='train/'),
+                          metainfo=dict(classes=COCO_SHAPES_CLASSES), pipeline=pipeline)
     assert len(dataset) == 6
     sample = dataset[0]
     assert tuple(sample['inputs'].shape) == (3, SIZE, SIZE)
