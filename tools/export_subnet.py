@@ -34,6 +34,7 @@ from mutualnet_mm.deploy import (
     resolve_config,
 )
 from mutualnet_mm.deploy.onnx_export import onnx_difference
+from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
 from mutualnet_mm.tools_common import check_config_file
 
 
@@ -104,7 +105,7 @@ def main() -> None:
     if args.onnx:
         stock_cfg = Config.fromfile(paths['config'])
         shape = args.onnx_shape or default_onnx_shape(stock_cfg)
-        state_dict = torch.load(paths['checkpoint'], weights_only=True)['state_dict']
+        state_dict = load_checkpoint_safely(paths['checkpoint'])['state_dict']
         stock = build_stock_model(stock_cfg, state_dict)
         paths['onnx'] = export_backbone_neck_onnx(stock, shape,
                                                   osp.join(args.out, 'backbone_neck.onnx'))

@@ -2,18 +2,21 @@
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import load_from_http
+from mmengine.runner.checkpoint import _load_checkpoint, load_from_http
 from torch import nn
 from torch.utils.data import Dataset
 
 import mutualnet_mm  # noqa: F401  (allow-lists mmengine's checkpoint classes)
 from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
+
+from . import checkpoint_payloads as payloads
 
 
 class TinyRegressor(BaseModel):
@@ -127,3 +130,74 @@ def test_mmengine_url_loading_is_weights_only(tmp_path):
     assert torch.equal(loaded['w'], torch.arange(3.))
     with pytest.raises(pickle.UnpicklingError, match='system'):
         load_from_http(unsafe.as_uri(), map_location='cpu', model_dir=str(cache))
+
+
+# One test per attack class: each payload would show if it worked (a file written, a
+# class-wide table changed, memory taken, the process corrupted).
+PAYLOADS = {
+    'object-flagged dtype': lambda: payloads.object_flagged_dtype_array(),
+    'huge object array': lambda: payloads.huge_object_array(),
+    'shared bytes amplification': lambda: payloads.shared_bytes_arrays(),
+    'stride-0 tensor': lambda: payloads.stride_zero_tensor(),
+}
+
+
+@pytest.mark.parametrize('loader', ['load_checkpoint_safely', 'mmengine'])
+@pytest.mark.parametrize('name', sorted(PAYLOADS))
+def test_memory_and_dtype_payloads_are_refused(tmp_path, name, loader):
+    path = payloads.save(tmp_path / 'crafted.pth', {'extra': PAYLOADS[name]()})
+    assert path.stat().st_size < 100_000
+    load = load_checkpoint_safely if loader == 'load_checkpoint_safely' else _load_checkpoint
+    with pytest.raises(pickle.UnpicklingError, match='refused') as error:
+        load(str(path))
+    assert str(path) in str(error.value)
+
+
+def test_history_buffer_state_cannot_change_the_class_table(tmp_path):
+    path = payloads.save_history_buffer_swapping_statistics(tmp_path / 'crafted.pth')
+    with pytest.raises(pickle.UnpicklingError, match='statistics methods'):
+        load_checkpoint_safely(path)
+    assert HistoryBuffer([1.0, 2.0, 3.0], [1, 1, 1]).statistics('mean') == 2.0
+
+
+def test_numeric_numpy_content_round_trips(tmp_path):
+    arrays = {'f8': np.arange(6.0).reshape(2, 3), 'big-endian': np.arange(3, dtype='>i4'),
+              'fortran': np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+              'bool': np.array([True, False]), 'empty': np.zeros((0, 2), dtype='f4'),
+              'scalar': np.float64(2.5), 'dtype': np.dtype('i8')}
+    buffer = HistoryBuffer([1.0, 5.0], [1, 2])
+    path = payloads.save(tmp_path / 'numpy.pth', {'arrays': arrays, 'buffer': buffer,
+                                                  'nested': [(arrays['f8'],)]})
+    loaded = load_checkpoint_safely(path)
+    for key, value in arrays.items():
+        assert type(loaded['arrays'][key]) is type(value), key
+        np.testing.assert_array_equal(loaded['arrays'][key], value)
+        if isinstance(value, np.ndarray):
+            assert loaded['arrays'][key].dtype == value.dtype, key
+            assert loaded['arrays'][key].flags.writeable, key
+    assert type(loaded['buffer']) is HistoryBuffer
+    assert loaded['buffer'].statistics('mean') == 2.0  # sum of logs / sum of counts
+    np.testing.assert_array_equal(loaded['nested'][0][0], arrays['f8'])
+
+
+def test_a_config_stored_in_a_checkpoint_is_never_executed(tmp_path):
+    marker = tmp_path / 'executed.txt'
+    path = payloads.save(tmp_path / 'crafted.pth',
+                         {'meta': {'iter': 0, 'config': payloads.config_writing(marker)}})
+    assert 'config' not in load_checkpoint_safely(path)['meta']
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('automatic', [False, True], ids=['explicit', 'automatic'])
+def test_resume_does_not_execute_the_checkpoint_config(tmp_path, automatic):
+    make_runner(tmp_path, max_iters=2, name='first').train()
+    marker = tmp_path / 'executed.txt'
+    checkpoint = load_checkpoint_safely(tmp_path / 'iter_2.pth')
+    checkpoint['meta']['config'] = payloads.config_writing(marker)
+    torch.save(checkpoint, tmp_path / 'iter_2.pth')
+    runner = make_runner(tmp_path, max_iters=3, name='resumed', resume=True)
+    if not automatic:
+        runner._load_from = str(tmp_path / 'iter_2.pth')
+    runner.train()
+    assert runner.iter == 3
+    assert not marker.exists(), 'the checkpoint config was executed'
