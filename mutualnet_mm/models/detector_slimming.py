@@ -13,6 +13,8 @@ from . import backbones, heads, necks  # noqa: F401  (registers the slimmable ty
 
 #: The values of ``mode``.
 SLIMMING_MODES = ('backbone', 'detector')
+#: Detector types (``model.type``) that are built and trained in both modes by the tests.
+SUPPORTED_DETECTORS = ('CascadeRCNN', 'FasterRCNN', 'MaskRCNN', 'RPN', 'RetinaNet')
 #: Heads of the detector itself (two-stage: ``rpn_head``; single-stage: ``bbox_head``).
 _DETECTOR_HEADS = ('rpn_head', 'bbox_head')
 #: Parts of ``roi_head`` (each a config or, in cascades, a list of configs).
@@ -23,6 +25,8 @@ _PREFIX = 'Slimmable'
 def slim_detector_config(model_cfg: Dict[str, Any], mode: str) -> Dict[str, Any]:
     """Turn a stock mmdet detector config into a slimmable one.
 
+    Supported detectors: :data:`SUPPORTED_DETECTORS` (Faster/Mask R-CNN, Cascade
+    (Mask) R-CNN, RPN, RetinaNet) with a ResNet or MobileNetV2 backbone and an FPN.
     Stock type names become their registered slimmable twins (``ResNet`` ->
     ``SlimmableResNet``, ``FPN`` -> ``SlimmableFPN``, ``RPNHead`` -> ``SlimmableRPNHead``,
     ...); every other argument is kept. Parts already slimmable keep their type.
@@ -35,11 +39,16 @@ def slim_detector_config(model_cfg: Dict[str, Any], mode: str) -> Dict[str, Any]
         A new config.
 
     Raises:
-        ValueError: ``mode`` is unknown, or a part that must slim (the backbone, the neck,
-            and in ``'detector'`` mode the heads) has no slimmable twin.
+        ValueError: ``mode`` is unknown, the detector type is not supported, or a part
+            that must slim (the backbone, the neck, and in ``'detector'`` mode the heads)
+            has no slimmable twin; the message names the part.
     """
     if mode not in SLIMMING_MODES:
         raise ValueError(f'mode must be one of {SLIMMING_MODES}, got {mode!r}')
+    detector = str(model_cfg.get('type', '')).rpartition('.')[2]
+    if detector not in SUPPORTED_DETECTORS:
+        raise ValueError(f'model.type {model_cfg.get("type")!r} is not a supported detector; '
+                         f'slim_detector_config supports {SUPPORTED_DETECTORS}')
     cfg = copy.deepcopy(model_cfg)
     cfg['backbone'] = _slimmable(cfg['backbone'], 'backbone')
     if cfg.get('neck') is not None:
