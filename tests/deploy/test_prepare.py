@@ -1,0 +1,85 @@
+"""``mutualnet_mm.apis.prepare``: mmdet's ``inference_detector`` at a configuration."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmdet.apis import inference_detector, init_detector
+
+from mutualnet_mm.apis import prepare
+from mutualnet_mm.deploy import calibrate_bn_stats, calibration_loader, export_subnet, save_bn_stats
+from mutualnet_mm.deploy.adaptive import task_rescaler
+from mutualnet_mm.engine import SubnetConfig
+
+NUM_BATCHES = 2
+CONFIG = SubnetConfig(0.5, 0.5)
+
+
+@pytest.fixture(scope='module')
+def batches(demo_cfg) -> list:
+    loader = calibration_loader(demo_cfg)
+    return [batch for _, batch in zip(range(NUM_BATCHES), loader)]
+
+
+@pytest.fixture(scope='module')
+def image(data_root) -> str:
+    return sorted(glob.glob(osp.join(data_root, 'val', '*.jpg')))[0]
+
+
+@pytest.fixture(scope='module')
+def exported(demo_cfg, demo_checkpoint, batches, tmp_path_factory):
+    """The stock model of CONFIG, exported with the same calibration batches."""
+    model = init_detector(demo_cfg, demo_checkpoint, device='cpu')
+    out = str(tmp_path_factory.mktemp('exported'))
+    paths = export_subnet(model, demo_cfg, CONFIG, out, batches, NUM_BATCHES)
+    return init_detector(paths['config'], paths['checkpoint'], device='cpu')
+
+
+def same_predictions(got, want) -> None:
+    got, want = got.pred_instances, want.pred_instances
+    assert len(got) == len(want) > 0
+    torch.testing.assert_close(got.bboxes, want.bboxes, atol=1e-3, rtol=0)
+    torch.testing.assert_close(got.scores, want.scores, atol=1e-5, rtol=0)
+    assert torch.equal(got.labels, want.labels)
+
+
+def test_inference_detector_after_prepare_equals_the_exported_model(
+        demo_cfg, demo_checkpoint, batches, image, exported) -> None:
+    model = init_detector(demo_cfg, demo_checkpoint, device='cpu')
+    assert prepare(model, 0.5, 0.5, calibration=batches, num_batches=NUM_BATCHES) == CONFIG
+    same_predictions(inference_detector(model, image), inference_detector(exported, image))
+
+
+def test_prepare_from_a_bn_stats_file(demo_cfg, demo_checkpoint, batches, image, exported,
+                                      tmp_path) -> None:
+    model = init_detector(demo_cfg, demo_checkpoint, device='cpu')
+    stats = calibrate_bn_stats(model, batches, [SubnetConfig(1.0, 1.0), CONFIG],
+                               task_rescaler(model, demo_cfg), NUM_BATCHES)
+    save_bn_stats(str(tmp_path / 'bn_stats.pth'), stats)
+    fresh = init_detector(demo_cfg, demo_checkpoint, device='cpu')
+    prepare(fresh, 0.5, 0.5, calibration=str(tmp_path / 'bn_stats.pth'))
+    same_predictions(inference_detector(fresh, image), inference_detector(exported, image))
+    with pytest.raises(KeyError, match=r"no BN statistics of w0.25_s1; it holds \[.w1.00_s1"):
+        prepare(fresh, 0.25, calibration=str(tmp_path / 'bn_stats.pth'))
+
+
+def test_prepare_again_does_not_compound_the_scale(demo_cfg, demo_checkpoint, batches):
+    model = init_detector(demo_cfg, demo_checkpoint, device='cpu')
+    original = [t for t in model.cfg.test_dataloader.dataset.pipeline if t.type == 'Resize']
+    prepare(model, 0.5, 0.5, calibration=batches, num_batches=1)
+    resize = [t for t in model.cfg.test_dataloader.dataset.pipeline if t.type == 'Resize']
+    assert resize[0].scale == tuple(s // 2 for s in original[0].scale)
+    prepare(model, 1.0, 1.0, calibration=batches, num_batches=1)
+    resize = [t for t in model.cfg.test_dataloader.dataset.pipeline if t.type == 'Resize']
+    assert resize[0].scale == original[0].scale
+
+
+def test_prepare_errors(demo_cfg, demo_checkpoint, batches) -> None:
+    model = init_detector(demo_cfg, demo_checkpoint, device='cpu')
+    with pytest.raises(ValueError, match=r'width 0.1 is outside the range \[0.25, 1\]'):
+        prepare(model, 0.1, calibration=batches)
+    with pytest.raises(ValueError, match=r'prepare.scales must hold numbers in \(0, 4\]'):
+        prepare(model, 0.5, 5.0, calibration=batches)
+    del model.cfg
+    with pytest.raises(ValueError, match='model.cfg'):
+        prepare(model, 0.5, calibration=batches)
