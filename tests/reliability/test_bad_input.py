@@ -4,6 +4,7 @@ import runpy
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 from mutualnet_mm.datasets import generate_coco_shapes
 from mutualnet_mm.datasets.checks import check_data_config
-from mutualnet_mm.engine import MutualTrainStep, NonFiniteLossError
+from mutualnet_mm.engine import MutualTrainStep, NonFiniteLossError, PerConfigValLoop
 from mutualnet_mm.engine.hooks import check_state_dict_fits
 from mutualnet_mm.engine.subnet import check_scales
 from mutualnet_mm.ops import set_width
@@ -69,6 +70,16 @@ def test_empty_or_invalid_scale_list(scales, bad: str) -> None:
     with pytest.raises(ValueError, match=r'PerConfigTestLoop\.scales must .*\(0, 4\]'):
         check_scales(scales, 'PerConfigTestLoop')
 
+
+
+def test_negative_calibration_batches() -> None:
+    loop = PerConfigValLoop.__new__(PerConfigValLoop)  # only the grid settings
+    loop._runner = SimpleNamespace(model=build())
+    with pytest.raises(ValueError, match=r'PerConfigValLoop\.calibration\.num_batches must be '
+                                         r'an integer >= 0, got -1'):
+        loop._setup_grid(None, (1.0,), dict(num_batches=-1), None, None, False)
+    loop._setup_grid(None, (1.0,), dict(num_batches=0), None, None, False)
+    assert loop.num_calibration_batches == 0
 
 def test_unknown_backbone_depth() -> None:
     init_default_scope('mmdet')
