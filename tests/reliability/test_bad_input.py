@@ -9,14 +9,19 @@ from types import SimpleNamespace
 import pytest
 import torch
 from mmdet.datasets import CocoDataset
-from mmdet.registry import MODELS
+from mmdet.registry import MODELS, TRANSFORMS
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import _load_checkpoint
 from pycocotools import mask as mask_utils
+from torch.utils.data import DataLoader
 
-from mutualnet_mm.datasets import COCO_SHAPES_CLASSES, generate_coco_shapes
+from mutualnet_mm.datasets import (
+    COCO_SHAPES_CLASSES,
+    UnreadableImageError,
+    generate_coco_shapes,
+)
 from mutualnet_mm.datasets.checks import DroppedAnnotationsWarning, check_data_config
 from mutualnet_mm.engine import MutualTrainStep, NonFiniteLossError, PerConfigValLoop
 from mutualnet_mm.engine.hooks import check_state_dict_fits
@@ -241,6 +246,26 @@ def test_corrupt_image_after_the_first_100(data_101: Path, tmp_path: Path, monke
                              'annotations/instances_train.json',
                              'test_dataloader.dataset.data_prefix.img=train/'], monkeypatch)
 
+
+def load_image(results: dict) -> dict:
+    return TRANSFORMS.build(dict(type='CheckedLoadImageFromFile'))(results)
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'empty'])
+def test_corrupt_image_met_in_training(broken: Path, damage: str) -> None:
+    image = sorted((broken / 'train').iterdir())[1]
+    image.write_bytes(image.read_bytes()[:500] if damage == 'truncated' else b'')
+    message = (rf"image '{image}' \(id 7\) cannot be read or decoded \(.*\); it is truncated "
+               r'or corrupt\. `tools/train\.py CONFIG --check-data all` lists every unreadable '
+               r'image of the config before training')
+    with pytest.raises(UnreadableImageError, match=message):
+        load_image(dict(img_path=str(image), img_id=7))
+    # From a dataloader worker, the error keeps its type and ends with the message.
+    loader = DataLoader([dict(img_path=str(image), img_id=7)], num_workers=1,
+                        collate_fn=lambda batch: [load_image(r) for r in batch])
+    with pytest.raises(UnreadableImageError, match=message + r'\n$') as caught:
+        next(iter(loader))
+    assert 'DataLoader worker' in str(caught.value)
 
 @pytest.mark.parametrize('damage', ['truncated', 'garbage'])
 def test_corrupt_or_truncated_checkpoint(tmp_path: Path, damage: str) -> None:
