@@ -2,7 +2,7 @@
 
 ``import mutualnet_mm`` registers every slimmable module and engine component.
 """
-from . import engine, evaluation, models  # noqa: F401  (registers the components)
+from . import datasets, engine, evaluation, models  # noqa: F401  (registers the components)
 from .engine.checkpoint import (
     allow_mmengine_checkpoint_classes,
     load_local_checkpoints_safely,

@@ -42,7 +42,8 @@ def main() -> None:
     cfg.custom_hooks = [*cfg.get('custom_hooks', []),
                         dict(type='CheckpointMatchHook', filename=args.checkpoint)]
     calibrates = (cfg.test_cfg.get('calibration') or {}).get('num_batches', 8) != 0
-    check_data_config(cfg, ['test', 'train'] if calibrates else ['test'])  # BN calibration
+    check_data_config(cfg, ['test', 'train'] if calibrates else ['test'],  # BN calibration
+                      args.check_data, training=False)
     Runner.from_cfg(cfg).test()
 
 

@@ -50,7 +50,8 @@ def main() -> None:
         filename = None if args.resume == 'auto' else args.resume
         cfg.custom_hooks = [*cfg.get('custom_hooks', []),
                             dict(type='CheckpointMatchHook', filename=filename)]
-    check_data_config(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'])
+    check_data_config(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'],
+                      args.check_data)
     Runner.from_cfg(cfg).train()
 
 

@@ -33,8 +33,10 @@ model = dict(
         rcnn=dict(sampler=dict(num=64), mask_size=14)),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=100), rcnn=dict(max_per_img=20)))
 
+# A corrupt image fails naming itself (tools/train.py --check-data all finds them all first);
+# the test pipeline keeps the stock loader, which the inference tools look for.
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
     dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),

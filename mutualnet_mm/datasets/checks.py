@@ -3,15 +3,29 @@
 Without them, mmdet and mmaction2 report a missing data root or annotation file deep in
 dataset building, a corrupt annotation JSON without naming the file, and a missing image
 only when that sample is first loaded (possibly hours into training, inside a dataloader
-worker). ``tools/train.py`` and ``tools/test.py`` run :func:`check_data_config` before
-building the runner; errors name the config entry, the path and what is expected.
-Remote paths (``s3://...``) are not checked.
+worker). mmdet also drops or ignores some annotations without a word: boxes under a
+pixel, categories the file does not declare, and RLE masks under
+``LoadAnnotations(poly2mask=False)``. ``tools/train.py`` and ``tools/test.py`` run
+:func:`check_data_config` before building the runner; errors name the config entry, the
+path and what is expected. Remote paths (``s3://...``) are not checked.
 """
 import json
 import os.path as osp
-from typing import Iterator, Sequence, Tuple
+import sys
+import warnings
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import mmcv
+from mmengine.utils import track_iter_progress
 
 COCO_KEYS = ('images', 'annotations', 'categories')
+CHECK_MODES = ('fast', 'all', 'none')
+FAST_NUM_FILES = 100  # images (or clips) per dataset the fast check reads
+_EXAMPLES = 3
+
+
+class DroppedAnnotationsWarning(UserWarning):
+    """Annotations that mmdet's ``CocoDataset`` drops when it loads the file."""
 
 
 def _is_remote(path: str) -> bool:
@@ -36,8 +50,116 @@ def _leaf_datasets(dataset: dict, where: str) -> Iterator[Tuple[dict, str]]:
         yield dataset, where
 
 
-def _check_coco(path: str, where: str, images_dir: str, num_files: int,
-                require_coco: bool) -> None:
+def _pipeline_ignores_rle(dataset: dict) -> bool:
+    """Whether the dataset's pipeline loads masks with ``poly2mask=False``."""
+    for transform in dataset.get('pipeline') or []:
+        if isinstance(transform, dict) and \
+                str(transform.get('type', '')).rpartition('.')[2] == 'LoadAnnotations' and \
+                transform.get('with_mask') and transform.get('poly2mask', True) is False:
+            return True
+    return False
+
+
+def _examples(annotations: List[dict]) -> str:
+    shown = ', '.join(f'id {a.get("id")!r} (bbox {a.get("bbox")!r}, category_id '
+                      f'{a.get("category_id")!r})' for a in annotations[:_EXAMPLES])
+    return shown + (', ...' if len(annotations) > _EXAMPLES else '')
+
+
+def _check_annotations(content: dict, path: str, where: str, ignores_rle: bool) -> None:
+    """Raise for annotations mmdet would drop by mistake; warn for those it drops by design.
+
+    Undeclared category ids and RLE masks under ``poly2mask=False`` are errors: the file or
+    the pipeline is wrong, and whole classes or datasets vanish. Boxes under a pixel or
+    outside the image are a warning: mmdet drops them on purpose and real datasets hold a
+    few.
+    """
+    images = {image.get('id'): image for image in content['images']}
+    category_ids = {category.get('id') for category in content['categories']}
+    annotations = [a for a in content['annotations'] if not a.get('ignore', False)]
+    undeclared = [a for a in annotations if a.get('category_id') not in category_ids]
+    if undeclared:
+        raise ValueError(
+            f'{where}.ann_file {path!r}: {len(undeclared)} of {len(annotations)} annotations '
+            f'have a category_id that is not in its categories (ids '
+            f'{sorted(category_ids, key=str)}), e.g. {_examples(undeclared)}; mmdet would '
+            f'drop them without a word. Declare the categories or fix the category_id values')
+    if ignores_rle:
+        rle = [a for a in annotations if isinstance(a.get('segmentation'), dict)
+               and not a.get('iscrowd', False)]
+        if rle:
+            raise ValueError(
+                f'{where}.ann_file {path!r}: {len(rle)} of {len(annotations)} annotations '
+                f'have RLE masks (segmentation with counts), e.g. {_examples(rle)}, and '
+                f"{where}.pipeline's LoadAnnotations(poly2mask=False) ignores every such "
+                f'instance, box included. Set poly2mask=True there or convert the masks to '
+                f'polygons')
+    dropped = []
+    for annotation in annotations:  # the conditions of mmdet's CocoDataset.parse_data_info
+        bbox = annotation.get('bbox')
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+            raise ValueError(f'{where}.ann_file {path!r}: annotation id '
+                             f'{annotation.get("id")!r} has bbox {bbox!r}; expected '
+                             f'[x, y, width, height], four numbers')
+        x, y, w, h = bbox
+        image = images.get(annotation.get('image_id'), {})
+        inside_w = min(x + w, image.get('width', x + w)) - max(x, 0)
+        inside_h = min(y + h, image.get('height', y + h)) - max(y, 0)
+        if w < 1 or h < 1 or annotation.get('area', 1) <= 0 or inside_w <= 0 or \
+                inside_h <= 0:
+            dropped.append(annotation)
+    if dropped:
+        warnings.warn(
+            f'{where}.ann_file {path!r}: mmdet drops {len(dropped)} of {len(annotations)} '
+            f'annotations ({len(dropped) / len(annotations):.1%}) for their box (width or '
+            f'height under 1 pixel, area <= 0, or outside the image), e.g. '
+            f'{_examples(dropped)}', DroppedAnnotationsWarning, stacklevel=2)
+
+
+def _unreadable(path: str) -> Optional[str]:
+    """Why the image at ``path`` cannot be decoded as the pipeline would, or None."""
+    with open(path, 'rb') as file:
+        data = file.read()
+    if not data:
+        return 'empty file'
+    try:
+        image = mmcv.imfrombytes(data)
+    except Exception as error:  # cv2 raises its own error class
+        return f'cannot be decoded ({str(error).strip().splitlines()[-1]})'
+    return None if image is not None else 'cannot be decoded (truncated or corrupt)'
+
+
+def _check_images(images: List[dict], images_dir: str, path: str, where: str,
+                  show_progress: bool) -> None:
+    missing, unreadable = [], []
+    if show_progress:
+        print(f'{where}: reading the {len(images)} images of {path!r}')
+    for image in track_iter_progress(images, file=sys.stdout) if show_progress else images:
+        image_path = osp.join(images_dir, str(image.get('file_name')))
+        if not osp.isfile(image_path):
+            missing.append((image_path, image.get('id')))
+        else:
+            reason = _unreadable(image_path)
+            if reason is not None:
+                unreadable.append((image_path, image.get('id'), reason))
+    if missing:
+        (first, image_id), more = missing[0], missing[1:]
+        raise FileNotFoundError(
+            f'{where}: image {first!r} (id {image_id!r} in {path!r}) does not exist; every '
+            f'file_name must be a file under data_prefix.img {images_dir!r}'
+            + (f' ({len(missing)} of {len(images)} checked images are missing, e.g. also '
+               + ', '.join(f'{p!r} (id {i!r})' for p, i in more[:_EXAMPLES])
+               + (', ...)' if len(more) > _EXAMPLES else ')') if more else ''))
+    if unreadable:
+        raise ValueError(
+            f'{where}: {len(unreadable)} of {len(images)} images read from {path!r} are '
+            f'unreadable: ' + '; '.join(f'{p!r} (id {i!r}): {r}' for p, i, r in unreadable)
+            + '. Replace them, or remove them and their annotations from the file')
+
+
+def _check_coco(path: str, where: str, images_dir: Optional[str], num_files: Optional[int],
+                require_coco: bool, dataset: Optional[dict]) -> None:
     try:
         with open(path, encoding='utf-8') as file:
             content = json.load(file)
@@ -52,18 +174,16 @@ def _check_coco(path: str, where: str, images_dir: str, num_files: int,
     if missing:
         raise ValueError(f'{where}.ann_file {path!r} is not a COCO annotation file: it lacks '
                          f'{missing}; expected a JSON object with keys {list(COCO_KEYS)}')
+    if dataset is not None:
+        _check_annotations(content, path, where, _pipeline_ignores_rle(dataset))
     if images_dir is None or _is_remote(images_dir):
         return
-    for image in content['images'][:num_files]:
-        image_path = osp.join(images_dir, str(image.get('file_name')))
-        if not osp.isfile(image_path):
-            raise FileNotFoundError(
-                f'{where}: image {image_path!r} (id {image.get("id")!r} in {path!r}) does '
-                f'not exist; every file_name must be a file under data_prefix.img '
-                f'{images_dir!r}')
+    _check_images(content['images'][:num_files], images_dir, path, where,
+                  show_progress=num_files is None)
 
 
-def _check_list(path: str, where: str, files_dir: str, num_files: int) -> None:
+def _check_list(path: str, where: str, files_dir: Optional[str],
+                num_files: Optional[int]) -> None:
     with open(path, encoding='utf-8') as file:
         lines = [line.split() for line in file if line.strip()]
     if not lines:
@@ -77,18 +197,23 @@ def _check_list(path: str, where: str, files_dir: str, num_files: int) -> None:
                                     f'every listed sample must be under {files_dir!r}')
 
 
-def check_dataset_config(dataset: dict, where: str, num_files: int = 100) -> None:
-    """Check a dataset config's ``data_root``, ``ann_file`` and first samples.
+def check_dataset_config(dataset: dict, where: str, num_files: Optional[int] = FAST_NUM_FILES,
+                         training: bool = False) -> None:
+    """Check a dataset config's ``data_root``, ``ann_file`` and samples.
 
     Args:
         dataset: A dataset config (wrappers are followed).
         where: Its place in the config, for messages (e.g. ``train_dataloader.dataset``).
-        num_files: How many of the listed images (or clips) must exist.
+        num_files: How many of the listed images must exist and decode (clips: exist);
+            None: all of them, with a progress bar.
+        training: Whether a run trains on it: then COCO annotations that mmdet would drop
+            or ignore raise an error or a :class:`DroppedAnnotationsWarning`.
 
     Raises:
         FileNotFoundError: The data root, the annotation file or a listed sample is missing.
         ValueError: The annotation file is not valid JSON, not a COCO file where one is
-            expected, or an empty list.
+            expected, or an empty list; an image does not decode; a training annotation
+            has an undeclared category or an RLE mask the pipeline ignores.
     """
     for config, place in _leaf_datasets(dataset, where):
         data_root = config.get('data_root') or ''
@@ -108,25 +233,36 @@ def check_dataset_config(dataset: dict, where: str, num_files: int = 100) -> Non
         if path.endswith('.json'):
             images = prefix.get('img')
             _check_coco(path, place, None if images is None else _join(data_root, images),
-                        num_files, require_coco='Coco' in str(config.get('type', '')))
+                        num_files, require_coco='Coco' in str(config.get('type', '')),
+                        dataset=config if training else None)
         elif path.endswith('.txt'):
             files = prefix.get('video', prefix.get('img'))
             _check_list(path, place, None if files is None else _join(data_root, files),
                         num_files)
 
 
-def check_data_config(cfg, splits: Sequence[str], num_files: int = 100) -> None:
+def check_data_config(cfg, splits: Sequence[str], mode: str = 'fast',
+                      training: bool = True) -> None:
     """Check the datasets and evaluator annotation files of ``splits`` in a config.
 
     Args:
         cfg: The full config.
         splits: Among ``'train'``, ``'val'``, ``'test'``; absent entries are skipped.
-        num_files: How many listed images (or clips) per dataset must exist.
+        mode: ``'fast'``: the first 100 images of each dataset exist and decode (clips:
+            exist); ``'all'``: every one, with a progress bar; ``'none'``: no check.
+        training: Whether the run trains on the train split (``tools/train.py``): then its
+            annotations are checked too (see :func:`check_dataset_config`).
     """
+    if mode not in CHECK_MODES:
+        raise ValueError(f'data check mode must be one of {list(CHECK_MODES)}, got {mode!r}')
+    if mode == 'none':
+        return
+    num_files = None if mode == 'all' else FAST_NUM_FILES
     for split in splits:
         loader = cfg.get(f'{split}_dataloader')
         if loader and loader.get('dataset'):
-            check_dataset_config(loader['dataset'], f'{split}_dataloader.dataset', num_files)
+            check_dataset_config(loader['dataset'], f'{split}_dataloader.dataset', num_files,
+                                 training and split == 'train')
         evaluator = cfg.get(f'{split}_evaluator')
         metrics = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
         for index, metric in enumerate(metrics):
@@ -136,4 +272,5 @@ def check_data_config(cfg, splits: Sequence[str], num_files: int = 100) -> None:
                 raise FileNotFoundError(f'{place}.ann_file {ann_file!r} does not exist')
 
 
-__all__ = ['COCO_KEYS', 'check_data_config', 'check_dataset_config']
+__all__ = ['CHECK_MODES', 'COCO_KEYS', 'DroppedAnnotationsWarning', 'check_data_config',
+           'check_dataset_config']

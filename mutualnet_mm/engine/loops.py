@@ -13,6 +13,7 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, TestLoop, V
 from mmengine.runner.amp import autocast
 from mmengine.utils import ProgressBar
 
+from ..checks import check_int
 from ..evaluation.cost import count_cost
 from ..evaluation.latency import measure_latency
 from ..evaluation.results import format_table, write_results
@@ -139,7 +140,9 @@ class _PerConfigMixin:
         if unknown:
             raise KeyError(f'unknown calibration key(s) {sorted(unknown)}; allowed: '
                            "['num_batches']")
-        self.num_calibration_batches = int(calibration.get('num_batches', 8))
+        self.num_calibration_batches = check_int(
+            calibration.get('num_batches', 8), f'{type(self).__name__}.calibration.num_batches',
+            0)
         self.rescaler = build_rescaler(rescaler or default_rescaler(model))
         self.metric = metric
         self.count_flops = count_flops

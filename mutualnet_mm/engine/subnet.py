@@ -52,7 +52,8 @@ class CohortSampler:
 
     Args:
         width_range: ``(min, max)`` width.
-        num_subnets: Configurations per iteration, the full one included (>= 1).
+        num_subnets: Configurations per iteration, the full one included (>= 2; 1 only
+            with a single width, ``width_range=(w, w)``).
         scales: Scale factors to draw from; the largest is the full configuration's.
         frames: Frame counts to draw from (video), or ``None``.
         seed: Base seed.
@@ -66,6 +67,11 @@ class CohortSampler:
         self.width_range = check_width_range(width_range, 'mutual')
         self.full_only_iters = check_int(full_only_iters, 'mutual.full_only_iters', 0)
         self.num_subnets = check_int(num_subnets, 'mutual.num_subnets', 1)
+        if self.num_subnets == 1 and self.width_range[0] < self.width_range[1]:
+            raise ValueError(f'mutual.num_subnets=1 trains the full width alone, so the '
+                             f'narrower widths of mutual.width_range {self.width_range} would '
+                             f'be evaluated untrained; allowed: num_subnets >= 2, or '
+                             f'num_subnets=1 with width_range=(w, w) to train one width')
         self.scales = check_scales(scales)
         if frames is not None and (not frames or any(
                 not isinstance(f, int) or f < 1 for f in frames)):

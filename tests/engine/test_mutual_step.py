@@ -153,7 +153,8 @@ def test_an_iteration_runs_the_cohort_then_one_optimizer_step(model, data) -> No
 def test_gradients_accumulate_over_the_cohort(initial_model, data) -> None:
     full_only = copy.deepcopy(initial_model)
     cohort = copy.deepcopy(initial_model)
-    one = MutualTrainStep.from_config(mutual(num_subnets=1), full_only)
+    one = MutualTrainStep.from_config(mutual(num_subnets=1, width_range=(1.0, 1.0)),
+                                      full_only)
     four = MutualTrainStep.from_config(mutual(num_subnets=4), cohort)
     _, alone, _ = run_step(full_only, data, one)
     _, together, _ = run_step(cohort, data, four)

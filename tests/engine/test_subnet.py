@@ -33,7 +33,7 @@ def test_full_config_takes_the_largest_width_scale_and_frames() -> None:
 
 
 def test_one_and_two_subnets() -> None:
-    one = CohortSampler((0.25, 1.0), 1, SCALES)
+    one = CohortSampler((1.0, 1.0), 1, SCALES)  # one width trained alone
     assert [one.cohort(i) for i in range(3)] == [[SubnetConfig(1.0, 1.0)]] * 3
     two = CohortSampler((0.25, 1.0), 2, SCALES)
     for iteration in range(5):
@@ -71,6 +71,15 @@ def test_config_names() -> None:
 def test_bad_num_subnets(num_subnets) -> None:
     with pytest.raises(ValueError, match='num_subnets must be an integer >= 1'):
         CohortSampler((0.25, 1.0), num_subnets)
+
+
+def test_one_subnet_needs_a_single_width() -> None:
+    with pytest.raises(ValueError, match=r'mutual\.num_subnets=1 trains the full width alone, '
+                                         r'so the narrower widths of mutual\.width_range '
+                                         r'\(0\.25, 1\.0\) would be evaluated untrained; '
+                                         r'allowed: num_subnets >= 2, or num_subnets=1 with '
+                                         r'width_range=\(w, w\)'):
+        CohortSampler((0.25, 1.0), 1)
 
 
 @pytest.mark.parametrize('scales', [(), [], 1.0, (0.5, 0.0), (-0.5,), (5.0,), ('1',), (True,)])

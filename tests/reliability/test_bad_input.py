@@ -4,18 +4,26 @@ import runpy
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from mmdet.registry import MODELS
+from mmdet.datasets import CocoDataset
+from mmdet.registry import MODELS, TRANSFORMS
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import _load_checkpoint
+from pycocotools import mask as mask_utils
+from torch.utils.data import DataLoader
 
-from mutualnet_mm.datasets import generate_coco_shapes
-from mutualnet_mm.datasets.checks import check_data_config
-from mutualnet_mm.engine import MutualTrainStep, NonFiniteLossError
+from mutualnet_mm.datasets import (
+    COCO_SHAPES_CLASSES,
+    UnreadableImageError,
+    generate_coco_shapes,
+)
+from mutualnet_mm.datasets.checks import DroppedAnnotationsWarning, check_data_config
+from mutualnet_mm.engine import MutualTrainStep, NonFiniteLossError, PerConfigValLoop
 from mutualnet_mm.engine.hooks import check_state_dict_fits
 from mutualnet_mm.engine.subnet import check_scales
 from mutualnet_mm.ops import set_width
@@ -70,6 +78,16 @@ def test_empty_or_invalid_scale_list(scales, bad: str) -> None:
         check_scales(scales, 'PerConfigTestLoop')
 
 
+
+def test_negative_calibration_batches() -> None:
+    loop = PerConfigValLoop.__new__(PerConfigValLoop)  # only the grid settings
+    loop._runner = SimpleNamespace(model=build())
+    with pytest.raises(ValueError, match=r'PerConfigValLoop\.calibration\.num_batches must be '
+                                         r'an integer >= 0, got -1'):
+        loop._setup_grid(None, (1.0,), dict(num_batches=-1), None, None, False)
+    loop._setup_grid(None, (1.0,), dict(num_batches=0), None, None, False)
+    assert loop.num_calibration_batches == 0
+
 def test_unknown_backbone_depth() -> None:
     init_default_scope('mmdet')
     with pytest.raises(ValueError, match=r'depth must be one of \[18, 34, 50, 101, 152\], '
@@ -120,6 +138,134 @@ def test_missing_annotation_file(broken: Path, tmp_path: Path) -> None:
                                                 r"instances_val\.json' does not exist"):
         check_data_config(config(broken, tmp_path), ['train', 'test'])
 
+
+
+def edit_annotations(data_root: Path, edit) -> Path:
+    """Apply ``edit`` to the train annotation file's content; return the file."""
+    ann_file = data_root / 'annotations/instances_train.json'
+    content = json.loads(ann_file.read_text())
+    edit(content)
+    ann_file.write_text(json.dumps(content))
+    return ann_file
+
+
+def test_rle_masks_under_poly2mask_false(broken: Path, tmp_path: Path, monkeypatch) -> None:
+    def to_rle(content: dict) -> None:
+        sizes = {image['id']: (image['height'], image['width']) for image in content['images']}
+        for annotation in content['annotations'][:2]:
+            rle = mask_utils.merge(mask_utils.frPyObjects(
+                annotation['segmentation'], *sizes[annotation['image_id']]))
+            annotation['segmentation'] = dict(rle, counts=rle['counts'].decode())
+
+    ann_file = edit_annotations(broken, to_rle)
+    total = len(json.loads(ann_file.read_text())['annotations'])
+    cfg = config(broken, tmp_path)  # its train pipeline loads masks with poly2mask=False
+    message = (rf"train_dataloader\.dataset\.ann_file '{ann_file}': 2 of {total} annotations "
+               r'have RLE masks \(segmentation with counts\), e\.g\. id 1 .*LoadAnnotations\('
+               r'poly2mask=False\) ignores every such instance, box included\. Set '
+               r'poly2mask=True there or convert the masks to polygons')
+    with pytest.raises(ValueError, match=message):
+        run_tool('train.py', [write_config(tmp_path / 'config.py', broken),
+                              '--work-dir', tmp_path / 'work'], monkeypatch)
+    check_data_config(cfg, ['train'], training=False)  # BN calibration uses images only
+    cfg.train_dataloader.dataset.pipeline[1].poly2mask = True
+    check_data_config(cfg, ['train'])
+
+
+def test_annotation_of_an_undeclared_category(broken: Path, tmp_path: Path) -> None:
+    def shift(content: dict) -> None:
+        content['annotations'][1]['category_id'] = 99
+
+    ann_file = edit_annotations(broken, shift)
+    annotation = json.loads(ann_file.read_text())['annotations'][1]
+    total = len(json.loads(ann_file.read_text())['annotations'])
+    with pytest.raises(ValueError, match=rf"ann_file '{ann_file}': 1 of {total} annotations "
+                                         r'have a category_id that is not in its categories '
+                                         r'\(ids \[1, 2, 3, 4, 5\]\), e\.g\. id '
+                                         rf"{annotation['id']} \(bbox .*, category_id 99\); "
+                                         r'mmdet would drop them'):
+        check_data_config(config(broken, tmp_path), ['train'])
+
+
+def test_boxes_mmdet_drops_are_counted(broken: Path, tmp_path: Path) -> None:
+    def degenerate(content: dict) -> None:
+        content['annotations'][0]['bbox'][2] = 0  # zero width
+        content['annotations'][2]['bbox'][3] = -4  # negative height
+        content['annotations'][3]['area'] = 0
+
+    ann_file = edit_annotations(broken, degenerate)
+    total = len(json.loads(ann_file.read_text())['annotations'])
+    with pytest.warns(DroppedAnnotationsWarning,
+                      match=rf"ann_file '{ann_file}': mmdet drops 3 of {total} annotations "
+                            rf'\({3 / total:.1%}\) for their box \(width or height under 1 '
+                            r'pixel, area <= 0, or outside the image\), e\.g\. id 1 \(bbox '
+                            r'\[[\d.]+, [\d.]+, 0, '):
+        check_data_config(config(broken, tmp_path), ['train'])
+    # The count is mmdet's own.
+    dataset = CocoDataset(data_root=str(broken), ann_file=str(ann_file),
+                          data_prefix=dict(img='train/'), lazy_init=True,
+                          metainfo=dict(classes=COCO_SHAPES_CLASSES))
+    kept = sum(len(info['instances']) for info in dataset.load_data_list())
+    assert kept == total - 3
+
+
+@pytest.fixture(scope='module')
+def data_101(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('bad_input_101') / 'data'
+    generate_coco_shapes(root, num_train=101, num_val=1, image_size=64)
+    return root
+
+
+def test_corrupt_image_after_the_first_100(data_101: Path, tmp_path: Path, monkeypatch,
+                                           capsys) -> None:
+    broken = Path(shutil.copytree(data_101, tmp_path / 'data'))
+    ann_file = broken / 'annotations/instances_train.json'
+    images = json.loads(ann_file.read_text())['images']
+    bad = [broken / 'train' / images[i]['file_name'] for i in (100, 60)]
+    bad[0].write_bytes(bad[0].read_bytes()[:1000])  # truncated
+    bad[1].write_bytes(b'')
+    cfg = config(broken, tmp_path)
+    with pytest.raises(ValueError, match=rf"train_dataloader\.dataset: 1 of 100 images read "
+                                         rf"from '{ann_file}' are unreadable: '{bad[1]}' \(id "
+                                         rf"{images[60]['id']}\): empty file\. Replace them"):
+        check_data_config(cfg, ['train'])  # fast: the first 100
+    bad[1].write_bytes((broken / 'train' / images[0]['file_name']).read_bytes())
+    check_data_config(cfg, ['train'])
+    everything = rf"1 of 101 images read from '{ann_file}' are unreadable: '{bad[0]}' \(id " \
+                 rf"{images[100]['id']}\): cannot be decoded \(truncated or corrupt\)"
+    with pytest.raises(ValueError, match=everything):
+        run_tool('train.py', [write_config(tmp_path / 'config.py', broken), '--work-dir',
+                              tmp_path / 'work', '--check-data', 'all'], monkeypatch)
+    assert '101/101' in capsys.readouterr().out  # the progress bar
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'')  # the data check comes first
+    with pytest.raises(ValueError, match=everything):
+        run_tool('test.py', [tmp_path / 'config.py', checkpoint, '--work-dir',
+                             tmp_path / 'work', '--check-data', 'all',
+                             '--cfg-options', 'test_dataloader.dataset.ann_file='
+                             'annotations/instances_train.json',
+                             'test_dataloader.dataset.data_prefix.img=train/'], monkeypatch)
+
+
+def load_image(results: dict) -> dict:
+    return TRANSFORMS.build(dict(type='CheckedLoadImageFromFile'))(results)
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'empty'])
+def test_corrupt_image_met_in_training(broken: Path, damage: str) -> None:
+    image = sorted((broken / 'train').iterdir())[1]
+    image.write_bytes(image.read_bytes()[:500] if damage == 'truncated' else b'')
+    message = (rf"image '{image}' \(id 7\) cannot be read or decoded \(.*\); it is truncated "
+               r'or corrupt\. `tools/train\.py CONFIG --check-data all` lists every unreadable '
+               r'image of the config before training')
+    with pytest.raises(UnreadableImageError, match=message):
+        load_image(dict(img_path=str(image), img_id=7))
+    # From a dataloader worker, the error keeps its type and ends with the message.
+    loader = DataLoader([dict(img_path=str(image), img_id=7)], num_workers=1,
+                        collate_fn=lambda batch: [load_image(r) for r in batch])
+    with pytest.raises(UnreadableImageError, match=message + r'\n$') as caught:
+        next(iter(loader))
+    assert 'DataLoader worker' in str(caught.value)
 
 @pytest.mark.parametrize('damage', ['truncated', 'garbage'])
 def test_corrupt_or_truncated_checkpoint(tmp_path: Path, damage: str) -> None:
