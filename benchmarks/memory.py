@@ -50,9 +50,9 @@ WORKER_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536'}
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add_model_args(parser, size=128, batch_size=8, repeats=3)
-    parser.add_argument('--iteration', type=int,
-                        help='the cohort of this training iteration runs (default: the first '
-                             "one with the cohort, after the config's full_only_iters)")
+    parser.add_argument('--iteration', type=int, default=0,
+                        help='the cohort of this training iteration runs (the config\'s '
+                             'warm-up is left out: every iteration trains a cohort)')
     parser.add_argument('--worker', choices=CASES, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -133,9 +133,8 @@ def main() -> None:
     print_header('Peak memory: mutual vs. plain training iteration', args)
     args.data_root = generated_data(args.size, num_train=args.batch_size, root=args.data_root)
     cfg = config_on_generated_data(args.config, args.data_root, args.size, args.batch_size)
-    from train_overhead import build_mutual_side, cohort_iteration
+    from train_overhead import build_mutual_side
     model, _, step = build_mutual_side(cfg)
-    args.iteration = cohort_iteration(step, args.iteration)
     print(f'cohort of the mutual iteration ({args.iteration}): '
           + ', '.join(c.name for c in step.sampler.cohort(args.iteration)))
     print(describe(model) + '\n', flush=True)

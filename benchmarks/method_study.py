@@ -61,7 +61,7 @@ QUICK_WARMUP = 6  # epochs of the full network alone, shared by the cohort metho
 QUICK_COHORT = 5  # epochs with the cohort after it
 EXTENDED_EPOCHS = 16  # the cohort-from-the-start runs of the extended preset
 DEMO_EPOCHS = 24
-NO_WARMUP = dict(full_only_iters=0)  # the cohort from the run's own first iteration
+NO_WARMUP = dict(full_only_fraction=0.0)  # the cohort from the run's own first iteration
 DISTILL = dict(distill=dict(_delete_=True, type='FeatureDistiller', module='neck',
                             weight=1.0))
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')

@@ -20,7 +20,6 @@ import cProfile
 import io
 import pstats
 import time
-from typing import Optional
 
 import torch
 from common import (
@@ -52,9 +51,9 @@ GOAL = 1.10
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add_model_args(parser, size=128, batch_size=8, repeats=10)
-    parser.add_argument('--iteration', type=int,
-                        help='the cohort of this training iteration is timed (default: the '
-                             "first one with the cohort, after the config's full_only_iters)")
+    parser.add_argument('--iteration', type=int, default=0,
+                        help='the cohort of this training iteration is timed (the config\'s '
+                             'warm-up is left out: every iteration trains a cohort)')
     parser.add_argument('--profile', type=int, default=0, metavar='N',
                         help='profile N mutual iterations (cProfile) instead of timing')
     return parser.parse_args()
@@ -64,16 +63,12 @@ def build_mutual_side(cfg, seed: int = 0):
     """The adaptive model in training mode, its optimizer and the mutual step."""
     model = build_model(cfg, seed=seed).train()
     optim_wrapper = _optim_wrapper(cfg, model)
-    step = MutualTrainStep.from_config(copy.deepcopy(cfg.train_cfg.get('mutual')), model,
-                                       seed=seed,
+    # Without the warm-up (the full network alone), every iteration trains a cohort.
+    mutual = {key: value for key, value in (cfg.train_cfg.get('mutual') or {}).items()
+              if not key.startswith('full_only')}
+    step = MutualTrainStep.from_config(copy.deepcopy(mutual), model, seed=seed,
                                        default_rescaler=dict(type='DetBatchRescaler'))
     return model, optim_wrapper, step
-
-
-def cohort_iteration(step: MutualTrainStep, requested: Optional[int]) -> int:
-    """``requested``, or else the first iteration that trains the cohort: before the
-    config's ``full_only_iters`` the full network trains alone."""
-    return step.sampler.full_only_iters if requested is None else requested
 
 
 #: Where a mutual iteration spends its time: (label, file name ending, function name).
@@ -136,7 +131,6 @@ def main() -> None:
     cfg = config_on_generated_data(args.config, root, args.size, args.batch_size)
     model, optim_wrapper, step = build_mutual_side(cfg)
     data = first_batch(cfg)
-    args.iteration = cohort_iteration(step, args.iteration)
     cohort = step.sampler.cohort(args.iteration)
     print(describe(model) + '\n', flush=True)
     if args.profile:

@@ -46,12 +46,12 @@ val_evaluator = dict(type='AccMetric')
 test_evaluator = val_evaluator
 
 # Short schedule, AdamW (training from scratch; 5e-3 diverged), validation at the end.
-# The full network trains alone for the first 4 epochs (150 iterations each), then with
+# The full network trains alone for the first half (4 of 8 epochs), then with
 # the cohort: with the cohort from the start, the full network sat at chance for 4 epochs
 # and ended at 45.8% top-1 (85.8% with this warm-up, 4.5 min instead of 13 here).
 max_epochs = 8
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs,
-                 mutual=dict(full_only_iters=4 * 150))
+                 mutual=dict(full_only_fraction=0.5))
 optim_wrapper = dict(
     _delete_=True, type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),

@@ -37,6 +37,38 @@ class NonFiniteLossError(FloatingPointError):
     """A configuration produced a NaN or infinite loss."""
 
 
+def full_only_iterations(mutual: dict, max_iters: Optional[int]) -> int:
+    """The warm-up of a ``mutual`` config in iterations (see :meth:`MutualTrainStep.from_config`).
+
+    Raises:
+        ValueError: both keys are set, the fraction is not in [0, 1) or has no schedule
+            length to apply to, or the warm-up covers the whole schedule (the cohort,
+            every narrower width, would never train).
+    """
+    fraction = mutual.get('full_only_fraction')
+    if fraction is not None and mutual.get('full_only_iters') is not None:
+        raise ValueError('set mutual.full_only_fraction or mutual.full_only_iters, not both '
+                         f"(got {fraction!r} and {mutual['full_only_iters']!r})")
+    if fraction is None:
+        iterations = mutual.get('full_only_iters') or 0
+    elif isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or \
+            not 0 <= fraction < 1:
+        raise ValueError(f'mutual.full_only_fraction must be a number in [0, 1), got '
+                         f'{fraction!r}')
+    elif max_iters is None:
+        if fraction:
+            raise ValueError('mutual.full_only_fraction needs the schedule length (max_iters)')
+        iterations = 0
+    else:
+        iterations = round(fraction * max_iters)
+    if max_iters is not None and isinstance(iterations, int) and iterations >= max_iters > 0:
+        raise ValueError(f'the full configuration alone for the first {iterations} iterations '
+                         f'covers the whole schedule of {max_iters}: the cohort (every narrower '
+                         'width) would never train. Use mutual.full_only_fraction (e.g. 0.5) '
+                         'to keep the warm-up in proportion to the schedule')
+    return iterations
+
+
 class MutualTrainStep:
     """Runs one iteration of mutual learning.
 
@@ -63,16 +95,24 @@ class MutualTrainStep:
 
     @classmethod
     def from_config(cls, cfg: Optional[dict], model: nn.Module, seed: int = 0,
-                    default_rescaler: Optional[dict] = None) -> 'MutualTrainStep':
+                    default_rescaler: Optional[dict] = None,
+                    max_iters: Optional[int] = None) -> 'MutualTrainStep':
         """Build from a config's ``mutual`` section.
 
         Keys: ``num_subnets`` (4), ``scales`` ((1.0,)), ``frames`` (None),
         ``width_range`` (default: the model's), ``rescaler``, ``distill``,
-        ``skip_nonfinite`` (False), ``full_only_iters`` (0).
+        ``skip_nonfinite`` (False), and the warm-up in which the full configuration
+        trains alone: ``full_only_fraction`` (of the schedule, in [0, 1)) or
+        ``full_only_iters`` (iterations; 0 if neither is set).
+
+        Args:
+            max_iters: The schedule's length in iterations: needed by
+                ``full_only_fraction``, and checked against the warm-up (the cohort must
+                train in some iterations).
         """
         cfg = dict(cfg or {})
         allowed = {'num_subnets', 'scales', 'frames', 'width_range', 'rescaler', 'distill',
-                   'skip_nonfinite', 'full_only_iters'}
+                   'skip_nonfinite', 'full_only_iters', 'full_only_fraction'}
         unknown = sorted(set(cfg) - allowed)
         if unknown:
             raise KeyError(f'unknown key(s) {unknown} in mutual config; allowed: '
@@ -85,7 +125,7 @@ class MutualTrainStep:
                              f'{model_range} the model allows')
         sampler = CohortSampler(width_range, cfg.get('num_subnets', 4),
                                 cfg.get('scales', (1.0,)), cfg.get('frames'), seed,
-                                cfg.get('full_only_iters', 0))
+                                full_only_iterations(cfg, max_iters))
         rescaler_cfg = cfg.get('rescaler') or default_rescaler
         if rescaler_cfg is None:
             raise ValueError('mutual.rescaler is required (e.g. '

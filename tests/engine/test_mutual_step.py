@@ -248,3 +248,25 @@ def test_width_range_must_lie_in_the_models(model) -> None:
     assert step.sampler.cohort(0)[0].width == 0.75 and step.sampler.cohort(0)[-1].width == 0.5
     with pytest.raises(ValueError, match='mutual.rescaler is required'):
         MutualTrainStep.from_config(dict(num_subnets=2), model)
+
+
+@pytest.mark.parametrize('max_iters, expected', [(1200, 600), (100, 50), (7, 4)])
+def test_the_warm_up_fraction_follows_the_schedule(model, max_iters, expected) -> None:
+    step = MutualTrainStep.from_config(mutual(full_only_fraction=0.5), model,
+                                       max_iters=max_iters)
+    assert step.sampler.full_only_iters == expected
+    assert len(step.sampler.cohort(expected - 1)) == 1
+    assert len(step.sampler.cohort(expected)) == 4
+
+
+@pytest.mark.parametrize('settings, max_iters, message', [
+    (dict(full_only_iters=600), 300, 'first 600 iterations covers the whole schedule of 300'),
+    (dict(full_only_fraction=0.5, full_only_iters=10), 100, 'not both'),
+    (dict(full_only_fraction=1.0), 100, r'full_only_fraction must be a number in \[0, 1\)'),
+    (dict(full_only_fraction='half'), 100, r'full_only_fraction must be a number in \[0, 1\)'),
+    (dict(full_only_fraction=0.5), None, 'needs the schedule length'),
+])
+def test_a_warm_up_that_leaves_the_cohort_untrained_is_refused(model, settings, max_iters,
+                                                                message) -> None:
+    with pytest.raises(ValueError, match=message):
+        MutualTrainStep.from_config(mutual(**settings), model, max_iters=max_iters)

@@ -30,7 +30,7 @@ def cfg(tmp_path_factory) -> Config:
     root = tmp_path_factory.mktemp('motion_clips')
     generate_motion_clips(root, num_train=6, num_val=2, size=32, frames=16)
     cfg = Config.fromfile(str(CONFIG))
-    cfg.train_cfg.mutual.full_only_iters = 0  # the cohort from iteration 0 (no warm-up)
+    cfg.train_cfg.mutual.full_only_fraction = 0.0  # the cohort from iteration 0 (no warm-up)
     for key in ('train_dataloader', 'val_dataloader'):
         loader = cfg[key]
         loader.update(batch_size=3, num_workers=0, persistent_workers=False)
