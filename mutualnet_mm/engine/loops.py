@@ -1,5 +1,4 @@
 """mmengine loops: mutual-learning training and per-configuration evaluation."""
-import copy
 import logging
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
@@ -17,7 +16,7 @@ from ..evaluation.cost import count_cost
 from ..evaluation.latency import measure_latency
 from ..evaluation.results import format_table, write_results
 from ..ops import set_width, width_range_of
-from .calibration import calibrate_bn
+from .calibration import build_calibration_loader, calibrate_bn
 from .hooks import TorchRandomStateHook
 from .mutual_step import MutualTrainStep, check_trainable_norms
 from .rescale import build_rescaler
@@ -153,15 +152,16 @@ class _PerConfigMixin:
         """A loader over the training set, separate from the training loop's own.
 
         Iterating the training loader itself would reset its persistent workers' shared
-        iterator mid-epoch and change the training order.
+        iterator mid-epoch and change the training order. It is a fixed, seeded draw
+        without random augmentation (:func:`build_calibration_loader`): the same batches
+        for every configuration and every run.
         """
         if not hasattr(self, '_calibration_loader'):
-            loader_cfg = copy.deepcopy(self.runner.cfg.get('train_dataloader'))
+            loader_cfg = self.runner.cfg.get('train_dataloader')
             if not loader_cfg:
                 raise ValueError('BN calibration needs train_dataloader in the config '
                                  '(or calibration=dict(num_batches=0) to skip it)')
-            loader_cfg['persistent_workers'] = False
-            self._calibration_loader = self.runner.build_dataloader(loader_cfg)
+            self._calibration_loader = build_calibration_loader(loader_cfg)
         return self._calibration_loader
 
     def _evaluate_grid(self, stage: str) -> dict:
