@@ -13,6 +13,7 @@ from mmengine.runner.amp import autocast
 from mmengine.utils import ProgressBar
 
 from ..evaluation.cost import count_cost
+from ..evaluation.fingerprint import weights_fingerprint
 from ..evaluation.latency import measure_latency
 from ..evaluation.results import format_table, write_results
 from ..ops import set_width, width_range_of
@@ -114,7 +115,8 @@ class _PerConfigMixin:
     For each (width, scale): set the width, calibrate batch norms on training batches,
     run the dataloader with the batch rescaled to the scale, evaluate, and count the cost
     on the first sample. Writes ``per_config.{json,csv,png}`` and ``query_table.json`` to
-    the work dir and logs a table. The full configuration runs last, so the model is left
+    the work dir as one result set (:func:`write_results`), recording the fingerprint of
+    the weights, and logs a table. The full configuration runs last, so the model is left
     at full width with its statistics.
     """
 
@@ -169,6 +171,7 @@ class _PerConfigMixin:
         model = runner.model
         module = model.module if is_model_wrapper(model) else model
         records: List[dict] = []
+        fingerprint = weights_fingerprint(module)
         progress = ProgressBar(len(self.grid) * len(self.dataloader)) \
             if is_main_process() else None
         for config in self.grid:
@@ -196,7 +199,7 @@ class _PerConfigMixin:
         metric = self.metric or self._default_metric(full_metrics)
         if is_main_process():
             print()
-            self._report(records, metric)
+            self._report(records, metric, fingerprint)
         return {k: v for k, v in full_metrics.items() if '/' in k}
 
     @torch.no_grad()
@@ -240,14 +243,15 @@ class _PerConfigMixin:
         numeric = [k for k, v in metrics.items() if isinstance(v, float) and '/' in k]
         return numeric[0] if numeric else None
 
-    def _report(self, records: List[dict], metric: Optional[str]) -> None:
+    def _report(self, records: List[dict], metric: Optional[str], fingerprint: str) -> None:
         work_dir = self.runner.work_dir
         latency = ('latency_ms',) if self.latency is not None else ()
         if metric is None:
             print_log('the full configuration produced no metric (no predictions yet?): '
                       'per_config.json/.csv are written, the query table and plot are not',
                       logger='current', level=logging.WARNING)
-        paths = write_results(records, work_dir, metric, extra_costs=latency)
+        paths = write_results(records, work_dir, metric, extra_costs=latency,
+                              checkpoint=fingerprint)
         metric_columns = [k for k in records[-1]
                           if '/' in k and isinstance(records[-1][k], float)][:4]
         columns = ['width', 'scale', 'input_shape', 'gflops', 'mparams', *latency] + \

@@ -1,5 +1,6 @@
 """Per-configuration evaluation: deterministic tables and the calibration data."""
 import copy
+import json
 import random
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from mmengine.runner import Runner
 from mutualnet_mm.datasets import generate_coco_shapes
 from mutualnet_mm.deploy import build_adaptive_model
 from mutualnet_mm.engine.calibration import build_calibration_loader, deterministic_pipeline
+from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 
 from ..deploy.demo import IMAGE_SIZE, tiny_demo_config
 from ..reliability import digest_metric  # noqa: F401  (registers PredictionDigest)
@@ -30,7 +32,7 @@ def setup(tmp_path_factory) -> tuple:
     model = build_adaptive_model(cfg)
     checkpoint = str(root / 'epoch_1.pth')
     torch.save({'state_dict': model.state_dict()}, checkpoint)
-    return cfg, checkpoint
+    return cfg, checkpoint, weights_fingerprint(model)
 
 
 def evaluate(cfg: Config, checkpoint: str, work_dir: Path, rng_seed: int, **test_cfg) -> None:
@@ -49,12 +51,14 @@ def evaluate(cfg: Config, checkpoint: str, work_dir: Path, rng_seed: int, **test
 
 
 def test_two_evaluations_of_one_checkpoint_write_identical_tables(setup, tmp_path) -> None:
-    cfg, checkpoint = setup
+    cfg, checkpoint, fingerprint = setup
     evaluate(cfg, checkpoint, tmp_path / 'first', rng_seed=1)
     evaluate(cfg, checkpoint, tmp_path / 'second', rng_seed=2)
-    for name in ('per_config.json', 'query_table.json'):
+    for name in ('per_config.json', 'query_table.json', 'result_set.json'):
         assert (tmp_path / 'first' / name).read_bytes() == \
             (tmp_path / 'second' / name).read_bytes(), name
+    table = json.loads((tmp_path / 'first' / 'query_table.json').read_text())
+    assert (table['checkpoint'], table['metric']) == (fingerprint, 'digest/score_sum')
 
 
 def test_calibration_batches_are_a_fixed_draw_without_augmentation(setup) -> None:
