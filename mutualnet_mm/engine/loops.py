@@ -188,6 +188,7 @@ class _PerConfigMixin:
                 if progress:
                     progress.update()
             metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+            self._check_metric(metrics)
             record = {'name': config.name, 'width': config.width, 'scale': config.scale}
             if self.count_flops and first_batch is not None:
                 record.update(self._cost(module, first_batch, config))
@@ -234,6 +235,17 @@ class _PerConfigMixin:
                   'mparams': total['mparams']}
         record.update({f'gflops_{part}': cost['gmacs'] for part, cost in parts.items()})
         return record
+
+    def _check_metric(self, metrics: Dict[str, float]) -> None:
+        """Fail at the first configuration whose metrics lack the configured ``metric``.
+
+        A configuration with no metrics at all (a detector that predicts nothing yet) is
+        no evidence either way; the check waits for one that reports metrics.
+        """
+        if self.metric is not None and metrics and self.metric not in metrics:
+            raise ValueError(f'{type(self).__name__}: metric={self.metric!r} is not reported '
+                           f'by the evaluator; it reports {sorted(metrics)}. Nothing was '
+                           'written')
 
     @staticmethod
     def _default_metric(metrics: Dict[str, float]) -> Optional[str]:
@@ -295,7 +307,8 @@ class PerConfigValLoop(_PerConfigLoop, ValLoop):
         calibration: ``dict(num_batches=K)``: training batches for BN calibration
             (0 keeps the statistics as they are).
         rescaler: The batch rescaler (default: the task's).
-        metric: Metric for the query table (default: bbox mAP or top-1).
+        metric: Metric for the query table (default: bbox mAP or top-1); one the
+            evaluator reports, checked when the first configuration is evaluated.
         count_flops: Count multiply-adds and parameters per configuration.
         fp16: Evaluate under autocast.
         latency: ``dict(repeats=20, warmup=5)``: also measure ``latency_ms``, the median

@@ -1,4 +1,4 @@
-"""Per-configuration evaluation: deterministic tables and the calibration data."""
+"""Per-configuration evaluation: deterministic tables, a checked metric, the calibration data."""
 import copy
 import json
 import random
@@ -50,6 +50,12 @@ def evaluate(cfg: Config, checkpoint: str, work_dir: Path, rng_seed: int, **test
     Runner.from_cfg(cfg).test()
 
 
+def results(work_dir: Path) -> dict:
+    """The result files in ``work_dir`` (the runner also writes its config and logs)."""
+    return {p.name: p.read_bytes() for p in work_dir.iterdir()
+            if p.name.startswith(('per_config.', 'query_table', 'result_set'))}
+
+
 def test_two_evaluations_of_one_checkpoint_write_identical_tables(setup, tmp_path) -> None:
     cfg, checkpoint, fingerprint = setup
     evaluate(cfg, checkpoint, tmp_path / 'first', rng_seed=1)
@@ -59,6 +65,19 @@ def test_two_evaluations_of_one_checkpoint_write_identical_tables(setup, tmp_pat
             (tmp_path / 'second' / name).read_bytes(), name
     table = json.loads((tmp_path / 'first' / 'query_table.json').read_text())
     assert (table['checkpoint'], table['metric']) == (fingerprint, 'digest/score_sum')
+
+
+def test_a_metric_the_evaluator_does_not_report_fails_before_writing(setup, tmp_path) -> None:
+    cfg, checkpoint, _ = setup
+    evaluate(cfg, checkpoint, tmp_path, rng_seed=0)
+    before = results(tmp_path)
+    assert len(before) == 5
+    with pytest.raises(ValueError, match=r"metric='digest/scor_sum' is not reported by the "
+                                         r"evaluator; it reports \['digest/box_sum', "
+                                         r"'digest/num_boxes', 'digest/num_images', "
+                                         r"'digest/score_sum'\]. Nothing was written"):
+        evaluate(cfg, checkpoint, tmp_path, rng_seed=0, metric='digest/scor_sum')
+    assert results(tmp_path) == before
 
 
 def test_calibration_batches_are_a_fixed_draw_without_augmentation(setup) -> None:
