@@ -24,6 +24,7 @@ from mutualnet_mm.deploy import (
 from mutualnet_mm.deploy.adaptive import task_rescaler
 from mutualnet_mm.deploy.export import config_of
 from mutualnet_mm.evaluation import QueryTable
+from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 from mutualnet_mm.tools_common import check_config_file
 
 
@@ -37,7 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--calibration-batches', type=int, default=8,
                         help='training batches per configuration')
     parser.add_argument('--device', default='cpu', help='device to calibrate on')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the calibration data')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the calibration draw (a fixed draw without random '
+                             'augmentation)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings')
     return parser.parse_args()
@@ -49,13 +52,15 @@ def main() -> None:
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    tables = [QueryTable.load(path) for path in args.query_table]
-    configs = list(dict.fromkeys(config_of(e) for table in tables for e in table.entries))
     set_random_seed(args.seed)
     model = build_adaptive_model(cfg, args.checkpoint, args.device)
+    fingerprint = weights_fingerprint(model)
+    tables = [QueryTable.load(path, fingerprint, f'checkpoint {args.checkpoint!r}')
+              for path in args.query_table]
+    configs = list(dict.fromkeys(config_of(e) for table in tables for e in table.entries))
     stats = calibrate_bn_stats(model, calibration_loader(cfg, args.seed), configs,
                                task_rescaler(model, cfg), args.calibration_batches)
-    save_bn_stats(args.out, stats)
+    save_bn_stats(args.out, stats, fingerprint)
     print(f'BN statistics of {len(stats)} configurations '
           f'({", ".join(c.name for c in stats)}) written to {args.out}')
 

@@ -35,6 +35,7 @@ from mutualnet_mm.deploy import (
 )
 from mutualnet_mm.deploy.onnx_export import onnx_difference
 from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
+from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 from mutualnet_mm.tools_common import check_config_file
 
 
@@ -62,7 +63,9 @@ def parse_args() -> argparse.Namespace:
                         help='input shape traced for ONNX (default: 1 x 3 x the test '
                              'pipeline\'s resize scale, padded)')
     parser.add_argument('--device', default='cpu', help='device to calibrate on')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the calibration data')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the calibration draw (a fixed draw without random '
+                             'augmentation)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings')
     return parser.parse_args()
@@ -90,15 +93,16 @@ def main() -> None:
         cfg.merge_from_dict(args.cfg_options)
     if args.budget is not None and (args.width is not None or args.frames is not None):
         raise ValueError('--budget picks the configuration: drop --width/--scale/--frames')
-    config, entry = resolve_config(
-        width=args.width, scale=args.scale, frames=args.frames, budget=args.budget,
-        budget_unit=args.budget_unit, query_table=args.query_table,
-        work_dir=osp.dirname(osp.abspath(args.checkpoint)))
-    if entry is not None:
-        print(f'budget {args.budget:g} {args.budget_unit}: {config.name} ({entry})')
     set_random_seed(args.seed)
     model = build_adaptive_model(cfg, device=args.device)
     meta = load_adaptive_weights(model, args.checkpoint)
+    config, entry = resolve_config(
+        width=args.width, scale=args.scale, frames=args.frames, budget=args.budget,
+        budget_unit=args.budget_unit, query_table=args.query_table,
+        work_dir=osp.dirname(osp.abspath(args.checkpoint)),
+        checkpoint=weights_fingerprint(model), checkpoint_name=f'checkpoint {args.checkpoint!r}')
+    if entry is not None:
+        print(f'budget {args.budget:g} {args.budget_unit}: {config.name} ({entry})')
     extra = {'dataset_meta': meta['dataset_meta']} if 'dataset_meta' in meta else {}
     paths = export_subnet(model, cfg, config, args.out, calibration_loader(cfg, args.seed),
                           args.calibration_batches, meta=extra)

@@ -6,10 +6,10 @@ from typing import Optional, Union
 from mmengine.config import Config
 from mmengine.model import is_model_wrapper
 from mmengine.registry import MODELS, DefaultScope
-from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..engine.calibration import CALIBRATION_SEED, build_calibration_loader
 from ..engine.checkpoint import load_checkpoint_safely
 from ..engine.loops import default_rescaler
 from ..engine.rescale import build_rescaler
@@ -82,10 +82,11 @@ def load_adaptive_weights(model: nn.Module, checkpoint: str) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
-def calibration_loader(cfg: Config, seed: int = 0) -> DataLoader:
-    """The config's training dataloader, as BN calibration reads it."""
+def calibration_loader(cfg: Config, seed: int = CALIBRATION_SEED) -> DataLoader:
+    """The config's training dataloader as BN calibration reads it (see
+    :func:`~mutualnet_mm.engine.calibration.build_calibration_loader`)."""
     with DefaultScope.overwrite_default_scope(config_scope(cfg)):
-        return Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader), seed=seed)
+        return build_calibration_loader(cfg.train_dataloader, seed)
 
 
 def task_rescaler(model: nn.Module, cfg: Optional[Config] = None):

@@ -5,7 +5,7 @@ the input scale), so a model that switches configurations at run time keeps one 
 configuration and swaps it in: a copy of the buffers, no data needed.
 """
 import os
-from typing import Dict, Iterable, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -14,8 +14,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..engine.calibration import calibrate_bn
 from ..engine.checkpoint import load_checkpoint_safely
 from ..engine.subnet import SubnetConfig
+from ..evaluation.fingerprint import check_fingerprint
+from ..evaluation.results import atomic_write
 
-BN_STATS_VERSION = 1
+#: 2: the file records the fingerprint of the checkpoint it was calibrated on.
+BN_STATS_VERSION = 2
+_ENTRY_KEYS = ('width', 'scale', 'frames', 'stats')
+REGENERATE_BN_STATS = ('python tools/calibrate_bn_stats.py CONFIG CHECKPOINT --query-table '
+                       'QUERY_TABLE --out BN_STATS')
 
 #: ``{bn_name: (running_mean, running_var)}`` of one configuration.
 BNState = Dict[str, Tuple[Tensor, Tensor]]
@@ -73,21 +79,59 @@ def calibrate_bn_stats(model: nn.Module, batches: Iterable[dict],
     return stats
 
 
-def save_bn_stats(path: str, stats: Dict[SubnetConfig, BNState]) -> None:
-    """Save per-configuration statistics to ``path`` (tensors and plain values only)."""
+def save_bn_stats(path: str, stats: Dict[SubnetConfig, BNState], checkpoint: str) -> None:
+    """Save per-configuration statistics to ``path`` (tensors and plain values only).
+
+    Args:
+        path: The file (written through a temporary file: never half written).
+        stats: The statistics, by configuration.
+        checkpoint: The fingerprint of the weights they were calibrated on
+            (:func:`~mutualnet_mm.evaluation.fingerprint.weights_fingerprint`).
+    """
     entries = [dict(width=config.width, scale=config.scale, frames=config.frames,
                     stats={name: (mean.cpu(), var.cpu()) for name, (mean, var) in state.items()})
                for config, state in stats.items()]
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    torch.save({'version': BN_STATS_VERSION, 'entries': entries}, path)
+    data = {'version': BN_STATS_VERSION, 'checkpoint': checkpoint, 'entries': entries}
+    atomic_write(path, lambda temporary: torch.save(data, temporary))
 
 
-def load_bn_stats(path: str) -> Dict[SubnetConfig, BNState]:
-    """Load statistics saved by :func:`save_bn_stats` (``weights_only``)."""
+def _entry_config(path: str, index: int, entry: object) -> SubnetConfig:
+    """The configuration of one entry of a statistics file, checked."""
+    if not isinstance(entry, dict) or any(key not in entry for key in _ENTRY_KEYS) or \
+            not isinstance(entry['stats'], dict) or not all(
+                isinstance(pair, (tuple, list)) and len(pair) == 2 and
+                all(isinstance(t, Tensor) for t in pair) for pair in entry['stats'].values()):
+        raise ValueError(f'BN statistics file {path!r}: entry {index} is not '
+                         f'{{{", ".join(_ENTRY_KEYS)}}} with stats {{bn_name: (running_mean, '
+                         'running_var)}}; regenerate the file: ' + REGENERATE_BN_STATS)
+    return SubnetConfig(entry['width'], entry['scale'], entry['frames'])
+
+
+def load_bn_stats(path: str, checkpoint: Optional[str] = None,
+                  checkpoint_name: str = 'the model') -> Dict[SubnetConfig, BNState]:
+    """Load statistics saved by :func:`save_bn_stats` (``weights_only``).
+
+    Args:
+        path: The file.
+        checkpoint: The fingerprint of the model they are for (``None``: no check).
+        checkpoint_name: Where that model's weights come from, for messages.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is not a statistics file, lacks a key, or (with
+            ``checkpoint``) was calibrated on other weights or records none.
+    """
     data = load_checkpoint_safely(path)
-    if not isinstance(data, dict) or data.get('version') != BN_STATS_VERSION:
-        raise ValueError(f'{path!r} is not a mutualnet_mm BN statistics file (version '
-                         f'{BN_STATS_VERSION}; written by tools/calibrate_bn_stats.py)')
-    return {SubnetConfig(e['width'], e['scale'], e['frames']):
-            {name: tuple(pair) for name, pair in e['stats'].items()} for e in data['entries']}
+    if not isinstance(data, dict) or data.get('version') not in (1, BN_STATS_VERSION) or \
+            not isinstance(data.get('entries'), list):
+        raise ValueError(f'{path!r} is not a mutualnet_mm BN statistics file (a dict with '
+                         f'version {BN_STATS_VERSION}, "checkpoint" and a list of "entries", '
+                         f'written by tools/calibrate_bn_stats.py)')
+    stats = {_entry_config(path, i, e): {name: tuple(pair) for name, pair in e['stats'].items()}
+             for i, e in enumerate(data['entries'])}
+    if checkpoint is not None:
+        check_fingerprint(f'BN statistics file {path!r}', data.get('checkpoint'), checkpoint,
+                          checkpoint_name, REGENERATE_BN_STATS)
+    return stats

@@ -364,7 +364,8 @@ def build_stock_model(stock_cfg: Config, state_dict: Dict[str, Tensor]) -> nn.Mo
 def resolve_config(width: Optional[float] = None, scale: float = 1.0,
                    frames: Optional[int] = None, budget: Optional[float] = None,
                    budget_unit: str = 'gflops', query_table: Optional[str] = None,
-                   work_dir: str = '.') -> Tuple[SubnetConfig, Optional[dict]]:
+                   work_dir: str = '.', checkpoint: Optional[str] = None,
+                   checkpoint_name: str = 'the model') -> Tuple[SubnetConfig, Optional[dict]]:
     """The configuration to export: given, or the best within a budget.
 
     Args:
@@ -374,13 +375,17 @@ def resolve_config(width: Optional[float] = None, scale: float = 1.0,
         query_table: The table (default: ``query_table.json`` or
             ``query_table_latency_ms.json`` in ``work_dir``).
         work_dir: Where an evaluation run wrote its tables.
+        checkpoint: The fingerprint of the weights to export: the table must record it
+            (see :meth:`QueryTable.load`; ``None``: no check).
+        checkpoint_name: Where those weights come from, for messages.
 
     Returns:
         ``(config, entry)``: the entry is the query-table row (None without a budget).
 
     Raises:
         ValueError: neither or both of ``width`` and ``budget`` given, an unknown unit, a
-            table with another cost axis, or no configuration within the budget.
+            table with another cost axis, of other weights, outside its result set or not
+            parsing, or no configuration within the budget.
         FileNotFoundError: the table does not exist.
     """
     if (width is None) == (budget is None):
@@ -395,7 +400,7 @@ def resolve_config(width: Optional[float] = None, scale: float = 1.0,
     if query_table is None:
         name = 'query_table.json' if cost == 'gflops' else f'query_table_{cost}.json'
         query_table = osp.join(work_dir, name)
-    table = QueryTable.load(query_table)
+    table = QueryTable.load(query_table, checkpoint, checkpoint_name)
     if table.cost != cost:
         raise ValueError(f'{query_table!r} is a table of {table.cost} budgets, not '
                          f'{budget_unit} ({cost})')

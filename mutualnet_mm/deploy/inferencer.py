@@ -11,7 +11,8 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from ..engine.subnet import SubnetConfig
-from ..evaluation.results import QueryTable
+from ..evaluation.fingerprint import check_fingerprint, weights_fingerprint
+from ..evaluation.results import REGENERATE_QUERY_TABLE, QueryTable
 from ..ops import set_width
 from .adaptive import (
     build_adaptive_model,
@@ -26,6 +27,15 @@ from .export import BUDGET_COSTS, config_of
 #: Transforms that read annotations, which inference inputs do not have.
 _ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadPanopticAnnotations')
 ImageInput = Union[str, np.ndarray, dict]
+
+
+def _checked_table(table: QueryTable, fingerprint: str, checkpoint_name: str) -> QueryTable:
+    """``table``, if it records no fingerprint or ``fingerprint`` (an object, not a file:
+    its maker vouches for it)."""
+    if table.checkpoint is not None:
+        check_fingerprint(f'query table of {table.cost} (given as an object)', table.checkpoint,
+                          fingerprint, checkpoint_name, REGENERATE_QUERY_TABLE)
+    return table
 
 
 class InferenceResult(NamedTuple):
@@ -48,9 +58,12 @@ class AdaptiveInferencer:
         config: The adaptive model's config (path or :class:`Config`).
         checkpoint: Its weights.
         query_table: A query table (path or :class:`QueryTable`), or several with
-            different cost axes (``gflops``, ``latency_ms``).
+            different cost axes (``gflops``, ``latency_ms``). Files must record the
+            fingerprint of ``checkpoint``'s weights (tools/test.py writes it); objects
+            that record one must match too.
         bn_stats: Per-configuration statistics: a path written by
-            :func:`save_bn_stats` (``tools/calibrate_bn_stats.py``) or the mapping.
+            :func:`save_bn_stats` (``tools/calibrate_bn_stats.py``; it must record the
+            fingerprint of ``checkpoint``'s weights) or the mapping.
         calibrate: Without ``bn_stats``, calibrate every configuration now on
             ``num_calibration_batches`` batches of the config's training dataloader.
         num_calibration_batches: See ``calibrate``.
@@ -70,17 +83,20 @@ class AdaptiveInferencer:
                  calibrate: bool = False, num_calibration_batches: int = 8,
                  device: str = 'cpu') -> None:
         self.cfg = load_config(config)
+        self.model = build_adaptive_model(self.cfg, checkpoint, device)
+        self.fingerprint = weights_fingerprint(self.model)
+        name = f'checkpoint {checkpoint!r}' if checkpoint is not None else \
+            'the model (no checkpoint)'
         tables = [query_table] if isinstance(query_table, (str, os.PathLike, QueryTable)) \
             else list(query_table)
-        tables = [t if isinstance(t, QueryTable) else QueryTable.load(os.fspath(t))
-                  for t in tables]
+        tables = [_checked_table(t, self.fingerprint, name) if isinstance(t, QueryTable)
+                  else QueryTable.load(os.fspath(t), self.fingerprint, name) for t in tables]
         self.tables = {table.cost: table for table in tables}
         self.configs = list(dict.fromkeys(
             config_of(entry) for table in tables for entry in table.entries))
-        self.model = build_adaptive_model(self.cfg, checkpoint, device)
         self.rescaler = task_rescaler(self.model, self.cfg)
         if bn_stats is not None:
-            stats = load_bn_stats(os.fspath(bn_stats)) \
+            stats = load_bn_stats(os.fspath(bn_stats), self.fingerprint, name) \
                 if isinstance(bn_stats, (str, os.PathLike)) else dict(bn_stats)
             missing = [c.name for c in self.configs if c not in stats]
             if missing:
@@ -139,7 +155,7 @@ class AdaptiveInferencer:
 
     def save_bn_stats(self, path: str) -> None:
         """Save the per-configuration statistics (load them with ``bn_stats=path``)."""
-        save_bn_stats(path, self.bn_stats)
+        save_bn_stats(path, self.bn_stats, self.fingerprint)
 
     @staticmethod
     def _pipeline_input(item: ImageInput, index: int) -> dict:

@@ -1,15 +1,97 @@
-"""Post-statistics batch-norm calibration for one configuration."""
-from typing import Iterable
+"""Post-statistics batch-norm calibration for one configuration, and the data it reads."""
+import copy
+from typing import Any, Iterable, List
 
 import torch
 import torch.distributed as dist
 from mmengine.dist import get_world_size
 from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader
 
 from ..ops import reset_bn_statistics, set_width
 from .subnet import SubnetConfig
+
+#: Random augmentations dropped from the calibration pipeline (as are all ``Random*``
+#: transforms other than the resizes below).
+RANDOM_AUGMENTATIONS = (
+    'Albu', 'AutoAugment', 'AutoContrast', 'Brightness', 'CachedMixUp', 'CachedMosaic',
+    'Color', 'ColorJitter', 'Contrast', 'CopyPaste', 'CutOut', 'Equalize', 'Expand', 'Flip',
+    'InstaBoost', 'Invert', 'MinIoURandomCrop', 'MixUp', 'Mosaic', 'MultiScaleCrop',
+    'PhotoMetricDistortion', 'Posterize', 'RandAugment', 'Rotate', 'Sharpness', 'ShearX',
+    'ShearY', 'Solarize', 'SolarizeAdd', 'TranslateX', 'TranslateY', 'YOLOXHSVRandomAug')
+#: Random resizes, replaced by a resize to their largest scale.
+RANDOM_RESIZES = ('RandomResize', 'RandomChoiceResize')
+#: Frame samplers, set to their deterministic test mode.
+FRAME_SAMPLERS = ('SampleFrames', 'DenseSampleFrames', 'UniformSample', 'UniformSampleFrames')
+#: The seed of the calibration draw when none is given.
+CALIBRATION_SEED = 0
+
+
+def _largest(scales: Any) -> Any:
+    """The largest of several ``(w, h)`` scales, or the scale itself if it is one."""
+    if isinstance(scales, (list, tuple)) and scales and isinstance(scales[0], (list, tuple)):
+        return max(scales, key=lambda s: (s[0] * s[1], tuple(s)))
+    return scales
+
+
+def deterministic_pipeline(pipeline: List[dict]) -> List[dict]:
+    """A training pipeline without its random steps, for BN calibration.
+
+    Random augmentations (flips, crops, colour and geometric jitter, mosaics; every
+    ``Random*`` type) are dropped, random resizes become a resize to their largest scale,
+    and frame samplers take their test-mode clips without temporal jitter.
+    """
+    steps = []
+    for transform in copy.deepcopy(list(pipeline)):
+        name = str(transform['type']).rpartition('.')[2]
+        if name in RANDOM_RESIZES:
+            scale = transform.pop('scale' if name == 'RandomResize' else 'scales', None)
+            resize = transform.pop('resize_type', 'Resize')
+            transform.pop('ratio_range', None)
+            transform.update(type=resize, scale=_largest(scale))
+        elif name in RANDOM_AUGMENTATIONS or name.startswith('Random'):
+            continue
+        elif name in FRAME_SAMPLERS:
+            transform['test_mode'] = True
+            if name == 'SampleFrames':
+                transform['temporal_jitter'] = False
+        steps.append(transform)
+    return steps
+
+
+def _deterministic_dataset(dataset_cfg: Any) -> Any:
+    """``dataset_cfg`` with :func:`deterministic_pipeline` applied at every level."""
+    if not isinstance(dataset_cfg, dict):
+        return dataset_cfg
+    dataset_cfg = dict(dataset_cfg)
+    if isinstance(dataset_cfg.get('pipeline'), (list, tuple)):
+        dataset_cfg['pipeline'] = deterministic_pipeline(dataset_cfg['pipeline'])
+    if 'dataset' in dataset_cfg:  # RepeatDataset, ClassBalancedDataset, ...
+        dataset_cfg['dataset'] = _deterministic_dataset(dataset_cfg['dataset'])
+    if isinstance(dataset_cfg.get('datasets'), (list, tuple)):  # ConcatDataset
+        dataset_cfg['datasets'] = [_deterministic_dataset(d) for d in dataset_cfg['datasets']]
+    return dataset_cfg
+
+
+def build_calibration_loader(loader_cfg: dict, seed: int = CALIBRATION_SEED) -> DataLoader:
+    """The training dataloader as BN calibration reads it: a fixed draw, no augmentation.
+
+    The dataset's pipelines lose their random steps (:func:`deterministic_pipeline`) and
+    the sampler shuffles with ``seed`` (unless its config sets one), whatever the
+    training seed: every iteration of the loader (every configuration, every run)
+    yields the same batches. Build it in the config's registry scope.
+
+    Args:
+        loader_cfg: The ``train_dataloader`` config.
+        seed: The seed of the sampler and the workers.
+    """
+    loader_cfg = copy.deepcopy(loader_cfg)
+    loader_cfg['persistent_workers'] = False
+    loader_cfg['dataset'] = _deterministic_dataset(loader_cfg['dataset'])
+    return Runner.build_dataloader(loader_cfg, seed=seed)
 
 
 @torch.no_grad()

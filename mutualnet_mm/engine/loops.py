@@ -1,5 +1,4 @@
 """mmengine loops: mutual-learning training and per-configuration evaluation."""
-import copy
 import logging
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
@@ -15,10 +14,11 @@ from mmengine.utils import ProgressBar
 
 from ..checks import check_int
 from ..evaluation.cost import count_cost
+from ..evaluation.fingerprint import weights_fingerprint
 from ..evaluation.latency import measure_latency
 from ..evaluation.results import format_table, write_results
 from ..ops import set_width, width_range_of
-from .calibration import calibrate_bn
+from .calibration import build_calibration_loader, calibrate_bn
 from .hooks import TorchRandomStateHook
 from .mutual_step import MutualTrainStep, check_trainable_norms
 from .rescale import build_rescaler
@@ -116,7 +116,8 @@ class _PerConfigMixin:
     For each (width, scale): set the width, calibrate batch norms on training batches,
     run the dataloader with the batch rescaled to the scale, evaluate, and count the cost
     on the first sample. Writes ``per_config.{json,csv,png}`` and ``query_table.json`` to
-    the work dir and logs a table. The full configuration runs last, so the model is left
+    the work dir as one result set (:func:`write_results`), recording the fingerprint of
+    the weights, and logs a table. The full configuration runs last, so the model is left
     at full width with its statistics.
     """
 
@@ -156,15 +157,16 @@ class _PerConfigMixin:
         """A loader over the training set, separate from the training loop's own.
 
         Iterating the training loader itself would reset its persistent workers' shared
-        iterator mid-epoch and change the training order.
+        iterator mid-epoch and change the training order. It is a fixed, seeded draw
+        without random augmentation (:func:`build_calibration_loader`): the same batches
+        for every configuration and every run.
         """
         if not hasattr(self, '_calibration_loader'):
-            loader_cfg = copy.deepcopy(self.runner.cfg.get('train_dataloader'))
+            loader_cfg = self.runner.cfg.get('train_dataloader')
             if not loader_cfg:
                 raise ValueError('BN calibration needs train_dataloader in the config '
                                  '(or calibration=dict(num_batches=0) to skip it)')
-            loader_cfg['persistent_workers'] = False
-            self._calibration_loader = self.runner.build_dataloader(loader_cfg)
+            self._calibration_loader = build_calibration_loader(loader_cfg)
         return self._calibration_loader
 
     def _evaluate_grid(self, stage: str) -> dict:
@@ -172,6 +174,7 @@ class _PerConfigMixin:
         model = runner.model
         module = model.module if is_model_wrapper(model) else model
         records: List[dict] = []
+        fingerprint = weights_fingerprint(module)
         progress = ProgressBar(len(self.grid) * len(self.dataloader)) \
             if is_main_process() else None
         for config in self.grid:
@@ -188,6 +191,7 @@ class _PerConfigMixin:
                 if progress:
                     progress.update()
             metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+            self._check_metric(metrics)
             record = {'name': config.name, 'width': config.width, 'scale': config.scale}
             if self.count_flops and first_batch is not None:
                 record.update(self._cost(module, first_batch, config))
@@ -199,7 +203,7 @@ class _PerConfigMixin:
         metric = self.metric or self._default_metric(full_metrics)
         if is_main_process():
             print()
-            self._report(records, metric)
+            self._report(records, metric, fingerprint)
         return {k: v for k, v in full_metrics.items() if '/' in k}
 
     @torch.no_grad()
@@ -235,6 +239,17 @@ class _PerConfigMixin:
         record.update({f'gflops_{part}': cost['gmacs'] for part, cost in parts.items()})
         return record
 
+    def _check_metric(self, metrics: Dict[str, float]) -> None:
+        """Fail at the first configuration whose metrics lack the configured ``metric``.
+
+        A configuration with no metrics at all (a detector that predicts nothing yet) is
+        no evidence either way; the check waits for one that reports metrics.
+        """
+        if self.metric is not None and metrics and self.metric not in metrics:
+            raise ValueError(f'{type(self).__name__}: metric={self.metric!r} is not reported '
+                           f'by the evaluator; it reports {sorted(metrics)}. Nothing was '
+                           'written')
+
     @staticmethod
     def _default_metric(metrics: Dict[str, float]) -> Optional[str]:
         for key in ('coco/bbox_mAP', 'acc/top1'):
@@ -243,14 +258,15 @@ class _PerConfigMixin:
         numeric = [k for k, v in metrics.items() if isinstance(v, float) and '/' in k]
         return numeric[0] if numeric else None
 
-    def _report(self, records: List[dict], metric: Optional[str]) -> None:
+    def _report(self, records: List[dict], metric: Optional[str], fingerprint: str) -> None:
         work_dir = self.runner.work_dir
         latency = ('latency_ms',) if self.latency is not None else ()
         if metric is None:
             print_log('the full configuration produced no metric (no predictions yet?): '
                       'per_config.json/.csv are written, the query table and plot are not',
                       logger='current', level=logging.WARNING)
-        paths = write_results(records, work_dir, metric, extra_costs=latency)
+        paths = write_results(records, work_dir, metric, extra_costs=latency,
+                              checkpoint=fingerprint)
         metric_columns = [k for k in records[-1]
                           if '/' in k and isinstance(records[-1][k], float)][:4]
         columns = ['width', 'scale', 'input_shape', 'gflops', 'mparams', *latency] + \
@@ -294,7 +310,8 @@ class PerConfigValLoop(_PerConfigLoop, ValLoop):
         calibration: ``dict(num_batches=K)``: training batches for BN calibration
             (0 keeps the statistics as they are).
         rescaler: The batch rescaler (default: the task's).
-        metric: Metric for the query table (default: bbox mAP or top-1).
+        metric: Metric for the query table (default: bbox mAP or top-1); one the
+            evaluator reports, checked when the first configuration is evaluated.
         count_flops: Count multiply-adds and parameters per configuration.
         fp16: Evaluate under autocast.
         latency: ``dict(repeats=20, warmup=5)``: also measure ``latency_ms``, the median

@@ -1,10 +1,117 @@
-"""Per-configuration results: the table, the query table (Pareto front) and the plot."""
-import csv
-import json
-import os.path as osp
-from typing import Dict, List, Optional, Sequence
+"""Per-configuration results: the table, the query table (Pareto front) and the plot.
 
-QUERY_TABLE_VERSION = 1
+The files of one evaluation form a result set: they are written to temporary files,
+then a manifest (``result_set.json``) naming every file and its sha256 is put in place,
+then the files are renamed into place. An evaluation killed (or out of disk) while
+writing leaves the previous set as it was; readers of a result file check it against
+the manifest, so a set caught half renamed is refused, never mixed.
+"""
+import csv
+import hashlib
+import json
+import os
+import os.path as osp
+import re
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from .fingerprint import check_fingerprint
+
+#: 2: the table records the fingerprint of the checkpoint it was measured on.
+QUERY_TABLE_VERSION = 2
+MANIFEST_NAME = 'result_set.json'
+MANIFEST_VERSION = 1
+#: The files a result set may hold (the query tables match ``query_table*.json``).
+_RESULT_FILES = ('per_config.json', 'per_config.csv', 'per_config.png')
+_QUERY_TABLE_FILE = re.compile(r'query_table(_[A-Za-z0-9_]+)?\.json')
+_QUERY_TABLE_FORMAT = (f'a JSON object with version {QUERY_TABLE_VERSION}, "metric", "cost", '
+                       '"checkpoint" and "entries", as tools/test.py writes it')
+REGENERATE_QUERY_TABLE = 'python tools/test.py CONFIG CHECKPOINT (it writes query_table.json ' \
+    'in the work dir)'
+
+
+def _temporary(path: str) -> str:
+    """A temporary name next to ``path``, with its extension (plots infer the format)."""
+    directory, name = osp.split(osp.abspath(path))
+    return osp.join(directory, f'.{name}.{os.getpid()}.tmp{osp.splitext(name)[1]}')
+
+
+def _sync(path: str) -> None:
+    with open(path, 'rb') as f:
+        os.fsync(f.fileno())
+
+
+def _remove(path: str) -> None:
+    if osp.lexists(path):
+        os.remove(path)
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Have ``write`` write a temporary file, then rename it to ``path``.
+
+    A failure (or a kill) while writing leaves ``path`` as it was.
+    """
+    temporary = _temporary(path)
+    try:
+        write(temporary)
+        _sync(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        _remove(temporary)
+        raise
+
+
+def _write_json(data: Any) -> Callable[[str], None]:
+    def write(path: str) -> None:
+        with open(path, 'w') as f:
+            json.dump(data, f, indent=2)
+    return write
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_json(path: str, what: str, expected: str) -> Any:
+    """The JSON content of ``path``; a ValueError naming the file if it does not parse."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f'{what} {path!r} does not parse as JSON ({error}); expected '
+                         f'{expected}') from error
+
+
+def check_in_result_set(path: str) -> None:
+    """Refuse a result file that is not the one its directory's manifest names.
+
+    A file in a directory without a manifest (a standalone table) is accepted.
+
+    Raises:
+        ValueError: the manifest does not name the file (it is left from an earlier
+            evaluation), the file's sha256 differs (a set caught half renamed), or the
+            manifest does not parse.
+    """
+    manifest_path = osp.join(osp.dirname(osp.abspath(path)), MANIFEST_NAME)
+    if not osp.isfile(manifest_path):
+        return
+    expected = f'a JSON object with version {MANIFEST_VERSION} and "files" (name -> sha256)'
+    manifest = read_json(manifest_path, 'result set manifest', expected)
+    files = manifest.get('files') if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise ValueError(f'result set manifest {manifest_path!r} is not {expected}')
+    name = osp.basename(path)
+    if name not in files:
+        raise ValueError(f'{path!r} is not part of the latest result set: {manifest_path!r} '
+                         f'names {sorted(files)}; it is left from an earlier evaluation')
+    if file_sha256(path) != files[name]:
+        raise ValueError(f'{path!r} is not the file the result set {manifest_path!r} names '
+                         '(its sha256 differs): an evaluation stopped while putting its '
+                         f'files in place; rerun it: {REGENERATE_QUERY_TABLE}')
 
 
 def _is_dominated(record: dict, others: Sequence[dict], metric: str, cost: str) -> bool:
@@ -30,23 +137,27 @@ class QueryTable:
         entries: Pareto records (each with ``width``, ``scale``, the cost and the metric).
         metric: The metric maximized.
         cost: The budget axis (``gflops`` or ``latency_ms``).
+        checkpoint: The fingerprint of the weights measured
+            (:func:`~mutualnet_mm.evaluation.fingerprint.weights_fingerprint`).
     """
 
-    def __init__(self, entries: Sequence[dict], metric: str, cost: str = 'gflops') -> None:
+    def __init__(self, entries: Sequence[dict], metric: str, cost: str = 'gflops',
+                 checkpoint: Optional[str] = None) -> None:
         if not entries:
             raise ValueError('a query table needs at least one configuration')
         self.entries = sorted(entries, key=lambda e: e[cost])
         self.metric = metric
         self.cost = cost
+        self.checkpoint = checkpoint
 
     @classmethod
-    def from_records(cls, records: Sequence[dict], metric: str,
-                     cost: str = 'gflops') -> 'QueryTable':
+    def from_records(cls, records: Sequence[dict], metric: str, cost: str = 'gflops',
+                     checkpoint: Optional[str] = None) -> 'QueryTable':
         keep = ('name', 'width', 'scale', 'frames', 'input_shape', cost, metric)
         front = pareto_front(records, metric, cost)
         if not front:
             raise ValueError(f'no record has both {metric!r} and {cost!r}')
-        return cls([{k: r.get(k) for k in keep} for r in front], metric, cost)
+        return cls([{k: r.get(k) for k in keep} for r in front], metric, cost, checkpoint)
 
     def lookup(self, budget: float) -> dict:
         """The most accurate configuration whose cost is within ``budget``.
@@ -62,26 +173,66 @@ class QueryTable:
 
     def to_dict(self) -> dict:
         return {'version': QUERY_TABLE_VERSION, 'metric': self.metric, 'cost': self.cost,
-                'entries': self.entries}
+                'checkpoint': self.checkpoint, 'entries': self.entries}
 
     @classmethod
-    def from_dict(cls, data: dict) -> 'QueryTable':
-        if not isinstance(data, dict) or data.get('version') != QUERY_TABLE_VERSION:
-            raise ValueError('not a mutualnet_mm query table (version '
-                             f'{QUERY_TABLE_VERSION} expected)')
-        return cls(data['entries'], data['metric'], data['cost'])
+    def from_dict(cls, data: Any, source: str = 'the data') -> 'QueryTable':
+        """A table from :meth:`to_dict`'s output (version 1 tables have no checkpoint).
+
+        Raises:
+            ValueError: ``data`` is not a query table, lacks a key, or has an entry
+                without its width, scale, cost or metric (``source`` is named).
+        """
+        if not isinstance(data, dict) or data.get('version') not in (1, QUERY_TABLE_VERSION):
+            raise ValueError(f'{source} is not a mutualnet_mm query table (expected '
+                             f'{_QUERY_TABLE_FORMAT})')
+        missing = [key for key in ('metric', 'cost', 'entries') if key not in data]
+        if missing:
+            raise ValueError(f'{source} lacks {missing} (expected {_QUERY_TABLE_FORMAT})')
+        metric, cost, entries = data['metric'], data['cost'], data['entries']
+        if not isinstance(entries, list):
+            raise ValueError(f'{source}: "entries" must be a list, got '
+                             f'{type(entries).__name__}')
+        needed = ('width', 'scale', cost, metric)
+        for index, entry in enumerate(entries):
+            bad = [key for key in needed if not isinstance(entry, dict) or
+                   isinstance(entry.get(key), bool) or
+                   not isinstance(entry.get(key), (int, float))]
+            if bad:
+                raise ValueError(f'{source}: entry {index} lacks a number for {bad}; every '
+                                 f'entry needs numbers for {list(needed)}')
+        return cls(entries, metric, cost, data.get('checkpoint'))
 
     def save(self, path: str) -> None:
-        with open(path, 'w') as f:
-            json.dump(self.to_dict(), f, indent=2)
+        """Write the table as JSON (through a temporary file: never half written)."""
+        atomic_write(path, _write_json(self.to_dict()))
 
     @classmethod
-    def load(cls, path: str) -> 'QueryTable':
+    def load(cls, path: str, checkpoint: Optional[str] = None,
+             checkpoint_name: str = 'the model') -> 'QueryTable':
+        """Load a table, refusing one outside its result set or of other weights.
+
+        Args:
+            path: The JSON file.
+            checkpoint: The fingerprint of the model the table is for (``None``: no check).
+            checkpoint_name: Where that model's weights come from, for messages.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            ValueError: the file does not parse, is not a query table, is not the one its
+                result set's manifest names, or (with ``checkpoint``) was measured on other
+                weights or records none.
+        """
         if not osp.isfile(path):
             raise FileNotFoundError(f'query table {path!r} does not exist (run tools/test.py '
                                     'first: it writes query_table.json in the work dir)')
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        check_in_result_set(path)
+        source = f'query table {path!r}'
+        table = cls.from_dict(read_json(path, 'query table', _QUERY_TABLE_FORMAT), source)
+        if checkpoint is not None:
+            check_fingerprint(source, table.checkpoint, checkpoint, checkpoint_name,
+                              REGENERATE_QUERY_TABLE)
+        return table
 
 
 def format_table(records: Sequence[dict], columns: Sequence[str]) -> str:
@@ -98,8 +249,13 @@ def format_table(records: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
-                  extra_costs: Sequence[str] = ()) -> Dict[str, str]:
+                  extra_costs: Sequence[str] = (),
+                  checkpoint: Optional[str] = None) -> Dict[str, str]:
     """Write ``per_config.json``/``.csv``, ``query_table.json`` and ``per_config.png``.
+
+    The files form one result set (see the module docstring): all of them are written
+    to temporary files first, and put in place only when all are written. Result files of
+    an earlier set that this set does not have are removed.
 
     Args:
         records: One dict per configuration (width, scale, gflops, metrics, ...).
@@ -108,33 +264,60 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
             JSON and CSV tables are written).
         extra_costs: Further budget axes with a query table each (e.g. ``latency_ms``
             writes ``query_table_latency_ms.json``).
+        checkpoint: The fingerprint of the weights evaluated, recorded in every file.
 
     Returns:
-        The paths written, by kind.
+        The paths written, by kind (``manifest``: ``result_set.json``).
     """
-    paths = {'json': osp.join(out_dir, 'per_config.json'),
-             'csv': osp.join(out_dir, 'per_config.csv'),
-             'query_table': osp.join(out_dir, 'query_table.json'),
-             'plot': osp.join(out_dir, 'per_config.png')}
-    with open(paths['json'], 'w') as f:
-        json.dump({'metric': metric, 'records': list(records)}, f, indent=2)
+    writers: Dict[str, Callable[[str], None]] = {
+        'json': _write_json({'metric': metric, 'checkpoint': checkpoint,
+                             'records': list(records)}),
+        'csv': lambda path: _write_csv(records, path)}
+    names = {'json': 'per_config.json', 'csv': 'per_config.csv'}
+    if metric is not None and any(r.get(metric) is not None for r in records):
+        tables = {'query_table': QueryTable.from_records(records, metric,
+                                                         checkpoint=checkpoint)}
+        tables.update({f'query_table_{cost}': QueryTable.from_records(records, metric, cost,
+                                                                      checkpoint)
+                       for cost in extra_costs})
+        for kind, table in tables.items():
+            writers[kind] = _write_json(table.to_dict())
+            names[kind] = f'{kind}.json'
+        writers['plot'] = lambda path: plot_results(records, metric, path)
+        names['plot'] = 'per_config.png'
+    paths = {kind: osp.join(out_dir, name) for kind, name in names.items()}
+    staged: Dict[str, str] = {}
+    try:
+        for kind, write in writers.items():
+            staged[kind] = _temporary(paths[kind])
+            write(staged[kind])
+            _sync(staged[kind])
+        manifest = {'version': MANIFEST_VERSION, 'checkpoint': checkpoint, 'metric': metric,
+                    'files': {names[kind]: file_sha256(path) for kind, path in staged.items()}}
+        paths['manifest'] = osp.join(out_dir, MANIFEST_NAME)
+        atomic_write(paths['manifest'], _write_json(manifest))
+    except BaseException:
+        for path in staged.values():
+            _remove(path)
+        raise
+    for kind, path in staged.items():  # a set caught half renamed fails its manifest
+        os.replace(path, paths[kind])
+    for name in os.listdir(out_dir):
+        if (name in _RESULT_FILES or _QUERY_TABLE_FILE.fullmatch(name)) and \
+                name not in names.values():
+            os.remove(osp.join(out_dir, name))  # left from an earlier set
+    return paths
+
+
+def _write_csv(records: Sequence[dict], path: str) -> None:
     columns: List[str] = []
     for record in records:
         columns += [k for k, v in record.items()
                     if k not in columns and not isinstance(v, (dict, list, tuple))]
-    with open(paths['csv'], 'w', newline='') as f:
+    with open(path, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction='ignore')
         writer.writeheader()
         writer.writerows(records)
-    if metric is None or all(r.get(metric) is None for r in records):
-        return {'json': paths['json'], 'csv': paths['csv']}
-    QueryTable.from_records(records, metric).save(paths['query_table'])
-    for cost in extra_costs:
-        path = osp.join(out_dir, f'query_table_{cost}.json')
-        QueryTable.from_records(records, metric, cost).save(path)
-        paths[f'query_table_{cost}'] = path
-    plot_results(records, metric, paths['plot'])
-    return paths
 
 
 def plot_results(records: Sequence[dict], metric: str, path: str,

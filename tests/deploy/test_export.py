@@ -34,6 +34,7 @@ from mutualnet_mm.deploy import (
 from mutualnet_mm.deploy.adaptive import task_rescaler
 from mutualnet_mm.engine.subnet import SubnetConfig
 from mutualnet_mm.evaluation import QueryTable
+from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 
 from .demo import REPO
 
@@ -213,17 +214,27 @@ def test_export_tool_picks_the_configuration_of_a_budget(demo_cfg, demo_checkpoi
     work_dir.mkdir()
     checkpoint = work_dir / 'epoch_1.pth'
     checkpoint.write_bytes(open(demo_checkpoint, 'rb').read())
-    QueryTable([dict(width=1.0, scale=1.0, gflops=2.0, mAP=0.3),
-                dict(width=0.5, scale=0.75, gflops=0.5, mAP=0.2)], 'mAP').save(
-        str(work_dir / 'query_table.json'))
+    entries = [dict(width=1.0, scale=1.0, gflops=2.0, mAP=0.3),
+               dict(width=0.5, scale=0.75, gflops=0.5, mAP=0.2)]
+    weights = weights_fingerprint(build_adaptive_model(demo_cfg, str(checkpoint)))
+    torch.manual_seed(1)
+    other = weights_fingerprint(build_adaptive_model(demo_cfg))  # another checkpoint
+    table = work_dir / 'query_table.json'
+    QueryTable(entries, 'mAP', checkpoint=other).save(str(table))
     config_path = str(tmp_path / 'demo.py')
     demo_cfg.dump(config_path)
     out = tmp_path / 'exported'
-    run = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'export_subnet.py'), config_path,
-         str(checkpoint), '--budget', '1.0', '--out', str(out), '--calibration-batches', '1',
-         '--onnx'], capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    command = [sys.executable, osp.join(REPO, 'tools', 'export_subnet.py'), config_path,
+               str(checkpoint), '--budget', '1.0', '--out', str(out),
+               '--calibration-batches', '1']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode != 0 and not out.exists()
+    assert f"query table '{table}' belongs to another checkpoint: it was measured on weights " \
+        f"{other}, checkpoint '{checkpoint}' has weights {weights}" in run.stderr
+    QueryTable(entries, 'mAP', checkpoint=weights).save(str(table))
+    run = subprocess.run(command + ['--onnx'], capture_output=True, text=True, timeout=300,
+                         env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert 'exported w0.50_s0.75' in run.stdout
     assert sorted(os.listdir(out)) == ['backbone_neck.onnx', 'config.py', 'model.pth']
@@ -246,6 +257,9 @@ def test_resolve_config_errors(tmp_path) -> None:
         resolve_config(width=0.5, budget=1.0)
     with pytest.raises(ValueError, match='scales'):
         resolve_config(width=0.5, scale=0.0)
+    with pytest.raises(ValueError, match="records no checkpoint fingerprint .* 'w.pth'"):
+        resolve_config(budget=3.0, work_dir=str(tmp_path), checkpoint='c' * 64,
+                       checkpoint_name="checkpoint 'w.pth'")
 
 
 def test_export_rejects_bad_width_scale_and_foreign_checkpoints(demo_cfg, demo_checkpoint,

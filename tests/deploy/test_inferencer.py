@@ -1,6 +1,7 @@
 """AdaptiveInferencer: picks the query-table configuration of a budget and runs it exactly as
 ``set_width`` + that configuration's calibrated statistics, with no recalibration per call."""
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from mutualnet_mm.deploy.adaptive import task_rescaler
 from mutualnet_mm.engine import calibrate_bn
 from mutualnet_mm.engine.subnet import SubnetConfig
 from mutualnet_mm.evaluation import QueryTable
+from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 
 FULL, MID, SMALL = SubnetConfig(1.0, 1.0), SubnetConfig(0.5, 0.75), SubnetConfig(0.25, 0.5)
 GFLOPS_TABLE = QueryTable([dict(width=1.0, scale=1.0, gflops=2.0, mAP=0.30),
@@ -41,7 +43,7 @@ def bn_stats_path(demo_cfg, demo_checkpoint, calibration_batches, tmp_path_facto
     stats = calibrate_bn_stats(model, calibration_batches, [FULL, MID, SMALL],
                                task_rescaler(model, demo_cfg), NUM_BATCHES)
     path = str(tmp_path_factory.mktemp('bn') / 'bn_stats.pth')
-    save_bn_stats(path, stats)
+    save_bn_stats(path, stats, weights_fingerprint(model))
     return path
 
 
@@ -153,3 +155,61 @@ def test_inferencer_errors(demo_cfg, demo_checkpoint, bn_stats_path, tmp_path) -
     with pytest.raises(FileNotFoundError, match='missing.json'):
         AdaptiveInferencer(demo_cfg, demo_checkpoint, str(tmp_path / 'missing.json'),
                            bn_stats=bn_stats_path)
+
+
+@pytest.fixture(scope='module')
+def other_fingerprint(demo_cfg) -> str:
+    """The fingerprint of another checkpoint of the same config."""
+    torch.manual_seed(1)
+    return weights_fingerprint(build_adaptive_model(demo_cfg))
+
+
+def test_files_of_another_checkpoint_are_refused(demo_cfg, demo_checkpoint, bn_stats_path,
+                                                 other_fingerprint, tmp_path) -> None:
+    fingerprint = weights_fingerprint(build_adaptive_model(demo_cfg, demo_checkpoint))
+    assert other_fingerprint != fingerprint
+    other_stats = str(tmp_path / 'other_bn_stats.pth')
+    save_bn_stats(other_stats, load_bn_stats(bn_stats_path), other_fingerprint)
+    table = str(tmp_path / 'query_table.json')
+    QueryTable(GFLOPS_TABLE.entries, 'mAP', checkpoint=fingerprint).save(table)
+    with pytest.raises(ValueError, match=f"BN statistics file '{other_stats}' belongs to another "
+                                         f"checkpoint: it was measured on weights "
+                                         f"{other_fingerprint}, checkpoint '{demo_checkpoint}' "
+                                         f"has weights {fingerprint}; regenerate it: python "
+                                         f"tools/calibrate_bn_stats.py"):
+        AdaptiveInferencer(demo_cfg, demo_checkpoint, table, bn_stats=other_stats)
+    other_table = str(tmp_path / 'other_query_table.json')
+    QueryTable(GFLOPS_TABLE.entries, 'mAP', checkpoint=other_fingerprint).save(other_table)
+    for query_table in (other_table, QueryTable.load(other_table)):
+        with pytest.raises(ValueError, match=f'belongs to another checkpoint: it was measured '
+                                             f'on weights {other_fingerprint}'):
+            AdaptiveInferencer(demo_cfg, demo_checkpoint, query_table, bn_stats=bn_stats_path)
+    assert AdaptiveInferencer(demo_cfg, demo_checkpoint, table,
+                              bn_stats=bn_stats_path).select(1.0) == MID
+
+
+def test_bn_stats_files_without_a_fingerprint_or_keys_are_refused(
+        demo_cfg, demo_checkpoint, bn_stats_path, tmp_path) -> None:
+    data = torch.load(bn_stats_path, weights_only=True)
+    old = str(tmp_path / 'old.pth')
+    torch.save({'version': 1, 'entries': data['entries']}, old)
+    assert set(load_bn_stats(old)) == {FULL, MID, SMALL}  # readable without a check
+    with pytest.raises(ValueError, match=f"BN statistics file '{old}' records no checkpoint "
+                                         'fingerprint .* regenerate it: python '
+                                         'tools/calibrate_bn_stats.py'):
+        AdaptiveInferencer(demo_cfg, demo_checkpoint, GFLOPS_TABLE, bn_stats=old)
+    broken = str(tmp_path / 'broken.pth')
+    torch.save(dict(data, entries=[{'width': 1.0, 'scale': 1.0, 'stats': {}}]), broken)
+    with pytest.raises(ValueError, match=f"BN statistics file '{broken}': entry 0 is not "
+                                         r'\{width, scale, frames, stats\}'):
+        load_bn_stats(broken)
+    no_entries = str(tmp_path / 'no_entries.pth')
+    torch.save({'version': 2, 'checkpoint': data['checkpoint']}, no_entries)
+    with pytest.raises(ValueError, match=f"'{no_entries}' is not a mutualnet_mm BN statistics "
+                                         'file .*a list of "entries"'):
+        load_bn_stats(no_entries)
+    truncated = str(tmp_path / 'truncated.pth')
+    with open(bn_stats_path, 'rb') as f:
+        Path(truncated).write_bytes(f.read()[:200])
+    with pytest.raises(ValueError, match=f"'{truncated}' is not a readable checkpoint"):
+        load_bn_stats(truncated)

@@ -1,6 +1,8 @@
 """Per-configuration results (Pareto front, query table, files) and cost counting."""
+import copy
 import csv
 import json
+import os
 from pathlib import Path
 
 import matplotlib.image
@@ -9,9 +11,13 @@ import torch
 from torch import nn
 
 from mutualnet_mm.evaluation import QueryTable, count_cost, pareto_front, write_results
+from mutualnet_mm.evaluation import results as results_module
+from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
+from mutualnet_mm.evaluation.results import file_sha256
 from mutualnet_mm.ops import convert_to_slimmable
 
 METRIC = 'coco/bbox_mAP'
+WEIGHTS, OTHER_WEIGHTS = 'a' * 64, 'b' * 64
 
 
 def record(width: float, scale: float, gflops: float, metric: float) -> dict:
@@ -79,20 +85,26 @@ def test_query_table_load_refuses_other_files(tmp_path: Path) -> None:
 
 
 def test_write_results_writes_one_record_per_configuration(tmp_path: Path) -> None:
-    paths = write_results(RECORDS, str(tmp_path), METRIC)
-    names = {'per_config.json', 'per_config.csv', 'query_table.json', 'per_config.png'}
+    paths = write_results(RECORDS, str(tmp_path), METRIC, checkpoint=WEIGHTS)
+    names = {'per_config.json', 'per_config.csv', 'query_table.json', 'per_config.png',
+             'result_set.json'}
     assert {Path(p).name for p in paths.values()} == names
     assert {p.name for p in tmp_path.iterdir()} == names
 
     saved = json.loads((tmp_path / 'per_config.json').read_text())
-    assert saved == {'metric': METRIC, 'records': RECORDS}
+    assert saved == {'metric': METRIC, 'checkpoint': WEIGHTS, 'records': RECORDS}
+    manifest = json.loads((tmp_path / 'result_set.json').read_text())
+    assert manifest['checkpoint'] == WEIGHTS and manifest['metric'] == METRIC
+    assert manifest['files'] == {name: file_sha256(str(tmp_path / name))
+                                 for name in names - {'result_set.json'}}
     with open(tmp_path / 'per_config.csv', newline='') as f:
         rows = list(csv.DictReader(f))
     assert [row['name'] for row in rows] == [r['name'] for r in RECORDS]
     assert [float(row[METRIC]) for row in rows] == [r[METRIC] for r in RECORDS]
     assert 'input_shape' not in rows[0]  # list-valued columns stay in the JSON only
-    table = QueryTable.load(str(tmp_path / 'query_table.json'))
+    table = QueryTable.load(str(tmp_path / 'query_table.json'), WEIGHTS)
     assert len(table.entries) == 4 and table.lookup(8.0)['width'] == 1.0
+    assert (table.checkpoint, table.metric) == (WEIGHTS, METRIC)
 
     image = matplotlib.image.imread(str(tmp_path / 'per_config.png'))
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
@@ -104,6 +116,110 @@ def test_write_results_extra_cost_axis(tmp_path: Path) -> None:
     paths = write_results(records, str(tmp_path), METRIC, extra_costs=('latency_ms',))
     table = QueryTable.load(paths['query_table_latency_ms'])
     assert table.cost == 'latency_ms' and table.lookup(9.0)['name'] == 'w1.00_s0.5'
+
+
+def snapshot(directory: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def full_disk(*args, **kwargs) -> None:
+    raise OSError(28, 'No space left on device')
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_set(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    write_results(RECORDS, str(tmp_path), METRIC, checkpoint=WEIGHTS)
+    before = snapshot(tmp_path)
+    newer = [dict(r, **{METRIC: r[METRIC] / 2}) for r in RECORDS]
+    # The disk fills while the plot (the last file) is written, after the tables.
+    monkeypatch.setattr(results_module, 'plot_results', full_disk)
+    with pytest.raises(OSError, match='No space left'):
+        write_results(newer, str(tmp_path), METRIC, checkpoint=OTHER_WEIGHTS)
+    assert snapshot(tmp_path) == before  # no file changed, no temporary file left
+    assert QueryTable.load(str(tmp_path / 'query_table.json'), WEIGHTS).checkpoint == WEIGHTS
+
+
+def test_a_set_caught_half_renamed_is_refused(tmp_path: Path, monkeypatch) -> None:
+    write_results(RECORDS, str(tmp_path), METRIC, checkpoint=WEIGHTS)
+    renamed, replace = [], os.replace
+
+    def killed_after_one_rename(source: str, target: str) -> None:
+        if len(renamed) == 1:
+            raise KeyboardInterrupt  # the process dies between two renames
+        renamed.append(target)
+        replace(source, target)
+
+    newer = [dict(r, **{METRIC: r[METRIC] / 2}) for r in RECORDS]
+    with monkeypatch.context() as patch:
+        patch.setattr(results_module.os, 'replace', killed_after_one_rename)
+        with pytest.raises(KeyboardInterrupt):
+            write_results(newer, str(tmp_path), METRIC, checkpoint=OTHER_WEIGHTS)
+    assert [Path(p).name for p in renamed] == ['result_set.json']
+    # The manifest names the new set; the old query table still in place is refused.
+    with pytest.raises(ValueError, match=r"query_table.json' is not the file the result set "
+                                         r".*result_set.json' names .*rerun"):
+        QueryTable.load(str(tmp_path / 'query_table.json'))
+
+
+def test_a_set_without_a_query_table_removes_the_old_one(tmp_path: Path) -> None:
+    write_results(RECORDS, str(tmp_path), METRIC, checkpoint=WEIGHTS)
+    old_table = (tmp_path / 'query_table.json').read_bytes()
+    write_results(RECORDS, str(tmp_path), None, checkpoint=OTHER_WEIGHTS)
+    with pytest.raises(FileNotFoundError, match='query_table.json'):
+        QueryTable.load(str(tmp_path / 'query_table.json'))
+    assert not (tmp_path / 'per_config.png').exists()
+    # Put back by hand, it is still not part of the set.
+    (tmp_path / 'query_table.json').write_bytes(old_table)
+    with pytest.raises(ValueError, match=r"not part of the latest result set: .*result_set.json"
+                                         r"' names \['per_config.csv', 'per_config.json'\]"):
+        QueryTable.load(str(tmp_path / 'query_table.json'))
+
+
+def test_query_table_of_other_weights_or_of_none_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / 'query_table.json'
+    QueryTable.from_records(RECORDS, METRIC, checkpoint=WEIGHTS).save(str(path))
+    with pytest.raises(ValueError, match=f"query table '{path}' belongs to another checkpoint: "
+                                         f"it was measured on weights {WEIGHTS}, checkpoint "
+                                         f"'x.pth' has weights {OTHER_WEIGHTS}; regenerate"):
+        QueryTable.load(str(path), OTHER_WEIGHTS, "checkpoint 'x.pth'")
+    old = QueryTable.from_records(RECORDS, METRIC).to_dict()
+    del old['checkpoint']
+    old['version'] = 1
+    path.write_text(json.dumps(old))
+    assert QueryTable.load(str(path)).checkpoint is None  # readable without a check
+    with pytest.raises(ValueError, match='records no checkpoint fingerprint .* regenerate it: '
+                                         'python tools/test.py CONFIG CHECKPOINT'):
+        QueryTable.load(str(path), OTHER_WEIGHTS)
+
+
+@pytest.mark.parametrize('content, message', [
+    ('{"version": 2, "metric": "m", "cost": "gflops", "entr', 'does not parse as JSON'),
+    ('{"version": 2, "cost": "gflops", "entries": []}', r"lacks \['metric'\]"),
+    ('{"version": 2, "metric": "m", "cost": "gflops", "entries": {}}',
+     '"entries" must be a list, got dict'),
+    ('{"version": 2, "metric": "m", "cost": "gflops", "entries": [{"width": 1, "scale": 1, '
+     '"m": 0.1}]}', r"entry 0 lacks a number for \['gflops'\]; every entry needs numbers for "
+                    r"\['width', 'scale', 'gflops', 'm'\]"),
+])
+def test_query_table_that_does_not_parse_names_the_file(tmp_path: Path, content: str,
+                                                         message: str) -> None:
+    path = tmp_path / 'query_table.json'
+    path.write_text(content)
+    with pytest.raises(ValueError, match=f"query table '{path}'.*{message}"):
+        QueryTable.load(str(path))
+
+
+def test_weights_fingerprint_ignores_bn_statistics_only() -> None:
+    torch.manual_seed(0)
+    net = PlainNet()
+    fingerprint = weights_fingerprint(net)
+    assert len(fingerprint) == 64 and fingerprint == weights_fingerprint(copy.deepcopy(net))
+    net.train()
+    net(torch.randn(2, 3, 8, 8))  # moves the running statistics, as calibration does
+    assert weights_fingerprint(net) == fingerprint
+    with torch.no_grad():
+        net.head[2].bias[0] += 1e-6
+    assert weights_fingerprint(net) != fingerprint
 
 
 class PlainNet(nn.Module):
@@ -126,8 +242,9 @@ def test_write_results_without_a_metric_writes_only_the_tables(tmp_path: Path) -
     # A barely trained detector may predict nothing: the evaluator then returns no metric.
     records = [{'name': 'w1.00_s1', 'width': 1.0, 'scale': 1.0, 'gflops': 2.0}]
     paths = write_results(records, str(tmp_path), None)
-    assert sorted(paths) == ['csv', 'json']
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['per_config.csv', 'per_config.json']
+    assert sorted(paths) == ['csv', 'json', 'manifest']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['per_config.csv', 'per_config.json',
+                                                          'result_set.json']
 
 
 def giga(value: int) -> float:

@@ -1,0 +1,119 @@
+"""Per-configuration evaluation: deterministic tables, a checked metric, the calibration data."""
+import copy
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+
+from mutualnet_mm.datasets import generate_coco_shapes
+from mutualnet_mm.deploy import build_adaptive_model
+from mutualnet_mm.engine.calibration import build_calibration_loader, deterministic_pipeline
+from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
+
+from ..deploy.demo import IMAGE_SIZE, tiny_demo_config
+from ..reliability import digest_metric  # noqa: F401  (registers PredictionDigest)
+
+X3D_DEMO = Path(__file__).resolve().parents[2] / 'configs' / 'demo' / 'x3d_mutual_demo.py'
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory) -> tuple:
+    """The tiny demo config (4 training images, batches of 2) and a random checkpoint."""
+    root = tmp_path_factory.mktemp('loop')
+    generate_coco_shapes(str(root / 'data'), num_train=4, num_val=2, image_size=IMAGE_SIZE)
+    cfg = tiny_demo_config(str(root / 'data'))
+    torch.manual_seed(0)
+    model = build_adaptive_model(cfg)
+    checkpoint = str(root / 'epoch_1.pth')
+    torch.save({'state_dict': model.state_dict()}, checkpoint)
+    return cfg, checkpoint, weights_fingerprint(model)
+
+
+def evaluate(cfg: Config, checkpoint: str, work_dir: Path, rng_seed: int, **test_cfg) -> None:
+    """``tools/test.py`` in-process: no training seed, the global RNGs at ``rng_seed``."""
+    cfg = copy.deepcopy(cfg)
+    cfg.test_cfg = dict(type='PerConfigTestLoop', widths=(1.0, 0.25), scales=(1.0, 0.5),
+                        calibration=dict(num_batches=1), **test_cfg)
+    cfg.test_evaluator = dict(type='PredictionDigest')  # changes with any prediction
+    cfg.load_from = checkpoint
+    cfg.work_dir = str(work_dir)
+    cfg.pop('randomness', None)
+    torch.manual_seed(rng_seed)
+    np.random.seed(rng_seed)
+    random.seed(rng_seed)
+    Runner.from_cfg(cfg).test()
+
+
+def results(work_dir: Path) -> dict:
+    """The result files in ``work_dir`` (the runner also writes its config and logs)."""
+    return {p.name: p.read_bytes() for p in work_dir.iterdir()
+            if p.name.startswith(('per_config.', 'query_table', 'result_set'))}
+
+
+def test_two_evaluations_of_one_checkpoint_write_identical_tables(setup, tmp_path) -> None:
+    cfg, checkpoint, fingerprint = setup
+    evaluate(cfg, checkpoint, tmp_path / 'first', rng_seed=1)
+    evaluate(cfg, checkpoint, tmp_path / 'second', rng_seed=2)
+    for name in ('per_config.json', 'query_table.json', 'result_set.json'):
+        assert (tmp_path / 'first' / name).read_bytes() == \
+            (tmp_path / 'second' / name).read_bytes(), name
+    table = json.loads((tmp_path / 'first' / 'query_table.json').read_text())
+    assert (table['checkpoint'], table['metric']) == (fingerprint, 'digest/score_sum')
+
+
+def test_a_metric_the_evaluator_does_not_report_fails_before_writing(setup, tmp_path) -> None:
+    cfg, checkpoint, _ = setup
+    evaluate(cfg, checkpoint, tmp_path, rng_seed=0)
+    before = results(tmp_path)
+    assert len(before) == 5
+    with pytest.raises(ValueError, match=r"metric='digest/scor_sum' is not reported by the "
+                                         r"evaluator; it reports \['digest/box_sum', "
+                                         r"'digest/num_boxes', 'digest/num_images', "
+                                         r"'digest/score_sum'\]. Nothing was written"):
+        evaluate(cfg, checkpoint, tmp_path, rng_seed=0, metric='digest/scor_sum')
+    assert results(tmp_path) == before
+
+
+def test_calibration_batches_are_a_fixed_draw_without_augmentation(setup) -> None:
+    cfg = setup[0]
+    assert [t['type'] for t in cfg.train_dataloader.dataset.pipeline].count('RandomFlip') == 1
+    draws = []
+    for rng_seed in (1, 2):
+        torch.manual_seed(rng_seed)
+        np.random.seed(rng_seed)
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            loader = build_calibration_loader(cfg.train_dataloader)
+        steps = [type(t).__name__ for t in loader.dataset.pipeline.transforms]
+        assert steps == ['LoadImageFromFile', 'LoadAnnotations', 'Resize', 'PackDetInputs']
+        draws.append([list(loader), list(loader)])  # twice: once per configuration
+    (first, again), (other_run, _) = draws
+    for batches in (again, other_run):
+        for a, b in zip(first, batches, strict=True):
+            assert [s.img_id for s in a['data_samples']] == \
+                [s.img_id for s in b['data_samples']]
+            assert all(torch.equal(x, y) for x, y in zip(a['inputs'], b['inputs']))
+
+
+def test_deterministic_pipeline_of_video_and_resize_steps() -> None:
+    video = Config.fromfile(str(X3D_DEMO)).train_pipeline
+    steps = deterministic_pipeline(video)
+    assert [t['type'] for t in steps] == [t['type'] for t in video
+                                          if t['type'] != 'RandomResizedCrop']
+    sample = next(t for t in steps if t['type'] == 'SampleFrames')
+    assert sample['test_mode'] is True and sample['temporal_jitter'] is False
+    detection = [dict(type='LoadImageFromFile'),
+                 dict(type='RandomResize', scale=[(1333, 640), (1333, 800)], keep_ratio=True),
+                 dict(type='mmdet.RandomChoiceResize', scales=[(640, 480), (800, 600)]),
+                 dict(type='RandomFlip', prob=0.5), dict(type='PhotoMetricDistortion'),
+                 dict(type='PackDetInputs')]
+    assert deterministic_pipeline(detection) == [
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+        dict(type='Resize', scale=(800, 600)),
+        dict(type='PackDetInputs')]
