@@ -19,6 +19,7 @@ from .deploy.bn_stats import load_bn_state, load_bn_stats
 from .deploy.export import scale_test_pipelines
 from .engine.calibration import calibrate_bn
 from .engine.subnet import SubnetConfig, check_scales
+from .evaluation.fingerprint import weights_fingerprint
 from .ops import check_width, set_width, width_range_of
 
 #: Where :func:`prepare` keeps the model's config as it was before the first call.
@@ -56,6 +57,7 @@ def prepare(model: nn.Module, width: float, scale: float = 1.0,
         ValueError: a width or scale outside what is allowed, or a model without ``cfg``.
         KeyError: the statistics file lacks the configuration (the message lists those
             it holds).
+        ValueError: the statistics file was calibrated on other weights.
     """
     module = unwrap(model)
     base_cfg = getattr(module, _BASE_CFG, None)
@@ -68,7 +70,8 @@ def prepare(model: nn.Module, width: float, scale: float = 1.0,
     config = SubnetConfig(width, scale, frames)
     if isinstance(calibration, (str, os.PathLike)) and \
             not os.fspath(calibration).endswith('.py'):
-        stats = load_bn_stats(os.fspath(calibration))
+        stats = load_bn_stats(os.fspath(calibration), weights_fingerprint(module),
+                              'the model')
         if config not in stats:
             raise KeyError(f'{os.fspath(calibration)!r} holds no BN statistics of '
                            f'{config.name}; it holds {[c.name for c in stats]}')

@@ -27,7 +27,14 @@ from ..engine.calibration import calibrate_bn
 from ..engine.subnet import SubnetConfig, check_scales
 from ..evaluation.results import QueryTable
 from ..models.stock import build_stock
-from ..ops import check_width, set_width, slice_state_dict, slimmable_modules, width_range_of
+from ..ops import (
+    Slimmable,
+    check_width,
+    set_width,
+    slice_state_dict,
+    slimmable_modules,
+    width_range_of,
+)
 from .adaptive import config_scope, task_rescaler, unwrap
 
 #: Input-following modules (no width of their own): their stock type, the argument that
@@ -141,9 +148,9 @@ def _channels(features: Union[Tensor, Sequence[Tensor]]) -> List[int]:
     return [feature.shape[1] for feature in features]
 
 
-def _package_types() -> Dict[str, str]:
-    """Type names registered by ``mutualnet_mm`` in any OpenMMLab registry -> module."""
-    found: Dict[str, str] = {}
+def _package_classes() -> Dict[str, type]:
+    """Type names registered by ``mutualnet_mm`` in any OpenMMLab registry -> class."""
+    found: Dict[str, type] = {}
     pending = [r for r in vars(mmengine_registry).values() if isinstance(r, Registry)]
     seen: Set[int] = set()
     while pending:
@@ -153,9 +160,39 @@ def _package_types() -> Dict[str, str]:
         seen.add(id(registry))
         pending.extend(registry.children.values())
         for name, cls in registry.module_dict.items():
-            if getattr(cls, '__module__', '').startswith('mutualnet_mm'):
-                found[name] = cls.__module__
+            if _is_package_class(cls):
+                found[name] = cls
     return found
+
+
+def _is_package_class(cls: Any) -> bool:
+    return getattr(cls, '__module__', '').startswith('mutualnet_mm')
+
+
+def _package_types() -> Dict[str, str]:
+    """Type names registered by ``mutualnet_mm`` in any OpenMMLab registry -> module."""
+    return {name: cls.__module__ for name, cls in _package_classes().items()}
+
+
+def _with_stock_bases(cfg: Any, classes: Dict[str, type]) -> Any:
+    """``cfg`` with each package class that extends a stock class named as that class.
+
+    Such classes (a checked image loader, the atomic checkpoint hook) only add checks
+    to the stock class, which a deployed model does without.
+    """
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(_with_stock_bases(value, classes) for value in cfg)
+    if not isinstance(cfg, dict):
+        return cfg
+    cfg = {key: _with_stock_bases(value, classes) for key, value in cfg.items()}
+    cls = classes.get(str(cfg.get('type', '')).rpartition('.')[2])
+    if cls is None or issubclass(cls, Slimmable):  # models export through stock_config
+        return cfg
+    base = next((b for b in cls.__mro__[1:] if not _is_package_class(b) and b is not object),
+                None)
+    if base is not None:
+        cfg['type'] = base.__name__
+    return cfg
 
 
 def _check_stock(type_name: str, scope: str, where: str,
@@ -280,6 +317,7 @@ def stock_runtime_config(cfg: Config, model_cfg: dict, config: SubnetConfig) -> 
         if data.get(key) is not None:
             data[key] = dict(type=loop)
     scale_test_pipelines(data, config)
+    data = _with_stock_bases(data, _package_classes())
     _check_no_package_types(data, 'config', data['default_scope'])
     return Config(data)
 

@@ -10,6 +10,7 @@ from mutualnet_mm.apis import prepare
 from mutualnet_mm.deploy import calibrate_bn_stats, calibration_loader, export_subnet, save_bn_stats
 from mutualnet_mm.deploy.adaptive import task_rescaler
 from mutualnet_mm.engine import SubnetConfig
+from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 
 NUM_BATCHES = 2
 CONFIG = SubnetConfig(0.5, 0.5)
@@ -55,12 +56,16 @@ def test_prepare_from_a_bn_stats_file(demo_cfg, demo_checkpoint, batches, image,
     model = init_detector(demo_cfg, demo_checkpoint, device='cpu')
     stats = calibrate_bn_stats(model, batches, [SubnetConfig(1.0, 1.0), CONFIG],
                                task_rescaler(model, demo_cfg), NUM_BATCHES)
-    save_bn_stats(str(tmp_path / 'bn_stats.pth'), stats)
+    save_bn_stats(str(tmp_path / 'bn_stats.pth'), stats, weights_fingerprint(model))
     fresh = init_detector(demo_cfg, demo_checkpoint, device='cpu')
     prepare(fresh, 0.5, 0.5, calibration=str(tmp_path / 'bn_stats.pth'))
     same_predictions(inference_detector(fresh, image), inference_detector(exported, image))
     with pytest.raises(KeyError, match=r"no BN statistics of w0.25_s1; it holds \[.w1.00_s1"):
         prepare(fresh, 0.25, calibration=str(tmp_path / 'bn_stats.pth'))
+    with torch.no_grad():
+        next(fresh.parameters()).add_(1.0)  # other weights: the statistics do not belong
+    with pytest.raises(ValueError, match='belongs to another checkpoint'):
+        prepare(fresh, 0.5, 0.5, calibration=str(tmp_path / 'bn_stats.pth'))
 
 
 def test_prepare_again_does_not_compound_the_scale(demo_cfg, demo_checkpoint, batches):

@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import List
 
 import pytest
+import torch
+from mmengine.config import Config
 
 from mutualnet_mm.datasets import generate_coco_shapes
-from mutualnet_mm.deploy import AdaptiveInferencer
+from mutualnet_mm.deploy import AdaptiveInferencer, build_adaptive_model
 from mutualnet_mm.evaluation import QueryTable
+from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 
 from ..engine import checkpoint_payloads as payloads
 from .tiny_detection import REPO, write_config
@@ -33,10 +36,15 @@ def setup(tmp_path_factory) -> dict:
     pretrained = root / 'pretrained.py'
     pretrained.write_text(f'_base_ = {config.name!r}\nmodel = dict(backbone=dict(init_cfg=dict('
                           f'_delete_=True, type="Pretrained", checkpoint={str(crafted)!r})))\n')
+    model = build_adaptive_model(Config.fromfile(str(config)))
+    checkpoint = root / 'epoch_1.pth'
+    torch.save({'state_dict': model.state_dict()}, checkpoint)
     table = root / 'query_table.json'
     QueryTable([{'name': 'w1.00_s1', 'width': 1.0, 'scale': 1.0, 'gflops': 1.0,
-                 'coco/bbox_mAP': 0.5}], 'coco/bbox_mAP').save(str(table))
-    return dict(root=root, config=config, crafted=crafted, table=table, pretrained=pretrained)
+                 'coco/bbox_mAP': 0.5}], 'coco/bbox_mAP',
+               checkpoint=weights_fingerprint(model)).save(str(table))
+    return dict(root=root, config=config, crafted=crafted, table=table, pretrained=pretrained,
+                checkpoint=checkpoint)
 
 
 def run_tool(monkeypatch, args: List) -> None:
@@ -80,7 +88,7 @@ def test_tools_refuse_a_crafted_checkpoint(setup, entry, monkeypatch):
 
 @pytest.mark.parametrize('argument', ['checkpoint', 'bn_stats'])
 def test_adaptive_inferencer_refuses_a_crafted_file(setup, argument):
-    kwargs = dict(checkpoint=None, bn_stats=None, calibrate=False)
+    kwargs = dict(checkpoint=str(setup['checkpoint']), bn_stats=None, calibrate=False)
     kwargs[argument] = str(setup['crafted'])
     with pytest.raises(pickle.UnpicklingError, match='refused') as error:
         AdaptiveInferencer(str(setup['config']), query_table=str(setup['table']), **kwargs)
