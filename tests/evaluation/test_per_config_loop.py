@@ -90,7 +90,7 @@ def test_calibration_batches_are_a_fixed_draw_without_augmentation(setup) -> Non
         with DefaultScope.overwrite_default_scope('mmdet'):
             loader = build_calibration_loader(cfg.train_dataloader)
         steps = [type(t).__name__ for t in loader.dataset.pipeline.transforms]
-        assert steps == ['LoadImageFromFile', 'LoadAnnotations', 'Resize', 'PackDetInputs']
+        assert steps == ['CheckedLoadImageFromFile', 'LoadAnnotations', 'Resize', 'PackDetInputs']
         draws.append([list(loader), list(loader)])  # twice: once per configuration
     (first, again), (other_run, _) = draws
     for batches in (again, other_run):
