@@ -3,6 +3,7 @@ import logging
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
+import mmcv
 import torch
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
@@ -177,7 +178,12 @@ class _PerConfigMixin:
         fingerprint = weights_fingerprint(module)
         progress = ProgressBar(len(self.grid) * len(self.dataloader)) \
             if is_main_process() else None
-        for config in self.grid:
+        for position, config in enumerate(self.grid, 1):
+            if is_main_process():
+                print_log(f'configuration {position}/{len(self.grid)}: {config.name} (width '
+                          f'{config.width:g}, scale {config.scale:g}): BN calibration on '
+                          f'{self.num_calibration_batches} batches, then {stage} on '
+                          f'{len(self.dataloader)} batches', logger='current')
             calibrate_bn(model, self._calibration_batches(), config, self.rescaler,
                          self.num_calibration_batches)
             first_batch = None
@@ -190,6 +196,9 @@ class _PerConfigMixin:
                                  data_batch=data_batch, outputs=outputs)
                 if progress:
                     progress.update()
+            if is_main_process():
+                print_log(f'evaluating {config.name} ({position}/{len(self.grid)}); the '
+                          "evaluator's summary follows", logger='current')
             metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
             self._check_metric(metrics)
             record = {'name': config.name, 'width': config.width, 'scale': config.scale}
@@ -199,7 +208,9 @@ class _PerConfigMixin:
                 record['latency_ms'] = self._latency(module, first_batch, config)
             record.update(metrics)
             records.append(record)
-        full_metrics = dict(records[-1])
+        # Reported largest first (the full configuration on top), in every output.
+        records.sort(key=lambda r: (-r['width'], -r['scale']))
+        full_metrics = dict(records[0])
         metric = self.metric or self._default_metric(full_metrics)
         if is_main_process():
             print()
@@ -267,15 +278,31 @@ class _PerConfigMixin:
                       logger='current', level=logging.WARNING)
         paths = write_results(records, work_dir, metric, extra_costs=latency,
                               checkpoint=fingerprint)
-        metric_columns = [k for k in records[-1]
-                          if '/' in k and isinstance(records[-1][k], float)][:4]
-        columns = ['width', 'scale', 'input_shape', 'gflops', 'mparams', *latency] + \
-            metric_columns
-        table = format_table(sorted(records, key=lambda r: -r.get('gflops', 0)), columns)
-        print_log(f'per-configuration results ({len(records)} configurations, query table '
-                  f'by {metric}):\n{table}\nwritten: '
+        columns = list(dict.fromkeys(
+            ['width', 'scale', 'input_shape', 'gflops']
+            + [k for r in records for k in r if k.startswith('gflops_')]
+            + ['mparams', *latency]
+            + [k for r in records for k, v in r.items() if '/' in k and isinstance(v, float)]))
+        headers = [c.replace('gflops_', '').rpartition('/')[2] for c in columns]
+        table = format_table(records, columns, headers)
+        print_log(f'per-configuration results ({len(records)} configurations; GFLOPs in all '
+                  f'and per part; query table by {metric}):\n{table}\nwritten: '
                   + ', '.join(osp.relpath(p, work_dir) for p in paths.values())
                   + f' in {work_dir}', logger='current')
+        self._to_visualizer(records, paths.get('plot'))
+
+    def _to_visualizer(self, records: List[dict], plot: Optional[str]) -> None:
+        """Every configuration's numbers, keyed ``<config>/<key>``, and the plot, to the
+        runner's visualizer backends (TensorBoard, W&B, local ``vis_data``)."""
+        visualizer = self.runner.visualizer
+        step = self.runner.iter  # 0 in tools/test.py
+        for record in records:
+            visualizer.add_scalars(
+                {f'per_config/{record["name"]}/{k}': v for k, v in record.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=step)
+        if plot is not None:
+            visualizer.add_image('per_config', mmcv.imread(plot, channel_order='rgb'),
+                                 step=step)
 
 
 class _PerConfigLoop(_PerConfigMixin):

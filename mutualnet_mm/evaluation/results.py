@@ -235,13 +235,20 @@ class QueryTable:
         return table
 
 
-def format_table(records: Sequence[dict], columns: Sequence[str]) -> str:
-    """A plain-text table of ``records`` (one row each) with the given columns."""
+def format_table(records: Sequence[dict], columns: Sequence[str],
+                 headers: Optional[Sequence[str]] = None) -> str:
+    """A plain-text table of ``records`` (one row each) with the given columns.
+
+    Args:
+        records: The rows.
+        columns: The keys shown.
+        headers: Their headers (default: the keys).
+    """
     def cell(value) -> str:
         if isinstance(value, float):
             return f'{value:.4g}'
-        return '-' if value is None else str(value)
-    rows = [list(columns)] + [[cell(r.get(c)) for c in columns] for r in records]
+        return '-' if value is None else str(_csv_value(value))
+    rows = [list(headers or columns)] + [[cell(r.get(c)) for c in columns] for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ['  '.join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
     lines.insert(1, '  '.join('-' * w for w in widths))
@@ -309,43 +316,81 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
     return paths
 
 
+def _csv_value(value: Any) -> Any:
+    """A CSV cell: shapes as ``CxHxW``."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+        return 'x'.join(str(v) for v in value)
+    return value
+
+
 def _write_csv(records: Sequence[dict], path: str) -> None:
     columns: List[str] = []
     for record in records:
         columns += [k for k, v in record.items()
-                    if k not in columns and not isinstance(v, (dict, list, tuple))]
+                    if k not in columns and not isinstance(_csv_value(v), (dict, list, tuple))]
     with open(path, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction='ignore')
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows({k: _csv_value(v) for k, v in r.items()} for r in records)
+
+
+def headline_metrics(records: Sequence[dict], metric: str) -> List[str]:
+    """The metrics a plot shows: ``metric`` first, then one per other metric family.
+
+    A family is a task's summary metric: each ``*_mAP`` of COCO (bbox, segm), top-1 and
+    top-5 accuracy; other evaluators show ``metric`` alone.
+    """
+    keys = [k for r in records for k, v in r.items() if isinstance(v, (int, float))]
+    families = [k for k in dict.fromkeys(keys)
+                if k.endswith('_mAP') or k.rpartition('/')[2] in ('top1', 'top5')]
+    return [metric] + [k for k in families if k != metric]
+
+
+#: Markers and line styles per width: widths stay apart in grey-scale print.
+_MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X', '*')
+_LINESTYLES = (':', '--', '-.', (0, (1, 3)))
 
 
 def plot_results(records: Sequence[dict], metric: str, path: str,
                  title: Optional[str] = None) -> None:
-    """Metric against GFLOPs, one marker per configuration, the Pareto front joined."""
+    """Each headline metric against GFLOPs, one curve per width, the Pareto front joined.
+
+    The front of each panel is the query table's rule applied to that panel's metric
+    (the query table itself ranks by ``metric``, the first panel). Points on the front
+    are labelled ``w<width> s<scale>``.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    usable = [r for r in records if r.get(metric) is not None]
-    widths = sorted({r['width'] for r in usable}, reverse=True)
-    cmap = plt.get_cmap('viridis', max(len(widths), 2))
-    for i, width in enumerate(widths):
-        points = sorted((r for r in usable if r['width'] == width), key=lambda r: r['gflops'])
-        ax.plot([r['gflops'] for r in points], [r[metric] for r in points], 'o:',
-                color=cmap(i), label=f'width {width:g}', alpha=0.8)
-    front = pareto_front(usable, metric)
-    ax.plot([r['gflops'] for r in front], [r[metric] for r in front], '-', color='crimson',
-            linewidth=2, label='Pareto front (query table)')
-    for r in front:
-        ax.annotate(f"{r['width']:g}-{r['scale']:g}", (r['gflops'], r[metric]),
-                    textcoords='offset points', xytext=(4, -10), fontsize=7)
-    ax.set_xlabel('GFLOPs (multiply-adds) per input')
-    ax.set_ylabel(metric)
-    ax.set_title(title or f'{metric} per (width, scale) configuration')
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    metrics = headline_metrics(records, metric)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.0 * len(metrics), 4.6), dpi=120,
+                             squeeze=False)
+    widths = sorted({r['width'] for r in records}, reverse=True)
+    greys = plt.get_cmap('cividis', max(len(widths), 2))  # readable in colour and grey
+    for ax, shown in zip(axes[0], metrics):
+        usable = [r for r in records if r.get(shown) is not None and r.get('gflops') is not None]
+        for i, width in enumerate(widths):
+            points = sorted((r for r in usable if r['width'] == width),
+                            key=lambda r: r['gflops'])
+            ax.plot([r['gflops'] for r in points], [r[shown] for r in points],
+                    marker=_MARKERS[i % len(_MARKERS)],
+                    linestyle=_LINESTYLES[i % len(_LINESTYLES)], color=greys(i * 0.85 / max(
+                        len(widths) - 1, 1)), label=f'width {width:g}', markersize=5)
+        front = pareto_front(usable, shown)
+        ax.plot([r['gflops'] for r in front], [r[shown] for r in front], '-', color='black',
+                linewidth=2.2, alpha=0.6, label='Pareto front' + (
+                    ' (query table)' if shown == metric else ''))
+        for r in front:
+            ax.annotate(f"w{r['width']:g} s{r['scale']:g}", (r['gflops'], r[shown]),
+                        textcoords='offset points', xytext=(4, -10), fontsize=7)
+        ax.set_xlabel('GFLOPs (multiply-adds) per input')
+        ax.set_ylabel(shown)
+        ax.set_title(shown if len(metrics) > 1 else (title or f'{shown} per configuration'))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title='labels: w = width, s = input scale', title_fontsize=7)
+    if title and len(metrics) > 1:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -43,7 +43,7 @@ def test_per_config_test_loop_records_latency_and_writes_its_query_table(tmp_pat
     Runner.from_cfg(cfg).test()
     with open(osp.join(cfg.work_dir, 'per_config.json')) as f:
         records = json.load(f)['records']
-    assert [r['width'] for r in records] == [0.25, 1.0]
+    assert [r['width'] for r in records] == [1.0, 0.25]  # largest first
     assert all(r['latency_ms'] > 0 for r in records)
     with open(osp.join(cfg.work_dir, 'query_table_latency_ms.json')) as f:
         table = json.load(f)

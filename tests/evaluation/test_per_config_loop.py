@@ -117,3 +117,38 @@ def test_deterministic_pipeline_of_video_and_resize_steps() -> None:
         dict(type='Resize', scale=(1333, 800), keep_ratio=True),
         dict(type='Resize', scale=(800, 600)),
         dict(type='PackDetInputs')]
+
+
+def test_every_configuration_is_labelled_logged_and_sent_to_the_visualizer(setup, tmp_path):
+    cfg, checkpoint, _ = setup
+    cfg = copy.deepcopy(cfg)
+    cfg.test_cfg = dict(type='PerConfigTestLoop', widths=(1.0, 0.25), scales=(1.0, 0.5),
+                        calibration=dict(num_batches=1))
+    cfg.load_from, cfg.work_dir = checkpoint, str(tmp_path)
+    Runner.from_cfg(cfg).test()
+    log = next(tmp_path.glob('*/*.log')).read_text()
+    names = ['w1.00_s1', 'w1.00_s0.5', 'w0.25_s1', 'w0.25_s0.5']  # largest first
+    for position, name in enumerate(['w1.00_s0.5', 'w0.25_s1', 'w0.25_s0.5', 'w1.00_s1'], 1):
+        assert f'configuration {position}/4: {name}' in log  # the full one runs last
+        assert f"evaluating {name} ({position}/4); the evaluator's summary follows" in log
+    table = log[log.index('per-configuration results'):]
+    header = table.splitlines()[1].split()
+    assert {'input_shape', 'backbone', 'neck', 'rpn_head', 'roi_head', 'bbox_mAP',
+            'segm_mAP', 'segm_mAP_l'} <= set(header)
+    rows = [line.split() for line in table.splitlines()[3:7]]
+    assert [(float(r[0]), float(r[1])) for r in rows] == [(1.0, 1.0), (1.0, 0.5), (0.25, 1.0),
+                                                          (0.25, 0.5)]
+    records = json.loads((tmp_path / 'per_config.json').read_text())['records']
+    assert [r['name'] for r in records] == names
+    csv_names = [line.split(',')[0] for line in
+                 (tmp_path / 'per_config.csv').read_text().splitlines()[1:]]
+    assert csv_names == names
+    scalars = [json.loads(line) for line in
+               next(tmp_path.glob('*/vis_data/scalars.json')).read_text().splitlines()]
+    keys = {key for entry in scalars for key in entry}
+    expected = {f'per_config/{r["name"]}/{k}' for r in records for k, v in r.items()
+                if isinstance(v, (int, float))}
+    assert {f'per_config/{name}/gflops_backbone' for name in names} <= expected
+    assert 'per_config/w1.00_s1/coco/segm_mAP' in expected
+    assert expected <= keys
+    assert list(tmp_path.glob('*/vis_data/vis_image/per_config_0.png'))

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import matplotlib.image
+import mmcv
 import pytest
 import torch
 from torch import nn
@@ -13,7 +14,7 @@ from torch import nn
 from mutualnet_mm.evaluation import QueryTable, count_cost, pareto_front, write_results
 from mutualnet_mm.evaluation import results as results_module
 from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
-from mutualnet_mm.evaluation.results import file_sha256
+from mutualnet_mm.evaluation.results import file_sha256, headline_metrics, plot_results
 from mutualnet_mm.ops import convert_to_slimmable
 
 METRIC = 'coco/bbox_mAP'
@@ -101,7 +102,7 @@ def test_write_results_writes_one_record_per_configuration(tmp_path: Path) -> No
         rows = list(csv.DictReader(f))
     assert [row['name'] for row in rows] == [r['name'] for r in RECORDS]
     assert [float(row[METRIC]) for row in rows] == [r[METRIC] for r in RECORDS]
-    assert 'input_shape' not in rows[0]  # list-valued columns stay in the JSON only
+    assert rows[0]['input_shape'] == '3x64x64'  # shapes as CxHxW, as in the log
     table = QueryTable.load(str(tmp_path / 'query_table.json'), WEIGHTS)
     assert len(table.entries) == 4 and table.lookup(8.0)['width'] == 1.0
     assert (table.checkpoint, table.metric) == (WEIGHTS, METRIC)
@@ -297,3 +298,15 @@ def test_count_cost_counts_a_layer_run_twice_once_in_params() -> None:
     cost = count_cost(net, lambda: (net(torch.randn(1, 4)), net(torch.randn(1, 4))))
     assert cost['head']['gmacs'] == giga(2 * 12)
     assert cost['head']['mparams'] == mega(15)
+
+
+def test_the_plot_shows_every_metric_family_and_explains_its_labels(tmp_path) -> None:
+    records = [dict(r, **{'coco/segm_mAP': r[METRIC] / 2, 'coco/bbox_mAP_50': 0.9})
+               for r in RECORDS]
+    assert headline_metrics(records, METRIC) == [METRIC, 'coco/segm_mAP']
+    path = tmp_path / 'plot.png'
+    plot_results(records, METRIC, str(path))
+    one_panel = tmp_path / 'one.png'
+    plot_results(RECORDS, METRIC, str(one_panel))
+    width = mmcv.imread(str(path)).shape[1]
+    assert width == 2 * mmcv.imread(str(one_panel)).shape[1]  # a panel per family
