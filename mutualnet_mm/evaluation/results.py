@@ -375,7 +375,7 @@ def plot_results(records: Sequence[dict], metric: str, path: str,
                             key=lambda r: r['gflops'])
             ax.plot([r['gflops'] for r in points], [r[shown] for r in points],
                     marker=_MARKERS[i % len(_MARKERS)],
-                    linestyle=_LINESTYLES[i % len(_LINESTYLES)], color=greys(i * 0.85 / max(
+                    linestyle=_LINESTYLES[i % len(_LINESTYLES)], color=greys(i * 0.7 / max(
                         len(widths) - 1, 1)), label=f'width {width:g}', markersize=5)
         front = pareto_front(usable, shown)
         ax.plot([r['gflops'] for r in front], [r[shown] for r in front], '-', color='black',
