@@ -152,3 +152,21 @@ def test_every_configuration_is_labelled_logged_and_sent_to_the_visualizer(setup
     assert 'per_config/w1.00_s1/coco/segm_mAP' in expected
     assert expected <= keys
     assert list(tmp_path.glob('*/vis_data/vis_image/per_config_0.png'))
+
+
+def test_tensorboard_gets_every_configuration_and_the_plot(setup, tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    cfg, checkpoint, _ = setup
+    cfg = copy.deepcopy(cfg)
+    cfg.test_cfg = dict(type='PerConfigTestLoop', widths=(1.0, 0.25), scales=(1.0,),
+                        calibration=dict(num_batches=1))
+    cfg.load_from, cfg.work_dir = checkpoint, str(tmp_path)
+    # The README's command: --cfg-options visualizer.vis_backends.0.type=TensorboardVisBackend
+    cfg.merge_from_dict({'visualizer.vis_backends.0.type': 'TensorboardVisBackend'})
+    Runner.from_cfg(cfg).test()
+    events = EventAccumulator(str(next(tmp_path.glob('*/vis_data/events.out.*')).parent))
+    events.Reload()
+    tags = set(events.Tags()['scalars'])
+    assert {'per_config/w1.00_s1/gflops', 'per_config/w0.25_s1/gflops'} <= tags
+    assert 'per_config/w1.00_s1/coco/bbox_mAP' in tags
+    assert 'per_config' in events.Tags()['images']
