@@ -7,11 +7,15 @@ Example:
     python tools/test.py configs/maskrcnn_mutual_r50.py work_dirs/mrcnn/epoch_12.pth
 """
 import argparse
+import copy
 import os
 import warnings
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
+from mmdet.evaluation import DumpDetResults
+from mmengine.config import Config, ConfigDict
+from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import mutualnet_mm  # noqa: F401
@@ -26,7 +30,56 @@ def parse_args() -> argparse.Namespace:
     add_runner_arguments(parser, 'the dir to save the results and logs')
     parser.add_argument('--widths', type=float, nargs='+', help='override the grid widths')
     parser.add_argument('--scales', type=float, nargs='+', help='override the grid scales')
+    parser.add_argument('--out', '--dump', dest='out',
+                        help='dump predictions to pickle files for offline evaluation, one per '
+                             'configuration: OUT.pkl -> OUT_<configuration>.pkl (mmdet: '
+                             '--out, mmaction2: --dump)')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument('--show-dir',
+                        help='draw the predictions into work_dir/timestamp/SHOW_DIR/'
+                             '<configuration>/ (mmaction2: into SHOW_DIR/<configuration>/)')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument('--interval', type=int, default=1,
+                        help='video: visualize every INTERVAL-th sample')
+    parser.add_argument('--tta', action='store_true',
+                        help='detection: test-time augmentation (the config\'s tta_model and '
+                             'tta_pipeline, else horizontal flip), at every configuration')
     return parser.parse_args()
+
+
+def enable_visualization(cfg: Config, args: argparse.Namespace, video: bool) -> None:
+    """Turn on the task's visualization hook as mmdet's / mmaction2's test.py do."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise ValueError(f'--show/--show-dir need default_hooks.visualization in {args.config}')
+    hook.update(show=args.show, wait_time=args.wait_time)
+    if video:
+        hook.update(enable=True, out_dir=args.show_dir, interval=args.interval)
+    else:
+        hook.update(draw=True, test_out_dir=args.show_dir)
+
+
+def enable_tta(cfg: Config) -> None:
+    """Wrap the model in its test-time augmentation model (mmdet's default: flip)."""
+    if (cfg.model.get('roi_head') or {}).get('mask_head') is not None:
+        raise ValueError('--tta: mmdet\'s DetTTAModel merges boxes only; test-time '
+                         'augmentation of instance segmentation (this config\'s '
+                         'roi_head.mask_head) is not supported')
+    cfg.setdefault('tta_model', dict(type='DetTTAModel', tta_cfg=dict(
+        nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)))
+    if 'tta_pipeline' not in cfg:
+        dataset = cfg.test_dataloader.dataset
+        while 'dataset' in dataset:
+            dataset = dataset['dataset']
+        pack = dict(dataset.pipeline[-1])
+        pack['meta_keys'] = tuple(dict.fromkeys([*pack.get('meta_keys', (
+            'img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')), 'flip',
+            'flip_direction']))
+        cfg.tta_pipeline = [*copy.deepcopy(dataset.pipeline[:-1]), dict(
+            type='TestTimeAug', transforms=[[dict(type='RandomFlip', prob=1.0),
+                                             dict(type='RandomFlip', prob=0.0)], [pack]])]
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
 def main() -> None:
@@ -44,7 +97,21 @@ def main() -> None:
     calibrates = (cfg.test_cfg.get('calibration') or {}).get('num_batches', 8) != 0
     check_data_config(cfg, ['test', 'train'] if calibrates else ['test'],  # BN calibration
                       args.check_data, training=False)
-    Runner.from_cfg(cfg).test()
+    video = cfg.get('default_scope') == 'mmaction'
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args, video)
+    if args.tta:
+        if video:
+            raise ValueError('--tta is for detection configs (mmaction2 has no test-time '
+                             f'augmentation model); {args.config} is an mmaction2 config')
+        enable_tta(cfg)
+    runner = Runner.from_cfg(cfg)
+    if args.out is not None:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--out {args.out!r} must be a .pkl or .pickle file')
+        dump = DumpResults if video else DumpDetResults
+        runner.test_evaluator.metrics.append(dump(out_file_path=args.out))
+    runner.test()
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@ import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 from torch import Tensor, nn
 
@@ -151,7 +151,9 @@ class CheckpointMatchHook(Hook):
         self.filename = filename
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = runner.model
+        if is_model_wrapper(model) or isinstance(model, BaseTTAModel):  # loaded as mmengine does
+            model = model.module
         source = f'checkpoint {self.filename!r}' if self.filename else 'the checkpoint'
         check_state_dict_fits(model, checkpoint.get('state_dict', checkpoint), source)
 

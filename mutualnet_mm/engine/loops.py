@@ -7,7 +7,7 @@ import mmcv
 import torch
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, TestLoop, ValLoop
 from mmengine.runner.amp import autocast
@@ -174,6 +174,8 @@ class _PerConfigMixin:
         runner = self.runner
         model = runner.model
         module = model.module if is_model_wrapper(model) else model
+        # With test-time augmentation (tools/test.py --tta) the model wraps the detector.
+        detector = module.module if isinstance(module, BaseTTAModel) else module
         records: List[dict] = []
         fingerprint = weights_fingerprint(module)
         progress = ProgressBar(len(self.grid) * len(self.dataloader)) \
@@ -184,8 +186,9 @@ class _PerConfigMixin:
                           f'{config.width:g}, scale {config.scale:g}): BN calibration on '
                           f'{self.num_calibration_batches} batches, then {stage} on '
                           f'{len(self.dataloader)} batches', logger='current')
-            calibrate_bn(model, self._calibration_batches(), config, self.rescaler,
+            calibrate_bn(detector, self._calibration_batches(), config, self.rescaler,
                          self.num_calibration_batches)
+            self._route_outputs(config)
             first_batch = None
             for idx, data_batch in enumerate(self.dataloader):
                 first_batch = first_batch or data_batch
@@ -202,9 +205,12 @@ class _PerConfigMixin:
             metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
             self._check_metric(metrics)
             record = {'name': config.name, 'width': config.width, 'scale': config.scale}
+            views = len(first_batch['inputs']) if detector is not module else 1
+            if detector is not module and first_batch is not None:  # the first view
+                first_batch = {key: value[0] for key, value in first_batch.items()}
             if self.count_flops and first_batch is not None:
-                record.update(self._cost(module, first_batch, config))
-            if self.latency is not None and first_batch is not None:
+                record.update(self._cost(detector, first_batch, config, views))
+            if self.latency is not None and first_batch is not None and views == 1:
                 record['latency_ms'] = self._latency(module, first_batch, config)
             record.update(metrics)
             records.append(record)
@@ -217,8 +223,39 @@ class _PerConfigMixin:
             self._report(records, metric, fingerprint)
         return {k: v for k, v in full_metrics.items() if '/' in k}
 
+    def _route_outputs(self, config: SubnetConfig) -> None:
+        """Send each configuration's drawings and dumped predictions to its own place.
+
+        Visualization hooks (mmdet's ``test_out_dir``, mmaction2's ``out_dir``) draw into
+        a sub-folder named after the configuration; dump metrics (``--out``) write
+        ``<name>_<configuration>.pkl``.
+        """
+        if not hasattr(self, '_output_roots'):
+            self._output_roots = {}
+        for hook in self.runner.hooks:
+            if not hasattr(hook, '_visualizer'):  # other hooks' out_dir is not a drawing
+                continue
+            for attribute in ('test_out_dir', 'out_dir'):
+                root = self._output_roots.setdefault((id(hook), attribute),
+                                                     getattr(hook, attribute, None))
+                if isinstance(root, str):
+                    if attribute == 'test_out_dir':  # mmdet: below work_dir/timestamp
+                        root = osp.join(self.runner.work_dir, self.runner.timestamp, root)
+                    setattr(hook, attribute, osp.join(root, config.name))
+        for metric in self.evaluator.metrics:
+            root = self._output_roots.setdefault((id(metric), 'out_file_path'),
+                                                 getattr(metric, 'out_file_path', None))
+            if isinstance(root, str):
+                stem, extension = osp.splitext(root)
+                metric.out_file_path = f'{stem}_{config.name}{extension}'
+
     @torch.no_grad()
     def _predict(self, module, data_batch, config: SubnetConfig):
+        if isinstance(module, BaseTTAModel):  # each augmented view at the configuration
+            views = [{key: value[i] for key, value in data_batch.items()}
+                     for i in range(len(data_batch['inputs']))]
+            predictions = [self._predict(module.module, view, config) for view in views]
+            return module.merge_preds(list(zip(*predictions)))
         with autocast(enabled=getattr(self, 'fp16', False)):
             data = module.data_preprocessor(data_batch, False)
             inputs, samples = self.rescaler(data['inputs'], data['data_samples'], config)
@@ -241,13 +278,15 @@ class _PerConfigMixin:
 
         return measure_latency(run, **self.latency, cuda=inputs.is_cuda)
 
-    def _cost(self, module, data_batch, config: SubnetConfig) -> dict:
+    def _cost(self, module, data_batch, config: SubnetConfig, views: int = 1) -> dict:
+        """Cost of ``predict`` on the first sample; with test-time augmentation, of all
+        ``views`` of it."""
         inputs, samples = self._first_sample(module, data_batch, config)
         parts = count_cost(module, lambda: module(inputs, samples, mode='predict'))
         total = parts.pop('total')
-        record = {'input_shape': list(inputs.shape[1:]), 'gflops': total['gmacs'],
+        record = {'input_shape': list(inputs.shape[1:]), 'gflops': total['gmacs'] * views,
                   'mparams': total['mparams']}
-        record.update({f'gflops_{part}': cost['gmacs'] for part, cost in parts.items()})
+        record.update({f'gflops_{part}': cost['gmacs'] * views for part, cost in parts.items()})
         return record
 
     def _check_metric(self, metrics: Dict[str, float]) -> None:
