@@ -158,5 +158,71 @@ class CheckpointMatchHook(Hook):
         check_state_dict_fits(model, checkpoint.get('state_dict', checkpoint), source)
 
 
-__all__ = ['CheckpointMatchHook', 'RANDOM_STATE_KEY', 'TorchRandomStateHook',
+@HOOKS.register_module()
+class MutualEtaHook(Hook):
+    """An ETA that knows the training's two phases and the whole evaluation grid.
+
+    mmengine's ``IterTimerHook`` extrapolates the mean iteration time: during the warm-up
+    (the full configuration alone) that ignores the costlier cohort iterations to come,
+    and in the per-configuration loops it counts one configuration's batches only. This
+    hook runs after it and before the logger, and replaces its ``eta``:
+
+    - training: remaining warm-up iterations at their mean time, plus remaining cohort
+      iterations at theirs; before any cohort iteration ran, at the warm-up's mean times
+      the cohort's expected cost relative to the full configuration (the sum over its
+      configurations of ``(width * scale) ** 2``, averaged over upcoming cohorts);
+    - evaluation: the grid's elapsed time (calibration included) per evaluated batch,
+      times the batches left in the grid.
+
+    The mutual train loop and the per-configuration loops register it.
+    """
+
+    priority = 55  # after IterTimerHook (NORMAL, 50), before LoggerHook (BELOW_NORMAL, 60)
+
+    def __init__(self) -> None:
+        self._seconds = {'warm-up': 0.0, 'cohort': 0.0}
+        self._counts = {'warm-up': 0, 'cohort': 0}
+        self._cohort_cost: Optional[float] = None
+
+    @staticmethod
+    def expected_cohort_cost(sampler, start: int, samples: int = 64) -> float:
+        """Mean cost of the cohorts from ``start`` on, relative to the full configuration."""
+        full = sampler.full
+        costs = [sum((c.width / full.width * c.scale / full.scale) ** 2
+                     for c in sampler.cohort(start + i)) for i in range(samples)]
+        return sum(costs) / len(costs)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        step = getattr(runner.train_loop, 'mutual_step', None)
+        if step is None or 'train/time' not in runner.message_hub.log_scalars:
+            return
+        warm_up = step.sampler.full_only_iters
+        phase = 'warm-up' if runner.iter < warm_up else 'cohort'
+        self._seconds[phase] += float(runner.message_hub.get_scalar('train/time').current())
+        self._counts[phase] += 1
+        done = runner.iter + 1
+        warm_left = max(0, warm_up - done)
+        cohort_left = runner.max_iters - done - warm_left
+        mean = {p: self._seconds[p] / self._counts[p] for p in self._seconds if self._counts[p]}
+        if 'cohort' not in mean and cohort_left:
+            if self._cohort_cost is None:
+                self._cohort_cost = self.expected_cohort_cost(step.sampler, warm_up)
+            mean['cohort'] = mean['warm-up'] * self._cohort_cost
+        eta = warm_left * mean.get('warm-up', 0.0) + cohort_left * mean.get('cohort', 0.0)
+        runner.message_hub.update_info('eta', eta)
+
+    def _after_eval_iter(self, runner, loop) -> None:
+        eta = getattr(loop, 'grid_eta', None)
+        if callable(eta) and eta() is not None:
+            runner.message_hub.update_info('eta', eta())
+
+    def after_val_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._after_eval_iter(runner, runner.val_loop)
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._after_eval_iter(runner, runner.test_loop)
+
+
+__all__ = ['CheckpointMatchHook', 'MutualEtaHook', 'RANDOM_STATE_KEY', 'TorchRandomStateHook',
            'check_state_dict_fits', 'set_torch_random_state', 'torch_random_state']

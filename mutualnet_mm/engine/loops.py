@@ -1,6 +1,7 @@
 """mmengine loops: mutual-learning training and per-configuration evaluation."""
 import logging
 import os.path as osp
+import time
 from typing import Dict, List, Optional, Sequence
 
 import mmcv
@@ -20,7 +21,7 @@ from ..evaluation.latency import measure_latency
 from ..evaluation.results import format_table, write_results
 from ..ops import set_width, width_range_of
 from .calibration import build_calibration_loader, calibrate_bn
-from .hooks import TorchRandomStateHook
+from .hooks import MutualEtaHook, TorchRandomStateHook
 from .mutual_step import MutualTrainStep, check_trainable_norms
 from .rescale import build_rescaler
 from .subnet import SubnetConfig, check_scales
@@ -34,6 +35,12 @@ def default_rescaler(model) -> dict:
     return dict(type='DetBatchRescaler')
 
 
+def register_eta_hook(runner) -> None:
+    """Give the runner a :class:`MutualEtaHook` (once)."""
+    if not any(isinstance(hook, MutualEtaHook) for hook in runner.hooks):
+        runner.register_hook(MutualEtaHook())
+
+
 class _MutualTrainMixin:
     """Replaces the single-pass ``train_step`` with :class:`MutualTrainStep`."""
 
@@ -45,6 +52,7 @@ class _MutualTrainMixin:
             default_rescaler=default_rescaler(model), max_iters=self.max_iters)
         if not any(isinstance(hook, TorchRandomStateHook) for hook in self.runner.hooks):
             self.runner.register_hook(TorchRandomStateHook())  # exact resume
+        register_eta_hook(self.runner)
         sampler = self.mutual_step.sampler
         print_log(f'mutual learning: {sampler.num_subnets} configurations per iteration, '
                   f'width range {sampler.width_range}, scales {sampler.scales}'
@@ -180,6 +188,7 @@ class _PerConfigMixin:
         fingerprint = weights_fingerprint(module)
         progress = ProgressBar(len(self.grid) * len(self.dataloader)) \
             if is_main_process() else None
+        self._grid_clock = (time.perf_counter(), 0)  # start, batches evaluated
         for position, config in enumerate(self.grid, 1):
             if is_main_process():
                 print_log(f'configuration {position}/{len(self.grid)}: {config.name} (width '
@@ -194,6 +203,7 @@ class _PerConfigMixin:
                 first_batch = first_batch or data_batch
                 runner.call_hook(f'before_{stage}_iter', batch_idx=idx, data_batch=data_batch)
                 outputs = self._predict(module, data_batch, config)
+                self._grid_clock = (self._grid_clock[0], self._grid_clock[1] + 1)
                 self.evaluator.process(data_samples=outputs, data_batch=data_batch)
                 runner.call_hook(f'after_{stage}_iter', batch_idx=idx,
                                  data_batch=data_batch, outputs=outputs)
@@ -222,6 +232,15 @@ class _PerConfigMixin:
             print()
             self._report(records, metric, fingerprint)
         return {k: v for k, v in full_metrics.items() if '/' in k}
+
+    def grid_eta(self) -> Optional[float]:
+        """Seconds left in the grid: elapsed time (calibrations included) per evaluated
+        batch, times the batches left (None before the first batch)."""
+        start, done = getattr(self, '_grid_clock', (0.0, 0))
+        if not done:
+            return None
+        total = len(self.grid) * len(self.dataloader)
+        return (time.perf_counter() - start) / done * (total - done)
 
     def _route_outputs(self, config: SubnetConfig) -> None:
         """Send each configuration's drawings and dumped predictions to its own place.
@@ -356,6 +375,7 @@ class _PerConfigLoop(_PerConfigMixin):
                  latency: Optional[dict] = None) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
         self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops, latency)
+        register_eta_hook(runner)
 
     def run(self) -> dict:
         self.runner.call_hook(f'before_{self.stage}')
