@@ -125,6 +125,8 @@ def test_every_configuration_is_labelled_logged_and_sent_to_the_visualizer(setup
     cfg.test_cfg = dict(type='PerConfigTestLoop', widths=(1.0, 0.25), scales=(1.0, 0.5),
                         calibration=dict(num_batches=1))
     cfg.load_from, cfg.work_dir = checkpoint, str(tmp_path)
+    # its own logger and visualizer (one process's runners would share them)
+    cfg.experiment_name = cfg.visualizer.name = 'labelled'
     Runner.from_cfg(cfg).test()
     log = next(tmp_path.glob('*/*.log')).read_text()
     names = ['w1.00_s1', 'w1.00_s0.5', 'w0.25_s1', 'w0.25_s0.5']  # largest first
@@ -163,6 +165,7 @@ def test_tensorboard_gets_every_configuration_and_the_plot(setup, tmp_path) -> N
     cfg.load_from, cfg.work_dir = checkpoint, str(tmp_path)
     # The README's command: --cfg-options visualizer.vis_backends.0.type=TensorboardVisBackend
     cfg.merge_from_dict({'visualizer.vis_backends.0.type': 'TensorboardVisBackend'})
+    cfg.experiment_name = cfg.visualizer.name = 'tensorboard'
     Runner.from_cfg(cfg).test()
     events = EventAccumulator(str(next(tmp_path.glob('*/vis_data/events.out.*')).parent))
     events.Reload()
