@@ -224,8 +224,12 @@ class QueryTable:
                 weights or records none.
         """
         if not osp.isfile(path):
-            raise FileNotFoundError(f'query table {path!r} does not exist (run tools/test.py '
-                                    'first: it writes query_table.json in the work dir)')
+            latency = 'latency_ms' in osp.basename(path)
+            how = ('python tools/test.py CONFIG CHECKPOINT --cfg-options '
+                   'test_cfg.latency.repeats=20 writes it (and query_table.json), with latency '
+                   'measured on this machine' if latency else
+                   'python tools/test.py CONFIG CHECKPOINT writes it in the work dir')
+            raise FileNotFoundError(f'query table {path!r} does not exist: {how}')
         check_in_result_set(path)
         source = f'query table {path!r}'
         table = cls.from_dict(read_json(path, 'query table', _QUERY_TABLE_FORMAT), source)

@@ -310,3 +310,10 @@ def test_the_plot_shows_every_metric_family_and_explains_its_labels(tmp_path) ->
     plot_results(RECORDS, METRIC, str(one_panel))
     width = mmcv.imread(str(path)).shape[1]
     assert width == 2 * mmcv.imread(str(one_panel)).shape[1]  # a panel per family
+
+
+def test_a_missing_query_table_says_how_to_make_it(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match='tools/test.py CONFIG CHECKPOINT writes it'):
+        QueryTable.load(str(tmp_path / 'query_table.json'))
+    with pytest.raises(FileNotFoundError, match='--cfg-options test_cfg.latency.repeats=20'):
+        QueryTable.load(str(tmp_path / 'query_table_latency_ms.json'))
