@@ -26,6 +26,7 @@ from mmaction.registry import MODELS
 from torch import Tensor
 
 from ...ops import SlimmableConv3d, convert_to_slimmable, scale_channels
+from ...ops.layers import active_channels
 from ..stock import StockSlimmable
 
 _NOT_FORWARDED = ('init_cfg', 'pretrained')
@@ -78,10 +79,8 @@ class SlimmableConcatConv3d(SlimmableConv3d):
         return torch.cat(parts, dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        expected = sum(self.active_in_segments)
-        if x.shape[1] != expected:
-            raise ValueError(f'{type(self).__name__} expects {expected} input channels '
-                             f'(segments {self.active_in_segments}), got {x.shape[1]}')
+        active_channels(x, sum(self.active_in_segments), False,
+                        f'{type(self).__name__} (input segments {self.active_in_segments})')
         if self.active_in_segments == self.in_segments:
             return super().forward(x)
         out_channels = self._active_out(self.out_channels)
