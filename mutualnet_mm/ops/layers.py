@@ -292,6 +292,18 @@ _SLIMMABLE_OF = {
 }
 
 
+def register_slimmable_twin(stock_cls: type, twin_cls: type) -> None:
+    """Make :func:`convert_to_slimmable` swap layers of exactly ``stock_cls`` for ``twin_cls``.
+
+    ``twin_cls`` subclasses both :class:`SlimmableLayer` and ``stock_cls`` and keeps its
+    parameters (e.g. mmcv's deformable convolutions).
+    """
+    if not (issubclass(twin_cls, stock_cls) and issubclass(twin_cls, SlimmableLayer)):
+        raise TypeError(f'{twin_cls.__name__} must subclass SlimmableLayer and '
+                        f'{stock_cls.__name__}')
+    _SLIMMABLE_OF[stock_cls] = twin_cls
+
+
 def to_slimmable_layer(layer: nn.Module) -> nn.Module:
     """The slimmable twin of a stock layer, sharing its parameters and buffers.
 
