@@ -15,8 +15,11 @@ from mmcv.ops import (
 )
 from torch import Tensor
 
-from ..ops import SlimmableLayer, register_slimmable_twin
-from ..ops.layers import active_channels
+from ..ops import (
+    SlimmableLayer,
+    layers,  # layers.active_channels: the name torch.fx wraps
+    register_slimmable_twin,
+)
 
 
 class _SlimmableDeformMixin(SlimmableLayer):
@@ -27,7 +30,7 @@ class _SlimmableDeformMixin(SlimmableLayer):
 
     def _sliced_weight(self, x: Tensor) -> tuple:
         """``(weight, bias)`` cut to the active outputs and ``x``'s channels."""
-        channels = active_channels(x, self.in_channels, self.slim_in, type(self).__name__,
+        channels = layers.active_channels(x, self.in_channels, self.slim_in, type(self).__name__,
                                    groups=self.groups)
         out_channels = self._active_out(self.out_channels)
         # mmcv's kernels need a contiguous weight (a no-op at full width)

@@ -25,8 +25,12 @@ from mmaction.models.backbones.resnet3d import Bottleneck3d
 from mmaction.registry import MODELS
 from torch import Tensor
 
-from ...ops import SlimmableConv3d, convert_to_slimmable, scale_channels
-from ...ops.layers import active_channels
+from ...ops import (
+    SlimmableConv3d,
+    convert_to_slimmable,
+    layers,  # layers.active_channels: the name torch.fx wraps
+    scale_channels,
+)
 from ..stock import StockSlimmable, drop_in_signature, stock_arguments
 
 _NOT_FORWARDED = ('init_cfg', 'pretrained')
@@ -79,7 +83,7 @@ class SlimmableConcatConv3d(SlimmableConv3d):
         return torch.cat(parts, dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        active_channels(x, sum(self.active_in_segments), False,
+        layers.active_channels(x, sum(self.active_in_segments), False,
                         f'{type(self).__name__} (input segments {self.active_in_segments})')
         if self.active_in_segments == self.in_segments:
             return super().forward(x)
