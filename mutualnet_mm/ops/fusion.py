@@ -9,11 +9,33 @@ torch's default fuser table, which ``fuse_modules`` looks layers up in by exact 
 """
 from typing import Callable, Dict, Tuple
 
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.ao.quantization import fuser_method_mappings
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .layers import SlimmableBatchNorm2d, SlimmableBatchNorm3d, SlimmableConv2d, SlimmableConv3d
+
+
+class SlimmableConvReLU2d(SlimmableConv2d):
+    """A slimmable conv with a ReLU after it: a fused conv, BN and ReLU.
+
+    One layer under the conv's name (torch's ``ConvReLU2d`` nests the conv as ``.0``,
+    which would hide it from the channel plan).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(super().forward(x))
+
+
+class SlimmableConvReLU3d(SlimmableConv3d):
+    """A slimmable 3D conv with a ReLU after it: a fused conv, BN and ReLU."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(super().forward(x))
+
+
+_WITH_RELU = {SlimmableConv2d: SlimmableConvReLU2d, SlimmableConv3d: SlimmableConvReLU3d}
 
 
 def fuse_slimmable_conv_bn(is_qat: bool, conv: nn.Module, bn: nn.Module) -> nn.Module:
@@ -28,8 +50,10 @@ def fuse_slimmable_conv_bn(is_qat: bool, conv: nn.Module, bn: nn.Module) -> nn.M
 
 def fuse_slimmable_conv_bn_relu(is_qat: bool, conv: nn.Module, bn: nn.Module,
                                 relu: nn.Module) -> nn.Module:
-    """``Sequential(fused conv, relu)`` (torch's ``ConvReLU2d`` takes stock convs only)."""
-    return nn.Sequential(fuse_slimmable_conv_bn(is_qat, conv, bn), relu)
+    """The fused slimmable conv, applying a ReLU to its outputs."""
+    fused = fuse_slimmable_conv_bn(is_qat, conv, bn)
+    fused.__class__ = _WITH_RELU[type(conv)]
+    return fused
 
 
 #: Layer types -> fuser, in the form ``fuse_modules`` takes.
