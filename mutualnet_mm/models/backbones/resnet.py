@@ -55,7 +55,9 @@ class SlimmableResNet(StockSlimmable, ResNet):
         if depth not in self.arch_settings:
             raise InvalidDepthError(f'SlimmableResNet depth must be one of '
                                     f'{sorted(self.arch_settings)}, got {depth!r}')
-        super().__init__(**copy.deepcopy(kwargs))  # the stock blocks pop keys of dcn
+        # copies: the stock blocks pop keys of dcn (and whoever passed it may build again)
+        kwargs = copy.deepcopy(kwargs)
+        super().__init__(**copy.deepcopy(kwargs))
         self.init_width_range(width_range)
         self._stock_kwargs = {k: v for k, v in kwargs.items() if k not in _NOT_FORWARDED}
         convert_to_slimmable(self)
