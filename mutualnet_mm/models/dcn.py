@@ -30,13 +30,11 @@ class _SlimmableDeformMixin(SlimmableLayer):
 
     def _sliced_weight(self, x: Tensor) -> tuple:
         """``(weight, bias)`` cut to the active outputs and ``x``'s channels."""
-        channels = layers.active_channels(x, self.in_channels, self.slim_in, type(self).__name__,
-                                   groups=self.groups)
-        out_channels = self._active_out(self.out_channels)
-        # mmcv's kernels need a contiguous weight (a no-op at full width)
-        weight = self.weight[:out_channels, :channels // self.groups].contiguous()
-        bias = getattr(self, 'bias', None)  # DeformConv2d has none
-        return weight, None if bias is None else bias[:out_channels]
+        weight, bias, _ = layers.sliced_weights(
+            x, self.weight, getattr(self, 'bias', None),  # DeformConv2d has no bias
+            self._active_out(self.out_channels), self.groups, False, self.slim_in,
+            type(self).__name__)
+        return weight.contiguous(), bias  # mmcv's kernels need a contiguous weight
 
 
 class SlimmableDeformConv2dPack(_SlimmableDeformMixin, DeformConv2dPack):

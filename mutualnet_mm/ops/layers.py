@@ -36,20 +36,35 @@ def active_channels(x: Tensor, full: int, slim: bool, owner: str, dim: int = 1,
 
 
 @torch.fx.wrap
-def check_dims(x: Tensor, dims: tuple, owner: str) -> Tensor:
-    """``x`` itself, after checking it has one of ``dims`` dimensions (``ValueError``)."""
-    if x.dim() not in dims:
-        raise ValueError(f'{owner} expected a {"D or ".join(map(str, dims))}D input '
-                         f'(got {x.dim()}D input)')
-    return x
+def sliced_weights(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_channels: int,
+                   groups: int, depthwise: bool, slim_in: bool, owner: str,
+                   dim: int = 1) -> tuple:
+    """``(weight, bias, groups)`` a conv or linear layer runs with on input ``x``.
+
+    The weight ``(out, in / groups, ...)`` is cut to ``[:out_channels, :channels /
+    groups]`` for the ``channels`` of ``x`` along ``dim``; a depthwise layer's outputs
+    and groups follow its input instead. ``torch.fx`` records the call as one node (the
+    function is wrapped), so a traced layer never branches on a shape; run eagerly, the
+    full width takes the weights as they are.
+    """
+    full_out = weight.shape[0]
+    full_in = weight.shape[1] * groups
+    channels = active_channels(x, full_in, slim_in, owner, dim, 1 if depthwise else groups)
+    if depthwise:
+        out_channels, groups = full_out // full_in * channels, channels
+    if channels == full_in and out_channels == full_out:
+        return weight, bias, groups
+    weight = weight[:out_channels] if depthwise else weight[:out_channels, :channels // groups]
+    return weight, None if bias is None else bias[:out_channels], groups
 
 
 class SlimmableLayer:
     """What a slimmable layer exposes: which sides slim, and its active output count.
 
-    Forwards slice the weights to ``[:active outputs, :input channels]`` on every call,
-    full width included, with no branch on the input's shape: the same code runs eagerly
-    and under ``torch.fx`` tracing.
+    Forwards take their weights from a ``torch.fx``-wrapped function
+    (:func:`sliced_weights`, :func:`sliced_batch_norm`) that cuts them to
+    ``[:active outputs, :input channels]``: a forward never branches on the input's
+    shape, so it traces, and eagerly the full width runs on the weights as they are.
     """
 
     slim_in: bool = True
@@ -95,20 +110,9 @@ class _SlimmableConvMixin(SlimmableLayer):
 
     def sliced_parameters(self, x: Tensor) -> tuple:
         """``(weight, bias, groups)`` the layer runs with on input ``x``."""
-        owner = type(self).__name__
-        if self.is_depthwise:
-            channels = active_channels(x, self.in_channels, self.slim_in, owner)
-            out_channels = channels * (self.out_channels // self.in_channels)
-            groups = channels
-            weight = self.weight[:out_channels]
-        else:
-            channels = active_channels(x, self.in_channels, self.slim_in, owner,
-                                       groups=self.groups)
-            out_channels = self._active_out(self.out_channels)
-            groups = self.groups
-            weight = self.weight[:out_channels, :channels // groups]
-        bias = None if self.bias is None else self.bias[:out_channels]
-        return weight, bias, groups
+        return sliced_weights(x, self.weight, self.bias, self._active_out(self.out_channels),
+                              self.groups, self.is_depthwise, self.slim_in,
+                              type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
         weight, bias, groups = self.sliced_parameters(x)
@@ -138,10 +142,10 @@ class SlimmableLinear(SlimmableLayer, nn.Linear):
         return self.out_features
 
     def forward(self, x: Tensor) -> Tensor:
-        in_f = active_channels(x, self.in_features, self.slim_in, type(self).__name__, dim=-1)
-        out_f = self._active_out(self.out_features)
-        bias = None if self.bias is None else self.bias[:out_f]
-        return F.linear(x, self.weight[:out_f, :in_f], bias)
+        weight, bias, _ = sliced_weights(x, self.weight, self.bias,
+                                         self._active_out(self.out_features), 1, False,
+                                         self.slim_in, type(self).__name__, dim=-1)
+        return F.linear(x, weight, bias)
 
 
 class SlimmableConvTranspose2d(SlimmableLayer, nn.ConvTranspose2d):
@@ -176,21 +180,26 @@ def _norm_arguments(x: Tensor, running_mean: Optional[Tensor], running_var: Opti
                     dims: tuple, owner: str) -> tuple:
     """What ``_BatchNorm.forward`` passes to ``F.batch_norm``, cut to ``x``'s channels.
 
-    Returns ``(x, weight, bias, running_mean, running_var, factor, use_batch_stats)``;
+    Returns ``(weight, bias, running_mean, running_var, factor, use_batch_stats)``;
     counts the batch in ``num_batches_tracked`` when training with running statistics.
     """
-    channels = active_channels(check_dims(x, dims, owner), num_features, True, owner)
+    if x.dim() not in dims:
+        raise ValueError(f'{owner} expected a {"D or ".join(map(str, dims))}D input '
+                         f'(got {x.dim()}D input)')
+    channels = active_channels(x, num_features, True, owner)
     factor = 0.0 if momentum is None else momentum
     if training and track_running_stats and num_batches_tracked is not None:
         num_batches_tracked.add_(1)
         if momentum is None:
             factor = 1.0 / float(num_batches_tracked)
-    keep_running = not training or track_running_stats
-
-    def cut(t: Optional[Tensor], keep: bool = True) -> Optional[Tensor]:
-        return t[:channels] if t is not None and keep else None
-    return (x, cut(weight), cut(bias), cut(running_mean, keep_running),
-            cut(running_var, keep_running), factor, training or running_mean is None)
+    use_batch_stats = training or running_mean is None
+    if training and not track_running_stats:
+        running_mean = running_var = None
+    if channels != num_features:
+        weight, bias, running_mean, running_var = (
+            None if t is None else t[:channels]
+            for t in (weight, bias, running_mean, running_var))
+    return weight, bias, running_mean, running_var, factor, use_batch_stats
 
 
 @torch.fx.wrap
@@ -203,7 +212,7 @@ def sliced_batch_norm(x: Tensor, running_mean: Optional[Tensor],
 
     One ``torch.fx`` node when traced: the running statistics stay the module's buffers.
     """
-    x, weight, bias, running_mean, running_var, factor, use_batch_stats = _norm_arguments(
+    weight, bias, running_mean, running_var, factor, use_batch_stats = _norm_arguments(
         x, running_mean, running_var, weight, bias, num_batches_tracked, training,
         track_running_stats, momentum, num_features, dims, owner)
     return F.batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, factor,
@@ -227,7 +236,7 @@ class _SlimmableBatchNormBase(SlimmableLayer, _BatchNorm):
                 self.num_batches_tracked, self.training, self.track_running_stats,
                 self.momentum, self.num_features, self.input_dims, type(self).__name__)
         if self._use_sync(x):
-            x, weight, bias, running_mean, running_var, factor, _ = _norm_arguments(*args)
+            weight, bias, running_mean, running_var, factor, _ = _norm_arguments(*args)
             return self._sync_forward(x, weight, bias, running_mean, running_var, factor)
         return sliced_batch_norm(*args, eps=self.eps)
 
