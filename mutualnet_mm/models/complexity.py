@@ -19,6 +19,7 @@ from ..ops import (
     SlimmableConvTranspose2d,
     SlimmableLinear,
 )
+from ..ops.fusion import SlimmableConvReLU2d, SlimmableConvReLU3d
 from .backbones.resnet3d_slowfast import SlimmableConcatConv3d
 
 
@@ -45,6 +46,8 @@ SLIMMABLE_COUNTERS: Dict[type, Callable] = {
     SlimmableConv2d: _counting_active(flops_counter.conv_flops_counter_hook),
     SlimmableConv3d: _counting_active(flops_counter.conv_flops_counter_hook),
     SlimmableConcatConv3d: _counting_active(flops_counter.conv_flops_counter_hook),
+    SlimmableConvReLU2d: _counting_active(flops_counter.conv_flops_counter_hook),  # fused
+    SlimmableConvReLU3d: _counting_active(flops_counter.conv_flops_counter_hook),
     SlimmableConvTranspose2d: _counting_active(flops_counter.deconv_flops_counter_hook),
     # these stock hooks read the tensors' shapes only
     SlimmableBatchNorm2d: flops_counter.norm_flops_counter_hook,

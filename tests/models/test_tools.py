@@ -102,6 +102,12 @@ def test_fuse_modules_folds_conv_bn_relu_and_still_slims(width: float) -> None:
     fused.set_width(width)
     with torch.no_grad():
         assert max_difference(fused(x), expected) <= 1e-5
+    # mmcv counts the fused stem as the stock conv it runs
+    stem = nn.Conv2d(3, fused.conv1.active_out_channels or 64, 7, stride=2, padding=3)
+    assert mmcv_complexity(nn.Sequential(fused.conv1), (3, 32, 32), as_strings=False,
+                           print_per_layer_stat=False)[0] == \
+        mmcv_complexity(nn.Sequential(stem), (3, 32, 32), as_strings=False,
+                        print_per_layer_stat=False)[0]
 
 
 def test_fuse_modules_refuses_training_mode() -> None:
