@@ -304,3 +304,13 @@ def test_dense_heads_output_one_map_per_level_at_a_width(head: str, in_channels:
     assert [c.shape[1:] for c in cls_scores] == [
         (anchors * module.cls_out_channels, s, s) for s in (16, 8, 4, 2, 1)]
     assert [b.shape[1] for b in bbox_preds] == [anchors * 4] * 5
+
+
+def test_stock_default_initialization_is_kept() -> None:
+    retina = build_stock(dict(type='SlimmableRetinaHead', num_classes=3, in_channels=16,
+                              feat_channels=16), 'mmdet')
+    retina.init_weights()  # the stock default: class-score bias from a prior of 0.01
+    assert torch.allclose(retina.retina_cls.bias, torch.full((27,), -4.59512))
+    fpn = build_stock(dict(type='SlimmableFPN', in_channels=[16, 32], out_channels=16,
+                           num_outs=2), 'mmdet')
+    assert fpn.init_cfg == dict(type='Xavier', layer='Conv2d', distribution='uniform')

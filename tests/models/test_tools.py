@@ -164,3 +164,11 @@ def test_convert_sync_batchnorm_keeps_the_layers_slimmable() -> None:
     assert set(stock.state_dict()) == set(model.state_dict())
     assert all(isinstance(m, SlimmableLayer) for m in model.modules()
                if isinstance(m, (nn.Conv2d, nn.modules.batchnorm._BatchNorm)))
+
+
+def test_fx_traces_the_video_head_on_slimmed_features() -> None:
+    head = build_stock(dict(type='SlimmableX3DHead', num_classes=5, in_channels=432),
+                       'mmaction').eval()
+    features = torch.randn(2, 216, 1, 2, 2)  # what SlimmableX3D delivers at a width
+    with torch.no_grad():
+        assert max_difference(fx.symbolic_trace(head)(features), head(features)) == 0
