@@ -58,6 +58,22 @@ def sliced_weights(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_channe
     return weight, None if bias is None else bias[:out_channels], groups
 
 
+@torch.fx.wrap
+def sliced_transposed_weights(x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                              out_channels: int, groups: int, slim_in: bool,
+                              owner: str) -> tuple:
+    """``(weight, bias)`` a transposed conv (weight ``(in, out / groups, ...)``) runs with.
+
+    As :func:`sliced_weights`: one ``torch.fx`` node; eagerly, full width passes the
+    weights through.
+    """
+    full_in, full_out = weight.shape[0], weight.shape[1] * groups
+    channels = active_channels(x, full_in, slim_in, owner)
+    if channels == full_in and out_channels == full_out:
+        return weight, bias
+    return weight[:channels, :out_channels], None if bias is None else bias[:out_channels]
+
+
 class SlimmableLayer:
     """What a slimmable layer exposes: which sides slim, and its active output count.
 
@@ -163,14 +179,13 @@ class SlimmableConvTranspose2d(SlimmableLayer, nn.ConvTranspose2d):
         super().set_active_out_channels(channels)
 
     def forward(self, x: Tensor, output_size: Optional[list] = None) -> Tensor:
-        in_c = active_channels(x, self.in_channels, self.slim_in and self.groups == 1,
-                               type(self).__name__)
-        out_c = self._active_out(self.out_channels)
+        weight, bias = sliced_transposed_weights(
+            x, self.weight, self.bias, self._active_out(self.out_channels), self.groups,
+            self.slim_in and self.groups == 1, type(self).__name__)
         output_padding = self._output_padding(x, output_size, self.stride, self.padding,
                                               self.kernel_size, 2, self.dilation)
-        bias = None if self.bias is None else self.bias[:out_c]
-        return F.conv_transpose2d(x, self.weight[:in_c, :out_c], bias, self.stride,
-                                  self.padding, output_padding, self.groups, self.dilation)
+        return F.conv_transpose2d(x, weight, bias, self.stride, self.padding, output_padding,
+                                  self.groups, self.dilation)
 
 
 def _norm_arguments(x: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],

@@ -35,7 +35,7 @@ class SlimmableConvFCBBoxHead(_SlimmableConvFCMixin, ConvFCBBoxHead):
 
     Args:
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        **kwargs: mmdet ``ConvFCBBoxHead`` arguments; ``norm_cfg`` None or batch norm.
+        *args, **kwargs: mmdet ``ConvFCBBoxHead`` arguments; ``norm_cfg`` None or batch norm.
     """
 
     stock_type = 'ConvFCBBoxHead'
@@ -53,7 +53,7 @@ class SlimmableShared2FCBBoxHead(_SlimmableConvFCMixin, Shared2FCBBoxHead):
 
     Args:
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        **kwargs: mmdet ``Shared2FCBBoxHead`` arguments (``in_channels``,
+        *args, **kwargs: mmdet ``Shared2FCBBoxHead`` arguments (``in_channels``,
             ``fc_out_channels``, ``num_classes``, ``bbox_coder``, losses, ...).
     """
 
@@ -72,7 +72,7 @@ class SlimmableShared4Conv1FCBBoxHead(_SlimmableConvFCMixin, Shared4Conv1FCBBoxH
 
     Args:
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        **kwargs: mmdet ``Shared4Conv1FCBBoxHead`` arguments; ``norm_cfg`` None or
+        *args, **kwargs: mmdet ``Shared4Conv1FCBBoxHead`` arguments; ``norm_cfg`` None or
             batch norm (the GN variants of mmdet's configs cannot slim).
     """
 

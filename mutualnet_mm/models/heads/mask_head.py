@@ -21,7 +21,7 @@ class SlimmableFCNMaskHead(StockSlimmableHead, FCNMaskHead):
 
     Args:
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        **kwargs: mmdet ``FCNMaskHead`` arguments; ``upsample_cfg`` type one of
+        *args, **kwargs: mmdet ``FCNMaskHead`` arguments; ``upsample_cfg`` type one of
             None, 'deconv', 'nearest', 'bilinear' (not 'carafe'); ``norm_cfg`` None or
             batch norm.
     """

@@ -18,7 +18,7 @@ class SlimmableRetinaHead(StockSlimmableHead, RetinaHead):
 
     Args:
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        **kwargs: mmdet ``RetinaHead`` arguments (``num_classes``, ``in_channels``,
+        *args, **kwargs: mmdet ``RetinaHead`` arguments (``num_classes``, ``in_channels``,
             ``stacked_convs``, ``norm_cfg`` (None or batch norm), ...).
     """
 

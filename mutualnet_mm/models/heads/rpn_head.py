@@ -18,7 +18,7 @@ class SlimmableRPNHead(StockSlimmableHead, RPNHead):
 
     Args:
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        **kwargs: mmdet ``RPNHead`` arguments (``in_channels``, ``feat_channels``,
+        *args, **kwargs: mmdet ``RPNHead`` arguments (``in_channels``, ``feat_channels``,
             ``anchor_generator``, ``bbox_coder``, losses, ...).
     """
 
