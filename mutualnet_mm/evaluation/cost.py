@@ -17,7 +17,7 @@ from ..ops.layers import _SlimmableConvMixin
 
 def _conv_cost(layer: _ConvNd, x: torch.Tensor, y: torch.Tensor) -> tuple:
     if isinstance(layer, _SlimmableConvMixin):
-        out_c, in_per_group, _ = layer.active_shape(x.shape[1])
+        out_c, in_per_group = layer.sliced_parameters(x)[0].shape[:2]
     else:
         out_c, in_per_group = layer.weight.shape[:2]
     kernel = 1

@@ -1,4 +1,5 @@
 """Registered slimmable models: backbones, necks and heads."""
+from . import complexity  # noqa: F401  (mmcv's FLOPs counter counts slimmable layers)
 from .backbones import *  # noqa: F401,F403
 from .heads import *  # noqa: F401,F403
 from .necks import *  # noqa: F401,F403

@@ -1,14 +1,59 @@
 """Slimmable modules that, at every width, compute a stock OpenMMLab module."""
 import functools
+import inspect
 import json
-from typing import Dict
+from typing import Any, Callable, Dict, Sequence
 
 import torch
+from mmcv.ops import DeformConv2d, ModulatedDeformConv2d
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import DefaultScope
 from torch import nn
 
 from ..ops import Slimmable
+
+
+def stock_arguments(stock_cls: type, args: Sequence, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The arguments of ``stock_cls(*args, **kwargs)`` by parameter name.
+
+    Positional arguments take the meaning the stock class gives them; arguments the
+    stock class would refuse raise its ``TypeError``. Extra keyword arguments (a stock
+    ``**kwargs``) are merged in.
+    """
+    signature = inspect.signature(stock_cls)
+    bound = signature.bind(*args, **kwargs)
+    named: Dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                raise TypeError(f'{stock_cls.__name__} got {len(value)} positional arguments '
+                                f'beyond its named parameters: {value!r}')
+        else:
+            named[name] = value
+    return named
+
+
+def drop_in_signature(stock_cls: type) -> Callable[[type], type]:
+    """Give a class's ``__init__(self, *args, <keyword-only>, **kwargs)`` the stock signature.
+
+    The published signature is the stock class's, every parameter in its place with its
+    default, followed by the slimmable class's own keyword-only parameters (before a
+    stock ``**kwargs``). ``__init__`` maps its arguments with :func:`stock_arguments`.
+    """
+    def decorate(cls: type) -> type:
+        ours = inspect.signature(cls.__init__).parameters.values()
+        extras = [p for p in ours if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        stock = inspect.signature(stock_cls.__init__)
+        params = [p for p in stock.parameters.values()
+                  if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        var_keyword = [p for p in stock.parameters.values()
+                       if p.kind is inspect.Parameter.VAR_KEYWORD]
+        cls.__init__.__signature__ = stock.replace(parameters=params + extras + var_keyword)
+        return cls
+    return decorate
 
 
 def build_stock(config: dict, scope: str, device='cpu') -> nn.Module:
@@ -28,7 +73,8 @@ def _cached_plan(config_json: str, scope: str) -> Dict[str, int]:
     stock = build_stock(json.loads(config_json), scope, device='meta')
     plan = {}
     for name, layer in stock.named_modules():
-        if isinstance(layer, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)):
+        if isinstance(layer, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, DeformConv2d,
+                              ModulatedDeformConv2d)):
             plan[name] = layer.out_channels
         elif isinstance(layer, nn.Linear):
             plan[name] = layer.out_features

@@ -1,4 +1,5 @@
 """Slimmable layers, the channel rule and the width contract (no OpenMMLab imports)."""
+from .fusion import SLIMMABLE_FUSER_METHODS
 from .layers import (
                      SlimmableBatchNorm2d,
                      SlimmableBatchNorm3d,
@@ -9,6 +10,7 @@ from .layers import (
                      SlimmableLinear,
                      SlimmableSyncBatchNorm,
                      convert_to_slimmable,
+                     register_slimmable_twin,
                      reset_bn_statistics,
                      to_slimmable_layer,
 )
@@ -24,11 +26,13 @@ from .slimmable import (
 from .width import CHANNEL_DIVISOR, check_width, check_width_range, make_divisible, scale_channels
 
 __all__ = [
-    'CHANNEL_DIVISOR', 'Slimmable', 'SlimmableBatchNorm2d', 'SlimmableBatchNorm3d',
+    'CHANNEL_DIVISOR', 'SLIMMABLE_FUSER_METHODS', 'Slimmable', 'SlimmableBatchNorm2d',
+    'SlimmableBatchNorm3d',
     'SlimmableConv2d', 'SlimmableConv3d', 'SlimmableConvTranspose2d', 'SlimmableLayer',
     'SlimmableLinear',
     'SlimmableSyncBatchNorm', 'check_width', 'check_width_range', 'convert_to_slimmable',
-    'get_width', 'iter_slimmable_layers', 'make_divisible', 'reset_bn_statistics',
+    'get_width', 'iter_slimmable_layers', 'make_divisible', 'register_slimmable_twin',
+    'reset_bn_statistics',
     'scale_channels', 'set_width', 'slice_state_dict', 'slimmable_modules',
     'to_slimmable_layer', 'width_range_of',
 ]

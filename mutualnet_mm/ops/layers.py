@@ -15,19 +15,77 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
+@torch.fx.wrap
+def active_channels(x: Tensor, full: int, slim: bool, owner: str, dim: int = 1,
+                    groups: int = 1) -> int:
+    """How many channels of a layer's ``full`` inputs ``x`` carries (along ``dim``).
+
+    Raises ``ValueError`` when ``x`` has more than ``full`` channels, fewer while
+    ``slim`` is False, or a count not divisible by ``groups``. ``torch.fx`` records the
+    call as one node (it is wrapped), so traced layers keep these checks and never
+    branch on a shape while tracing.
+    """
+    channels = x.shape[dim]
+    if channels > full or (not slim and channels != full):
+        allowed = f'at most {full}' if slim else f'exactly {full}'
+        raise ValueError(f'{owner} got an input with {channels} channels; it accepts {allowed}')
+    if channels % groups:
+        raise ValueError(f'{owner} with {groups} groups got {channels} input channels '
+                         '(not divisible)')
+    return channels
+
+
+@torch.fx.wrap
+def sliced_weights(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_channels: int,
+                   groups: int, depthwise: bool, slim_in: bool, owner: str,
+                   dim: int = 1) -> tuple:
+    """``(weight, bias, groups)`` a conv or linear layer runs with on input ``x``.
+
+    The weight ``(out, in / groups, ...)`` is cut to ``[:out_channels, :channels /
+    groups]`` for the ``channels`` of ``x`` along ``dim``; a depthwise layer's outputs
+    and groups follow its input instead. ``torch.fx`` records the call as one node (the
+    function is wrapped), so a traced layer never branches on a shape; run eagerly, the
+    full width takes the weights as they are.
+    """
+    full_out = weight.shape[0]
+    full_in = weight.shape[1] * groups
+    channels = active_channels(x, full_in, slim_in, owner, dim, 1 if depthwise else groups)
+    if depthwise:
+        out_channels, groups = full_out // full_in * channels, channels
+    if channels == full_in and out_channels == full_out:
+        return weight, bias, groups
+    weight = weight[:out_channels] if depthwise else weight[:out_channels, :channels // groups]
+    return weight, None if bias is None else bias[:out_channels], groups
+
+
+@torch.fx.wrap
+def sliced_transposed_weights(x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                              out_channels: int, groups: int, slim_in: bool,
+                              owner: str) -> tuple:
+    """``(weight, bias)`` a transposed conv (weight ``(in, out / groups, ...)``) runs with.
+
+    As :func:`sliced_weights`: one ``torch.fx`` node; eagerly, full width passes the
+    weights through.
+    """
+    full_in, full_out = weight.shape[0], weight.shape[1] * groups
+    channels = active_channels(x, full_in, slim_in, owner)
+    if channels == full_in and out_channels == full_out:
+        return weight, bias
+    return weight[:channels, :out_channels], None if bias is None else bias[:out_channels]
+
+
 class SlimmableLayer:
-    """What a slimmable layer exposes: which sides slim, and its active output count."""
+    """What a slimmable layer exposes: which sides slim, and its active output count.
+
+    Forwards take their weights from a ``torch.fx``-wrapped function
+    (:func:`sliced_weights`, :func:`sliced_batch_norm`) that cuts them to
+    ``[:active outputs, :input channels]``: a forward never branches on the input's
+    shape, so it traces, and eagerly the full width runs on the weights as they are.
+    """
 
     slim_in: bool = True
     slim_out: bool = True
     active_out_channels: Optional[int] = None
-
-    def _active_in(self, channels: int, full: int) -> int:
-        if channels > full or (not self.slim_in and channels != full):
-            allowed = f'at most {full}' if self.slim_in else f'exactly {full}'
-            raise ValueError(f'{type(self).__name__} got an input with {channels} channels; '
-                             f'it accepts {allowed}')
-        return channels
 
     def _active_out(self, full: int) -> int:
         if not self.slim_out or self.active_out_channels is None:
@@ -66,24 +124,14 @@ class _SlimmableConvMixin(SlimmableLayer):
         """Whether each input channel has its own filters (outputs follow inputs)."""
         return self.groups > 1 and self.groups == self.in_channels
 
-    def active_shape(self, in_channels: int) -> tuple:
-        """``(out, in_per_group, groups)`` the layer runs with for this many inputs."""
-        in_channels = self._active_in(in_channels, self.in_channels)
-        if self.is_depthwise:
-            multiplier = self.out_channels // self.in_channels
-            return in_channels * multiplier, 1, in_channels
-        if in_channels % self.groups:
-            raise ValueError(f'{type(self).__name__} with {self.groups} groups got '
-                             f'{in_channels} input channels (not divisible)')
-        return self._active_out(self.out_channels), in_channels // self.groups, self.groups
+    def sliced_parameters(self, x: Tensor) -> tuple:
+        """``(weight, bias, groups)`` the layer runs with on input ``x``."""
+        return sliced_weights(x, self.weight, self.bias, self._active_out(self.out_channels),
+                              self.groups, self.is_depthwise, self.slim_in,
+                              type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
-        out_c, in_per_group, groups = self.active_shape(x.shape[1])
-        if out_c == self.out_channels and groups == self.groups and \
-                in_per_group == self.weight.shape[1]:
-            return self._conv_forward(x, self.weight, self.bias)
-        weight = self.weight[:out_c, :in_per_group]
-        bias = None if self.bias is None else self.bias[:out_c]
+        weight, bias, groups = self.sliced_parameters(x)
         padding = self.padding
         if self.padding_mode != 'zeros':
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
@@ -110,12 +158,10 @@ class SlimmableLinear(SlimmableLayer, nn.Linear):
         return self.out_features
 
     def forward(self, x: Tensor) -> Tensor:
-        in_f = self._active_in(x.shape[-1], self.in_features)
-        out_f = self._active_out(self.out_features)
-        if in_f == self.in_features and out_f == self.out_features:
-            return super().forward(x)
-        bias = None if self.bias is None else self.bias[:out_f]
-        return F.linear(x, self.weight[:out_f, :in_f], bias)
+        weight, bias, _ = sliced_weights(x, self.weight, self.bias,
+                                         self._active_out(self.out_features), 1, False,
+                                         self.slim_in, type(self).__name__, dim=-1)
+        return F.linear(x, weight, bias)
 
 
 class SlimmableConvTranspose2d(SlimmableLayer, nn.ConvTranspose2d):
@@ -127,18 +173,65 @@ class SlimmableConvTranspose2d(SlimmableLayer, nn.ConvTranspose2d):
     def _full_out_channels(self) -> int:
         return self.out_channels
 
-    def forward(self, x: Tensor, output_size: Optional[list] = None) -> Tensor:
-        in_c = self._active_in(x.shape[1], self.in_channels)
-        out_c = self._active_out(self.out_channels)
-        if in_c == self.in_channels and out_c == self.out_channels:
-            return super().forward(x, output_size)
-        if self.groups != 1:
+    def set_active_out_channels(self, channels: Optional[int]) -> None:
+        if self.groups != 1 and channels not in (None, self.out_channels):
             raise ValueError(f'{type(self).__name__} with {self.groups} groups cannot slim')
+        super().set_active_out_channels(channels)
+
+    def forward(self, x: Tensor, output_size: Optional[list] = None) -> Tensor:
+        weight, bias = sliced_transposed_weights(
+            x, self.weight, self.bias, self._active_out(self.out_channels), self.groups,
+            self.slim_in and self.groups == 1, type(self).__name__)
         output_padding = self._output_padding(x, output_size, self.stride, self.padding,
                                               self.kernel_size, 2, self.dilation)
-        bias = None if self.bias is None else self.bias[:out_c]
-        return F.conv_transpose2d(x, self.weight[:in_c, :out_c], bias, self.stride,
-                                  self.padding, output_padding, self.groups, self.dilation)
+        return F.conv_transpose2d(x, weight, bias, self.stride, self.padding, output_padding,
+                                  self.groups, self.dilation)
+
+
+def _norm_arguments(x: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
+                    weight: Optional[Tensor], bias: Optional[Tensor],
+                    num_batches_tracked: Optional[Tensor], training: bool,
+                    track_running_stats: bool, momentum: Optional[float], num_features: int,
+                    dims: tuple, owner: str) -> tuple:
+    """What ``_BatchNorm.forward`` passes to ``F.batch_norm``, cut to ``x``'s channels.
+
+    Returns ``(weight, bias, running_mean, running_var, factor, use_batch_stats)``;
+    counts the batch in ``num_batches_tracked`` when training with running statistics.
+    """
+    if x.dim() not in dims:
+        raise ValueError(f'{owner} expected a {"D or ".join(map(str, dims))}D input '
+                         f'(got {x.dim()}D input)')
+    channels = active_channels(x, num_features, True, owner)
+    factor = 0.0 if momentum is None else momentum
+    if training and track_running_stats and num_batches_tracked is not None:
+        num_batches_tracked.add_(1)
+        if momentum is None:
+            factor = 1.0 / float(num_batches_tracked)
+    use_batch_stats = training or running_mean is None
+    if training and not track_running_stats:
+        running_mean = running_var = None
+    if channels != num_features:
+        weight, bias, running_mean, running_var = (
+            None if t is None else t[:channels]
+            for t in (weight, bias, running_mean, running_var))
+    return weight, bias, running_mean, running_var, factor, use_batch_stats
+
+
+@torch.fx.wrap
+def sliced_batch_norm(x: Tensor, running_mean: Optional[Tensor],
+                      running_var: Optional[Tensor], weight: Optional[Tensor],
+                      bias: Optional[Tensor], num_batches_tracked: Optional[Tensor],
+                      training: bool, track_running_stats: bool, momentum: Optional[float],
+                      num_features: int, dims: tuple, owner: str, eps: float) -> Tensor:
+    """``_BatchNorm.forward`` over the first ``x.shape[1]`` channels of its tensors.
+
+    One ``torch.fx`` node when traced: the running statistics stay the module's buffers.
+    """
+    weight, bias, running_mean, running_var, factor, use_batch_stats = _norm_arguments(
+        x, running_mean, running_var, weight, bias, num_batches_tracked, training,
+        track_running_stats, momentum, num_features, dims, owner)
+    return F.batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, factor,
+                        eps)
 
 
 class _SlimmableBatchNormBase(SlimmableLayer, _BatchNorm):
@@ -150,37 +243,17 @@ class _SlimmableBatchNormBase(SlimmableLayer, _BatchNorm):
     def _full_out_channels(self) -> int:
         return self.num_features
 
-    def _momentum(self) -> float:
-        """The running-average factor of this step (cumulative when momentum is None)."""
-        if not (self.training and self.track_running_stats):
-            return 0.0 if self.momentum is None else self.momentum
-        if self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-        if self.momentum is None:
-            return 1.0 / float(self.num_batches_tracked)
-        return self.momentum
-
-    def _sliced(self, channels: int) -> tuple:
-        def cut(t: Optional[Tensor]) -> Optional[Tensor]:
-            return None if t is None else t[:channels]
-        use_batch_stats = self.training or self.running_mean is None
-        keep_running = not self.training or self.track_running_stats
-        running_mean = cut(self.running_mean) if keep_running else None
-        running_var = cut(self.running_var) if keep_running else None
-        return (running_mean, running_var, cut(self.weight), cut(self.bias),
-                use_batch_stats)
+    #: Input dimensions the norm accepts (batch and channels included).
+    input_dims: tuple = (2, 3, 4, 5)
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input_dim(x)
-        channels = self._active_in(x.shape[1], self.num_features)
-        if channels == self.num_features and not self._use_sync(x):
-            return super().forward(x)
-        factor = self._momentum()
-        running_mean, running_var, weight, bias, use_batch_stats = self._sliced(channels)
+        args = (x, self.running_mean, self.running_var, self.weight, self.bias,
+                self.num_batches_tracked, self.training, self.track_running_stats,
+                self.momentum, self.num_features, self.input_dims, type(self).__name__)
         if self._use_sync(x):
+            weight, bias, running_mean, running_var, factor, _ = _norm_arguments(*args)
             return self._sync_forward(x, weight, bias, running_mean, running_var, factor)
-        return F.batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats,
-                            factor, self.eps)
+        return sliced_batch_norm(*args, eps=self.eps)
 
     def _use_sync(self, x: Tensor) -> bool:
         return False
@@ -192,9 +265,13 @@ class _SlimmableBatchNormBase(SlimmableLayer, _BatchNorm):
 class SlimmableBatchNorm2d(_SlimmableBatchNormBase, nn.BatchNorm2d):
     """``nn.BatchNorm2d`` over a prefix of its channels."""
 
+    input_dims = (4,)
+
 
 class SlimmableBatchNorm3d(_SlimmableBatchNormBase, nn.BatchNorm3d):
     """``nn.BatchNorm3d`` over a prefix of its channels."""
+
+    input_dims = (5,)
 
 
 class SlimmableSyncBatchNorm(_SlimmableBatchNormBase):
@@ -212,10 +289,6 @@ class SlimmableSyncBatchNorm(_SlimmableBatchNormBase):
         super().__init__(num_features, eps, momentum, affine, track_running_stats,
                          **kwargs)
         self.process_group = process_group
-
-    def _check_input_dim(self, x: Tensor) -> None:
-        if x.dim() < 2:
-            raise ValueError(f'expected an input with at least 2 dims, got {x.dim()}')
 
     def _use_sync(self, x: Tensor) -> bool:
         return (self.training and dist.is_available() and dist.is_initialized()
@@ -241,6 +314,18 @@ _SLIMMABLE_OF = {
     nn.BatchNorm3d: SlimmableBatchNorm3d,
     nn.SyncBatchNorm: SlimmableSyncBatchNorm,
 }
+
+
+def register_slimmable_twin(stock_cls: type, twin_cls: type) -> None:
+    """Make :func:`convert_to_slimmable` swap layers of exactly ``stock_cls`` for ``twin_cls``.
+
+    ``twin_cls`` subclasses both :class:`SlimmableLayer` and ``stock_cls`` and keeps its
+    parameters (e.g. mmcv's deformable convolutions).
+    """
+    if not (issubclass(twin_cls, stock_cls) and issubclass(twin_cls, SlimmableLayer)):
+        raise TypeError(f'{twin_cls.__name__} must subclass SlimmableLayer and '
+                        f'{stock_cls.__name__}')
+    _SLIMMABLE_OF[stock_cls] = twin_cls
 
 
 def to_slimmable_layer(layer: nn.Module) -> nn.Module:

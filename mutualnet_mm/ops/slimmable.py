@@ -5,7 +5,7 @@ from typing import Dict, Iterator, List, Mapping, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .layers import SlimmableLayer
+from .layers import SlimmableLayer, convert_to_slimmable
 from .width import WidthRange, check_width, check_width_range
 
 
@@ -41,8 +41,15 @@ class Slimmable:
         """
 
     def set_width(self, width: float) -> None:
-        """Run at ``width``: apply :meth:`channel_plan` to the layers."""
+        """Run at ``width``: apply :meth:`channel_plan` to the layers.
+
+        Stock layers swapped in since construction (mmengine's
+        ``convert_sync_batchnorm``, which a config's ``sync_bn`` applies, replaces every
+        batch norm with a plain ``SyncBatchNorm``) get their slimmable twins back first,
+        sharing their parameters and buffers.
+        """
         width = check_width(width, self.width_range, type(self).__name__)
+        convert_to_slimmable(self)  # type: ignore[arg-type]
         plan = self.channel_plan(width)
         layers = dict(self.named_modules())  # type: ignore[attr-defined]
         for name, layer in layers.items():

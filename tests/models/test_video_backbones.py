@@ -152,7 +152,7 @@ def test_concat_conv_slices_need_the_width_first() -> None:
     stock = model.build_stock(0.5, device='meta')
     with pytest.raises(ValueError, match='set the width first'):
         slice_state_dict(model, stock.state_dict())
-    with pytest.raises(ValueError, match='expects 320 input channels'):
+    with pytest.raises(ValueError, match='accepts exactly 320'):
         model.slow_path.layer2[0].conv1.conv(torch.zeros(1, 200, 1, 1, 1))
 
 

@@ -15,6 +15,7 @@ from mutualnet_mm.ops import (
     convert_to_slimmable,
     reset_bn_statistics,
 )
+from mutualnet_mm.ops.layers import sliced_weights
 
 
 @pytest.fixture(autouse=True)
@@ -223,3 +224,14 @@ def test_reset_bn_statistics() -> None:
     model[0].momentum = 0.1
     assert reset_bn_statistics(model, cumulative=False) == 2
     assert model[0].momentum == 0.1
+
+
+def test_full_width_runs_on_the_weights_as_they_are() -> None:
+    # no per-call slicing at full width (adaptive inference runs at native speed)
+    conv = SlimmableConv2d(8, 16, 3)
+    weight, bias, groups = sliced_weights(torch.zeros(1, 8, 3, 3), conv.weight, conv.bias, 16,
+                                          1, False, True, 'conv')
+    assert weight is conv.weight and bias is conv.bias and groups == 1
+    weight, bias, _ = sliced_weights(torch.zeros(1, 4, 3, 3), conv.weight, conv.bias, 8, 1,
+                                     False, True, 'conv')
+    assert weight.shape == (8, 4, 3, 3) and bias.shape == (8,)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...ops import convert_to_slimmable, make_divisible
-from ..stock import StockSlimmable
+from ..stock import StockSlimmable, drop_in_signature, stock_arguments
 
 _NOT_FORWARDED = ('init_cfg',)
 
@@ -136,16 +136,19 @@ class MobileNetV1(BaseModule):
 
 
 @MODELS.register_module()
+@drop_in_signature(MobileNetV1)
 class SlimmableMobileNetV1(StockSlimmable, MobileNetV1):
     """:class:`MobileNetV1` whose width can be set at run time.
 
     Args:
+        *args, **kwargs: :class:`MobileNetV1` arguments (``widen_factor`` is the full
+            width).
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``,
             the range of the reference MutualNet MobileNetV1.
-        **kwargs: :class:`MobileNetV1` arguments (``widen_factor`` is the full width).
     """
 
-    def __init__(self, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+    def __init__(self, *args, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+        kwargs = stock_arguments(MobileNetV1, args, kwargs)
         super().__init__(**kwargs)
         self.init_width_range(width_range)
         self._stock_kwargs = {k: v for k, v in kwargs.items()

@@ -5,7 +5,7 @@ has ``make_divisible(channels * widen_factor * w, 8)`` channels, hidden layers 6
 block's input, and the last 1x1 conv keeps 1280 channels as in the stock class (which only
 widens it for widen factors above 1). Depthwise convs follow their input.
 """
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from mmdet.models.backbones import MobileNetV2
 from mmdet.models.layers import InvertedResidual
@@ -13,9 +13,11 @@ from mmdet.registry import MODELS
 from torch import nn
 
 from ...ops import convert_to_slimmable
-from ..stock import StockSlimmable
+from ..stock import StockSlimmable, drop_in_signature, stock_arguments
 
-_NOT_FORWARDED = ('init_cfg', 'pretrained')
+_NOT_FORWARDED = ('init_cfg', 'pretrained', 'widen_factor')
+#: The smallest widen factor of the stock MobileNetV2 family.
+_SMALLEST_WIDEN_FACTOR = 0.35
 
 
 def _shortcuts(model: nn.Module) -> List[bool]:
@@ -24,25 +26,31 @@ def _shortcuts(model: nn.Module) -> List[bool]:
 
 
 @MODELS.register_module()
+@drop_in_signature(MobileNetV2)
 class SlimmableMobileNetV2(StockSlimmable, MobileNetV2):
     """mmdet ``MobileNetV2`` whose width can be set at run time.
 
     Args:
-        widen_factor: Width multiplier of the full network (width 1.0).
-        width_range: Smallest and largest width multiplier. Default ``(0.35, 1.0)``,
-            the smallest stock MobileNetV2 multiplier. The floor is structural: at
+        *args, **kwargs: mmdet ``MobileNetV2`` arguments, in its order (``widen_factor``:
+            the full network's multiplier; ``out_indices``, ``frozen_stages``,
+            ``conv_cfg``, ``norm_cfg``, ``act_cfg``, ``norm_eval``, ``with_cp``,
+            ``init_cfg``, ...).
+        width_range: Smallest and largest width multiplier. Default
+            ``(min(1, 0.35 / widen_factor), 1.0)``: down to the smallest stock
+            MobileNetV2 (``widen_factor`` 0.35), or the full network alone when
+            ``widen_factor`` is below that. The floor is structural: at
             ``widen_factor * w`` up to about 0.28 the stem (32) and the first block (16)
             both round to 8 channels, and the stock block then adds a shortcut that the
             full-width network lacks, so no stock network computes that width.
             A range whose smallest width is such a width is rejected.
-        **kwargs: mmdet ``MobileNetV2`` arguments (``out_indices``, ``frozen_stages``,
-            ``conv_cfg``, ``norm_cfg``, ``act_cfg``, ``norm_eval``, ``with_cp``,
-            ``init_cfg``, ...).
     """
 
-    def __init__(self, widen_factor: float = 1.0, width_range: Sequence[float] = (0.35, 1.0),
+    def __init__(self, *args, width_range: Optional[Sequence[float]] = None,
                  **kwargs) -> None:
-        super().__init__(widen_factor=widen_factor, **kwargs)
+        kwargs = stock_arguments(MobileNetV2, args, kwargs)
+        super().__init__(**kwargs)
+        if width_range is None:
+            width_range = (min(1.0, _SMALLEST_WIDEN_FACTOR / self.widen_factor), 1.0)
         self.init_width_range(width_range)
         self._stock_kwargs = {k: v for k, v in kwargs.items() if k not in _NOT_FORWARDED}
         self._check_shortcuts(self.width_range[0])

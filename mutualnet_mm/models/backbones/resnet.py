@@ -6,45 +6,85 @@ base as in the stock network, so each width is exactly expressible as a stock Re
 (and exportable as one). Per-stage rounding would give finer steps in deep stages but
 widths no stock ResNet can express (e.g. 20, 38, ... middle channels at 0.3).
 """
-from typing import Sequence
+import copy
+from typing import List, Sequence
 
 from mmdet.models.backbones import ResNet
 from mmdet.registry import MODELS
 
 from ...ops import convert_to_slimmable, scale_channels
-from ..stock import StockSlimmable
+from .. import dcn  # noqa: F401  (registers the slimmable deformable convolutions)
+from ..stock import StockSlimmable, drop_in_signature, stock_arguments
 
 # Arguments the twin does not take as given: weights, and the widths set per width.
 _NOT_FORWARDED = ('init_cfg', 'pretrained', 'base_channels', 'stem_channels')
+#: Plugin types that compute their stock twin at every width (no weights, no channel
+#: counts of their own).
+SLIMMABLE_PLUGINS = ('DropBlock',)
+
+
+class InvalidDepthError(KeyError, ValueError):
+    """A depth mmdet's ``ResNet`` has no settings for (a ``KeyError``, as it raises)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @MODELS.register_module()
+@drop_in_signature(ResNet)
 class SlimmableResNet(StockSlimmable, ResNet):
     """mmdet ``ResNet`` whose width can be set at run time.
 
+    DCN stages (``dcn=dict(type='DCN')`` or ``'DCNv2'``) slim like convolutions.
+    Plugins of the types in :data:`SLIMMABLE_PLUGINS` slim; with any other plugin
+    (they carry weights or channel counts of their own: ``ContextBlock``,
+    ``GeneralizedAttention``, ``NonLocal2d``, ...) the network runs at full width only
+    and :meth:`set_width` refuses narrower widths, naming the plugin.
+
     Args:
-        depth: 18, 34, 50, 101 or 152.
+        *args, **kwargs: mmdet ``ResNet`` arguments, in its order (``depth``,
+            ``in_channels``, ... ``out_indices``, ``frozen_stages``, ``norm_cfg``,
+            ``norm_eval``, ``dcn``, ``plugins``, ``with_cp``, ``init_cfg``, ...).
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``:
             at 0.25 the base has 16 channels, a quarter of the full network's.
-        **kwargs: mmdet ``ResNet`` arguments (``out_indices``, ``frozen_stages``,
-            ``norm_cfg``, ``norm_eval``, ``style``, ``deep_stem``, ``init_cfg``, ...).
-            DCN and plugins are not slimmable.
     """
 
-    def __init__(self, depth: int, width_range: Sequence[float] = (0.25, 1.0),
-                 **kwargs) -> None:
+    def __init__(self, *args, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+        kwargs = stock_arguments(ResNet, args, kwargs)
+        depth = kwargs['depth']
         if depth not in self.arch_settings:
-            raise ValueError(f'SlimmableResNet depth must be one of '
-                             f'{sorted(self.arch_settings)}, got {depth!r}')
-        if kwargs.get('dcn') is not None or kwargs.get('plugins'):
-            raise ValueError('SlimmableResNet does not support dcn or plugins')
-        super().__init__(depth, **kwargs)
+            raise InvalidDepthError(f'SlimmableResNet depth must be one of '
+                                    f'{sorted(self.arch_settings)}, got {depth!r}')
+        # copies: the stock blocks pop keys of dcn (and whoever passed it may build again)
+        kwargs = copy.deepcopy(kwargs)
+        super().__init__(**copy.deepcopy(kwargs))
         self.init_width_range(width_range)
         self._stock_kwargs = {k: v for k, v in kwargs.items() if k not in _NOT_FORWARDED}
-        self._stock_kwargs['depth'] = depth
         convert_to_slimmable(self)
         first_conv = self.stem[0] if self.deep_stem else self.conv1
         first_conv.slim_in = False  # the colour channels
+        self.fixed_plugins = self._find_fixed_plugins()
+
+    def _find_fixed_plugins(self) -> List[str]:
+        """Names of the plugin layers that do not slim (see :data:`SLIMMABLE_PLUGINS`)."""
+        fixed = []
+        for layer_name in self.res_layers:
+            for index, block in enumerate(getattr(self, layer_name)):
+                names = [name for position in ('after_conv1', 'after_conv2', 'after_conv3')
+                         for name in getattr(block, f'{position}_plugin_names', ())]
+                fixed += [f'{layer_name}.{index}.{name} ({type(getattr(block, name)).__name__})'
+                          for name in names
+                          if type(getattr(block, name)).__name__ not in SLIMMABLE_PLUGINS]
+        return fixed
+
+    def set_width(self, width: float) -> None:
+        """Run at ``width``; refused below the full network when a plugin cannot slim."""
+        narrower = self.stock_config(width)['base_channels'] != self.base_channels
+        if narrower and self.fixed_plugins:
+            raise ValueError(f'SlimmableResNet cannot run at width {width:g}: plugin '
+                             f'{self.fixed_plugins[0]} does not slim (slimmable plugins: '
+                             f'{SLIMMABLE_PLUGINS}); with it only the full network runs')
+        super().set_width(width)
 
     def stock_config(self, width: float) -> dict:
         return dict(type='ResNet', **self._stock_kwargs,

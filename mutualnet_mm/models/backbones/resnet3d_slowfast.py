@@ -25,8 +25,13 @@ from mmaction.models.backbones.resnet3d import Bottleneck3d
 from mmaction.registry import MODELS
 from torch import Tensor
 
-from ...ops import SlimmableConv3d, convert_to_slimmable, scale_channels
-from ..stock import StockSlimmable
+from ...ops import (
+    SlimmableConv3d,
+    convert_to_slimmable,
+    layers,  # layers.active_channels: the name torch.fx wraps
+    scale_channels,
+)
+from ..stock import StockSlimmable, drop_in_signature, stock_arguments
 
 _NOT_FORWARDED = ('init_cfg', 'pretrained')
 
@@ -78,10 +83,8 @@ class SlimmableConcatConv3d(SlimmableConv3d):
         return torch.cat(parts, dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        expected = sum(self.active_in_segments)
-        if x.shape[1] != expected:
-            raise ValueError(f'{type(self).__name__} expects {expected} input channels '
-                             f'(segments {self.active_in_segments}), got {x.shape[1]}')
+        layers.active_channels(x, sum(self.active_in_segments), False,
+                        f'{type(self).__name__} (input segments {self.active_in_segments})')
         if self.active_in_segments == self.in_segments:
             return super().forward(x)
         out_channels = self._active_out(self.out_channels)
@@ -108,21 +111,23 @@ def _stock_defaults() -> dict:
 
 
 @MODELS.register_module()
+@drop_in_signature(ResNet3dSlowFast)
 class SlimmableResNet3dSlowFast(StockSlimmable, ResNet3dSlowFast):
     """mmaction2 ``ResNet3dSlowFast`` whose width can be set at run time.
 
     Args:
+        *args, **kwargs: mmaction2 ``ResNet3dSlowFast`` arguments, in its order
+            (``pretrained``, ``resample_rate``, ``speed_ratio``, ``channel_ratio``,
+            ``slow_pathway``, ``fast_pathway``, ``init_cfg``). Lateral connections must
+            be convolutions (``lateral_inv=False``).
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``:
             at 0.25 the slow pathway of SlowFast-R50 has 16 base channels.
-        **kwargs: mmaction2 ``ResNet3dSlowFast`` arguments (``resample_rate``,
-            ``speed_ratio``, ``channel_ratio``, ``slow_pathway``, ``fast_pathway``,
-            ``init_cfg``, ...). Lateral connections must be convolutions
-            (``lateral_inv=False``).
     """
 
     stock_scope = 'mmaction'
 
-    def __init__(self, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+    def __init__(self, *args, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+        kwargs = stock_arguments(ResNet3dSlowFast, args, kwargs)
         config = {**_stock_defaults(), **copy.deepcopy(kwargs)}
         for key in ('slow_pathway', 'fast_pathway'):
             pathway = config[key] = dict(config[key])

@@ -21,32 +21,35 @@ from mmaction.models.backbones import X3D
 from mmaction.registry import MODELS
 
 from ...ops import convert_to_slimmable
-from ..stock import StockSlimmable
+from ..stock import StockSlimmable, drop_in_signature, stock_arguments
 
 _NOT_FORWARDED = ('init_cfg', 'pretrained')
 _STOCK_BASE_CHANNELS = 24  # X3D's base width before gamma_w
 
 
 @MODELS.register_module()
+@drop_in_signature(X3D)
 class SlimmableX3D(StockSlimmable, X3D):
     """mmaction2 ``X3D`` whose width can be set at run time.
 
     Args:
-        gamma_w: Global width factor of the full network (X3D-XS/S/M/L: 1.0).
+        *args, **kwargs: mmaction2 ``X3D`` arguments, in its order (``gamma_w``: width
+            factor of the full network, X3D-XS/S/M/L: 1.0; ``gamma_b``, ``gamma_d``,
+            ``se_ratio``, ``norm_cfg``, ``frozen_stages``, ...).
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        **kwargs: mmaction2 ``X3D`` arguments (``gamma_b``, ``gamma_d``, ``se_ratio``,
-            ``se_style``, ``spatial_strides``, ``norm_cfg``, ``frozen_stages``, ...).
     """
 
     stock_scope = 'mmaction'
 
-    def __init__(self, gamma_w: float = 1.0, width_range: Sequence[float] = (0.25, 1.0),
-                 **kwargs) -> None:
+    def __init__(self, *args, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+        kwargs = stock_arguments(X3D, args, kwargs)
+        gamma_w = kwargs.get('gamma_w', 1.0)
         if not gamma_w or gamma_w <= 0:
             raise ValueError(f'SlimmableX3D gamma_w must be a positive number, got {gamma_w!r}')
-        super().__init__(gamma_w=gamma_w, **kwargs)
+        super().__init__(**kwargs)
         self.init_width_range(width_range)
-        self._stock_kwargs = {k: v for k, v in kwargs.items() if k not in _NOT_FORWARDED}
+        self._stock_kwargs = {k: v for k, v in kwargs.items()
+                              if k not in _NOT_FORWARDED and k != 'gamma_w'}
         convert_to_slimmable(self)
         self.conv1_s.conv.slim_in = False  # the colour channels
 

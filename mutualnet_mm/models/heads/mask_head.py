@@ -4,12 +4,14 @@ from typing import Sequence
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.registry import MODELS
 
+from ..stock import drop_in_signature, stock_arguments
 from .base import StockSlimmableHead
 
 _SLIMMABLE_UPSAMPLES = (None, 'deconv', 'nearest', 'bilinear')
 
 
 @MODELS.register_module()
+@drop_in_signature(FCNMaskHead)
 class SlimmableFCNMaskHead(StockSlimmableHead, FCNMaskHead):
     """mmdet ``FCNMaskHead`` whose channels follow the active width.
 
@@ -19,7 +21,7 @@ class SlimmableFCNMaskHead(StockSlimmableHead, FCNMaskHead):
 
     Args:
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        **kwargs: mmdet ``FCNMaskHead`` arguments; ``upsample_cfg`` type one of
+        *args, **kwargs: mmdet ``FCNMaskHead`` arguments; ``upsample_cfg`` type one of
             None, 'deconv', 'nearest', 'bilinear' (not 'carafe'); ``norm_cfg`` None or
             batch norm.
     """
@@ -28,7 +30,8 @@ class SlimmableFCNMaskHead(StockSlimmableHead, FCNMaskHead):
     channel_args = ('in_channels', 'conv_out_channels')
     prediction_layers = ('conv_logits',)
 
-    def __init__(self, *, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+    def __init__(self, *args, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+        kwargs = stock_arguments(FCNMaskHead, args, kwargs)
         super().__init__(**kwargs)
         if self.upsample_method not in _SLIMMABLE_UPSAMPLES:
             raise ValueError(f'{type(self).__name__} cannot slim upsample type '

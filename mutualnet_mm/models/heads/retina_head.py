@@ -4,10 +4,12 @@ from typing import Sequence
 from mmdet.models.dense_heads import RetinaHead
 from mmdet.registry import MODELS
 
+from ..stock import drop_in_signature, stock_arguments
 from .base import StockSlimmableHead
 
 
 @MODELS.register_module()
+@drop_in_signature(RetinaHead)
 class SlimmableRetinaHead(StockSlimmableHead, RetinaHead):
     """mmdet ``RetinaHead`` whose input and tower channels follow the active width.
 
@@ -16,7 +18,7 @@ class SlimmableRetinaHead(StockSlimmableHead, RetinaHead):
 
     Args:
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        **kwargs: mmdet ``RetinaHead`` arguments (``num_classes``, ``in_channels``,
+        *args, **kwargs: mmdet ``RetinaHead`` arguments (``num_classes``, ``in_channels``,
             ``stacked_convs``, ``norm_cfg`` (None or batch norm), ...).
     """
 
@@ -24,6 +26,7 @@ class SlimmableRetinaHead(StockSlimmableHead, RetinaHead):
     channel_args = ('in_channels', 'feat_channels')
     prediction_layers = ('retina_cls', 'retina_reg')
 
-    def __init__(self, *, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+    def __init__(self, *args, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+        kwargs = stock_arguments(RetinaHead, args, kwargs)
         super().__init__(**kwargs)
         self.make_slimmable(width_range, kwargs)

@@ -9,23 +9,26 @@ from mmaction.models.heads import SlowFastHead, X3DHead
 from mmaction.registry import MODELS
 
 from ...ops import convert_to_slimmable
+from ..stock import drop_in_signature
 
 
 @MODELS.register_module()
+@drop_in_signature(X3DHead)
 class SlimmableX3DHead(X3DHead):
     """mmaction2 ``X3DHead`` that takes the features of a ``SlimmableX3D`` at any width.
 
     Args:
-        **kwargs: mmaction2 ``X3DHead`` arguments (``in_channels`` at full width).
+        *args, **kwargs: mmaction2 ``X3DHead`` arguments (``in_channels`` at full width).
     """
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         convert_to_slimmable(self)
         self.fc2.slim_out = False  # the class scores
 
 
 @MODELS.register_module()
+@drop_in_signature(SlowFastHead)
 class SlimmableSlowFastHead(SlowFastHead):
     """mmaction2 ``SlowFastHead`` that takes a ``SlimmableResNet3dSlowFast``'s features.
 
@@ -35,10 +38,11 @@ class SlimmableSlowFastHead(SlowFastHead):
     (every mmaction2 SlowFast config).
 
     Args:
-        **kwargs: mmaction2 ``SlowFastHead`` arguments (``in_channels`` at full width).
+        *args, **kwargs: mmaction2 ``SlowFastHead`` arguments (``in_channels`` at full
+            width).
     """
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         convert_to_slimmable(self)
         self.fc_cls.slim_out = False  # the class scores

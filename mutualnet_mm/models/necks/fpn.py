@@ -6,41 +6,43 @@ Whether the pyramid's own channels follow the width is a choice: ``slim_outputs=
 width; ``slim_outputs=True`` (the whole detector slims) runs
 ``scale_channels(out_channels, w)`` of them.
 """
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from mmdet.models.necks import FPN
 from mmdet.registry import MODELS
 
 from ...ops import convert_to_slimmable, scale_channels
 from ..norm_check import check_slimmable_norm
-from ..stock import StockSlimmable
+from ..stock import StockSlimmable, drop_in_signature, stock_arguments
 
 
 @MODELS.register_module()
+@drop_in_signature(FPN)
 class SlimmableFPN(StockSlimmable, FPN):
     """mmdet ``FPN`` whose inputs (and optionally outputs) follow the active width.
 
+    Takes mmdet ``FPN``'s arguments, positional ones included, and two keyword-only ones.
+
     Args:
-        in_channels: Full-width input channels per scale (the backbone's at width 1.0).
-        out_channels: Full-width output channels (used at each scale).
-        num_outs: Number of output scales.
+        *args, **kwargs: mmdet ``FPN`` arguments: ``in_channels`` (full-width input
+            channels per scale: the backbone's at width 1.0), ``out_channels`` (full
+            width), ``num_outs``, ``start_level``, ... Norms, where they slim, must be
+            batch norms.
         slim_outputs: Whether the output channels follow the width
             (``scale_channels(out_channels, w)``) or stay ``out_channels``.
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        **kwargs: mmdet ``FPN`` arguments (``start_level``, ``add_extra_convs``,
-            ``norm_cfg``, ...). Norms, where they slim, must be batch norms.
     """
 
-    def __init__(self, in_channels: List[int], out_channels: int, num_outs: int,
-                 slim_outputs: bool = False, width_range: Sequence[float] = (0.25, 1.0),
-                 **kwargs) -> None:
+    def __init__(self, *args, slim_outputs: bool = False,
+                 width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+        kwargs = stock_arguments(FPN, args, kwargs)
         if slim_outputs:
             check_slimmable_norm(kwargs.get('norm_cfg'), type(self).__name__)
-        super().__init__(list(in_channels), out_channels, num_outs, **kwargs)
+        super().__init__(**kwargs)
         self.slim_outputs = slim_outputs
         self.init_width_range(width_range)
-        self._stock_kwargs = {k: v for k, v in kwargs.items() if k != 'init_cfg'}
-        self._stock_kwargs['num_outs'] = num_outs
+        self._stock_kwargs = {k: v for k, v in kwargs.items()
+                              if k not in ('init_cfg', 'in_channels', 'out_channels')}
         convert_to_slimmable(self)
 
     def stock_config(self, width: float, in_channels: Optional[Sequence[int]] = None) -> dict:
