@@ -1,0 +1,136 @@
+"""SIGTERM (preemption) and SIGKILL inside a checkpoint save: the run goes on where it was.
+
+The demo Mask R-CNN config at 64 px (see test_resume.py), deterministic, 2 epochs of 2
+iterations; every run is compared with one uninterrupted run.
+"""
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mutualnet_mm.datasets import generate_coco_shapes
+from mutualnet_mm.engine.checkpoint_hook import PREEMPTED_EXIT_CODE
+
+from .test_resume import max_difference
+from .tiny_detection import REPO, run_tool, tool_env, write_config
+
+ITERATIONS = 4
+SCHEDULE = f'''
+max_epochs = {ITERATIONS // 2}
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=3),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs,
+         eta_min=2e-5),
+]
+'''
+# The demo's checkpoints: one, at the end of training.
+BY_EPOCH = "default_hooks = dict(checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))\n"
+# A checkpoint after every iteration, only the latest kept; killed while saving iter_2.
+KILLED_IN_SAVE = '''
+custom_imports = dict(imports=['mutualnet_mm', 'tests.reliability.save_window_kill'])
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval=1, max_keep_ckpts=1))
+custom_hooks = [dict(type='KillBeforeCheckpointWrite', at_iter=2)]
+'''
+TOLERANCE = 1e-6  # measured: 0.0 (bit-identical)
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('preemption') / 'data'
+    generate_coco_shapes(root, num_train=4, num_val=2, image_size=64)
+    return root
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(data_root: Path) -> dict:
+    """The last checkpoint of an uninterrupted run."""
+    config = write_config(data_root.parent / 'uninterrupted.py', data_root, SCHEDULE + BY_EPOCH)
+    work_dir = data_root.parent / 'uninterrupted'
+    run_tool(['train.py', config, '--work-dir', work_dir])
+    return torch.load(work_dir / f'epoch_{ITERATIONS // 2}.pth', weights_only=True)
+
+
+def assert_same_training(final: dict, expected: dict, schedulers: bool = True) -> None:
+    """Same iteration, seed, weights, optimizer state and (``schedulers``) schedulers.
+
+    (Not the epoch and, with ``schedulers=False``, not the schedulers: a checkpoint saved
+    after the last iteration records the epoch in progress and the epoch-based scheduler
+    before its end-of-epoch step; one saved after the epoch, both after.)
+    """
+    for key in ('iter', 'seed'):
+        assert final['meta'][key] == expected['meta'][key], key
+    differences = dict(
+        weights=max_difference(final['state_dict'], expected['state_dict']),
+        optimizer=max_difference(final['optimizer'], expected['optimizer']))
+    if schedulers:
+        differences['schedulers'] = max_difference(final['param_schedulers'],
+                                                   expected['param_schedulers'])
+    print('resumed vs uninterrupted:', differences)
+    assert max(differences.values()) <= TOLERANCE
+
+
+def wait_for_line(log_path: Path, text: str, process: subprocess.Popen,
+                  timeout: float = 180) -> None:
+    """Poll the log until it has ``text``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log_path.read_text():
+            return
+        if process.poll() is not None:
+            pytest.fail(f'training ended ({process.returncode}) before logging {text!r}')
+        time.sleep(0.05)
+    pytest.fail(f'no {text!r} in {log_path} after {timeout} s')
+
+
+def test_sigterm_saves_logs_the_command_and_resumes_exactly(data_root, uninterrupted):
+    config = write_config(data_root.parent / 'sigterm.py', data_root, SCHEDULE + BY_EPOCH)
+    work_dir = data_root.parent / 'sigterm'
+    log_path = data_root.parent / 'sigterm.log'
+    with open(log_path, 'w') as log:
+        process = subprocess.Popen([sys.executable, str(REPO / 'tools/train.py'), str(config),
+                                    '--work-dir', str(work_dir)], cwd=REPO, env=tool_env(),
+                                   stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_line(log_path, 'Epoch(train) [1][1/2]', process)
+            process.send_signal(signal.SIGTERM)  # the main process only, as Kubernetes does
+            process.wait(timeout=180)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    log = log_path.read_text()
+    assert process.returncode == PREEMPTED_EXIT_CODE, log[-3000:]
+    assert (f'resume with: python tools/train.py {config} --work-dir {work_dir} --resume'
+            in log)
+    checkpoint = (work_dir / 'last_checkpoint').read_text()
+    start = torch.load(checkpoint, weights_only=True)['meta']
+    assert 2 <= start['iter'] < ITERATIONS, f'stopped too late: {start}'
+    assert checkpoint.endswith(f'iter_{start["iter"]}.pth')
+
+    resumed = run_tool(['train.py', config, '--work-dir', work_dir, '--resume'])
+    assert f'resumed epoch: {start["epoch"]}, iter: {start["iter"]}' in (
+        resumed.stdout + resumed.stderr)
+    final = torch.load(work_dir / f'epoch_{ITERATIONS // 2}.pth', weights_only=True)
+    assert_same_training(final, uninterrupted)
+
+
+def test_sigkill_inside_a_checkpoint_save_resumes_from_the_previous_one(data_root,
+                                                                       uninterrupted):
+    config = write_config(data_root.parent / 'killed.py', data_root, SCHEDULE + KILLED_IN_SAVE)
+    work_dir = data_root.parent / 'killed'
+    killed = subprocess.run([sys.executable, str(REPO / 'tools/train.py'), str(config),
+                             '--work-dir', str(work_dir)], cwd=REPO, env=tool_env(),
+                            capture_output=True, text=True, timeout=240)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert (work_dir / 'last_checkpoint').read_text() == str(work_dir / 'iter_1.pth')
+
+    resumed = run_tool(['train.py', config, '--work-dir', work_dir, '--resume'])
+    assert 'resumed epoch: 0, iter: 1' in resumed.stdout + resumed.stderr
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == [f'iter_{ITERATIONS}.pth']
+    final = torch.load(work_dir / f'iter_{ITERATIONS}.pth', weights_only=True)
+    assert_same_training(final, uninterrupted, schedulers=False)
