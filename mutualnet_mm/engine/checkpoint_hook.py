@@ -285,9 +285,12 @@ class SafeCheckpointHook(CheckpointHook):
             runner.logger.warning(f'SIGTERM: saving {filename} after iteration {step}')
             self._save_preempted(runner, step, filename)
         config = runner.cfg.filename or 'CONFIG'
+        launcher = (f' (under the same launcher: tools/dist_train.sh {config} '
+                    f'{get_dist_info()[1]} --work-dir {runner.work_dir} --resume)'
+                    if get_dist_info()[1] > 1 else '')
         runner.logger.warning(
             f'stopped by SIGTERM after iteration {runner.iter + 1}; resume with: python '
-            f'tools/train.py {config} --work-dir {runner.work_dir} --resume')
+            f'tools/train.py {config} --work-dir {runner.work_dir} --resume{launcher}')
         barrier()
         raise SystemExit(PREEMPTED_EXIT_CODE)
 

@@ -1,9 +1,12 @@
 """SIGTERM (preemption) and SIGKILL inside a checkpoint save: the run goes on where it was.
 
 The demo Mask R-CNN config at 64 px (see test_resume.py), deterministic, 2 epochs of 2
-iterations; every run is compared with one uninterrupted run.
+iterations; the single-process runs are compared with one uninterrupted run. Under DDP
+(2 CPU processes) only rank 1 gets the SIGTERM and every rank stops.
 """
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,6 +38,16 @@ KILLED_IN_SAVE = '''
 custom_imports = dict(imports=['mutualnet_mm', 'tests.reliability.save_window_kill'])
 default_hooks = dict(checkpoint=dict(by_epoch=False, interval=1, max_keep_ckpts=1))
 custom_hooks = [dict(type='KillBeforeCheckpointWrite', at_iter=2)]
+'''
+# Two processes (gloo), an iteration-based loop, no dataloader workers; SIGTERM to rank 1.
+DDP = '''
+train_dataloader = dict(num_workers=0, persistent_workers=False,
+                        sampler=dict(type='InfiniteSampler', shuffle=True))
+train_cfg = dict(_delete_=True, type='MutualIterBasedTrainLoop', max_iters=4,
+                 mutual=dict(scales=(1.0, 0.75, 0.5)))
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval=4))
+env_cfg = dict(dist_cfg=dict(timeout=120))  # a rank left waiting fails in 2 minutes
 '''
 TOLERANCE = 1e-6  # measured: 0.0 (bit-identical)
 
@@ -134,3 +147,67 @@ def test_sigkill_inside_a_checkpoint_save_resumes_from_the_previous_one(data_roo
     assert sorted(p.name for p in work_dir.glob('*.pth')) == [f'iter_{ITERATIONS}.pth']
     final = torch.load(work_dir / f'iter_{ITERATIONS}.pth', weights_only=True)
     assert_same_training(final, uninterrupted, schedulers=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def find_rank(marker: str, rank: int, process: subprocess.Popen, timeout: float = 180) -> int:
+    """The pid of the training process of ``rank`` whose environment holds ``marker``."""
+    wanted = {marker.encode(), f'RANK={rank}'.encode()}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path('/proc').iterdir():
+            try:
+                if entry.name.isdigit() and wanted <= set(
+                        (entry / 'environ').read_bytes().split(b'\0')):
+                    return int(entry.name)
+            except OSError:  # gone, or not ours
+                continue
+        if process.poll() is not None:
+            pytest.fail(f'training ended ({process.returncode}) before rank {rank} started')
+        time.sleep(0.1)
+    pytest.fail(f'no rank {rank} after {timeout} s')
+
+
+def test_sigterm_to_one_ddp_rank_stops_every_rank_at_the_same_iteration(data_root):
+    config = write_config(data_root.parent / 'ddp.py', data_root, DDP, flip=0.0)
+    work_dir = data_root.parent / 'ddp'
+    log_path = data_root.parent / 'ddp.log'
+    marker = f'MUTUALNET_PREEMPTION_TEST={work_dir}'
+    env = dict(tool_env(PORT=str(free_port()), MASTER_ADDR='127.0.0.1'),
+               MUTUALNET_PREEMPTION_TEST=str(work_dir))
+    with open(log_path, 'w') as log:
+        process = subprocess.Popen(['bash', str(REPO / 'tools/dist_train.sh'), str(config), '2',
+                                    '--work-dir', str(work_dir)], cwd=REPO, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            rank1 = find_rank(marker, 1, process)
+            wait_for_line(log_path, 'Epoch(train) [1][1/2]', process)
+            os.kill(rank1, signal.SIGTERM)
+            process.wait(timeout=240)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    log = log_path.read_text()
+    assert process.returncode != 0, log[-3000:]
+    checkpoint = (work_dir / 'last_checkpoint').read_text()
+    start = torch.load(checkpoint, weights_only=True)['meta']
+    assert 2 <= start['iter'] < 4, f'stopped too late: {start}'
+    # Rank 0 (which logs), not signalled, saved and stopped after rank 1's SIGTERM.
+    assert f'SIGTERM: saving iter_{start["iter"]}.pth' in log
+    assert (f'resume with: python tools/train.py {config} --work-dir {work_dir} --resume '
+            f'(under the same launcher: tools/dist_train.sh {config} 2') in log
+    # The first rank to exit reports 143; torchrun then sends SIGTERM to the other, which
+    # may catch it exiting (-15).
+    assert f'failed (exitcode: {PREEMPTED_EXIT_CODE})' in log, log[-3000:]
+
+    resumed = run_tool(['dist_train.sh', config, 2, '--work-dir', work_dir, '--resume'],
+                       port=free_port())
+    assert f'resumed epoch: 0, iter: {start["iter"]}' in resumed.stdout + resumed.stderr
+    assert torch.load(work_dir / 'iter_4.pth', weights_only=True)['meta']['iter'] == 4
