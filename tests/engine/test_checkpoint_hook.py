@@ -1,11 +1,13 @@
 """SafeCheckpointHook: the stock hook's files, saved atomically, no foreign file removed."""
 import errno
+import importlib.util
 import os
 from pathlib import Path
 from typing import List
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import Hook
@@ -15,6 +17,11 @@ import mutualnet_mm  # noqa: F401  (registers SafeCheckpointHook)
 from mutualnet_mm.engine.checkpoint_hook import PARTIAL_SUFFIX
 
 from .test_checkpoint import TinyDataset, TinyRegressor
+
+_TOOL = Path(__file__).parents[2] / 'tools' / 'train.py'
+_spec = importlib.util.spec_from_file_location('train_tool', _TOOL)
+train_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(train_tool)
 
 
 class ValidatedRegressor(TinyRegressor):
@@ -169,3 +176,15 @@ def test_leftover_partial_files_are_removed(tmp_path):
     make_runner(tmp_path, dict(type='SafeCheckpointHook', interval=2, by_epoch=False)).train()
     assert not leftover.exists()
     assert os.path.isfile(tmp_path / 'iter_4.pth')
+
+
+def test_train_tool_swaps_the_stock_hook_keeping_its_arguments():
+    cfg = Config(dict(
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, save_best='auto')),
+        custom_hooks=[dict(type='mmengine.CheckpointHook', by_epoch=False),
+                      dict(type='EMAHook')]))
+    train_tool.use_safe_checkpoint_hook(cfg)
+    assert cfg.default_hooks.checkpoint == dict(type='SafeCheckpointHook', interval=3,
+                                                save_best='auto')
+    assert cfg.custom_hooks == [dict(type='SafeCheckpointHook', by_epoch=False),
+                                dict(type='EMAHook')]
