@@ -235,15 +235,17 @@ class SafeCheckpointHook(CheckpointHook):
 
     def _write_error(self, filename: str, previous: Optional[str], error: OSError) -> str:
         """What failed, where, the free space and what the previous checkpoint takes."""
-        free = shutil.disk_usage(self.out_dir).free
+        try:
+            free = f'{shutil.disk_usage(self.out_dir).free / 2**20:.1f} MiB free'
+        except OSError:  # the directory could not even be created
+            free = 'free space unknown'
         need = (f'the previous checkpoint {previous} takes {osp.getsize(previous) / 2**20:.1f} '
                 'MiB' if previous else 'no previous checkpoint to compare with')
-        kept = 'is kept' if previous else 'does not exist'
+        kept = f'last_checkpoint still names {previous}' if previous else 'no earlier one'
         hint = (' (disk full: free space there and resume with --resume)'
                 if error.errno in (errno.ENOSPC, errno.EDQUOT) else '')
         return (f'could not save checkpoint {filename} in {self.out_dir}: {error.strerror}'
-                f'{hint}; {free / 2**20:.1f} MiB free, {need}; last_checkpoint {kept} '
-                'unchanged')
+                f'{hint}; {free}, {need}; {kept}')
 
     def _remove(self, path: str) -> bool:
         """Remove a checkpoint file or (DeepSpeed) directory; whether there was one."""

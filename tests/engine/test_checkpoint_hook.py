@@ -163,7 +163,9 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert error.value.errno == errno.ENOSPC
     message = str(error.value)
     assert f'could not save checkpoint iter_2.pth in {tmp_path}: No space left' in message
+    print(message)
     assert 'MiB free, the previous checkpoint' in message and 'iter_1.pth takes' in message
+    assert message.endswith(f'last_checkpoint still names {tmp_path / "iter_1.pth"}')
     assert checkpoint_files(tmp_path) == ['iter_1.pth', 'last_checkpoint']
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_1.pth')
     assert torch.load(tmp_path / 'iter_1.pth', weights_only=True)['meta']['iter'] == 1
