@@ -89,7 +89,8 @@ class SafeCheckpointHook(CheckpointHook):
         super().__init__(**kwargs)
         self.save_on_sigterm = save_on_sigterm
         self._terminate = False
-        self._previous_handler = None
+        self._previous_handler: Optional[object] = None
+        self._handling_sigterm = False
 
     # ---------------------------------------------------------------- resume
     def before_train(self, runner) -> None:
@@ -119,12 +120,13 @@ class SafeCheckpointHook(CheckpointHook):
                 self.best_ckpt_path_dict[key[len('best_ckpt_'):]] = None
         if self.save_on_sigterm and threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+            self._handling_sigterm = True
 
     def after_train(self, runner) -> None:
         """Restore the SIGTERM handler; publish as the stock hook."""
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGTERM, self._previous_handler)
-            self._previous_handler = None
+        if self._handling_sigterm:  # (None: a handler not set from Python)
+            signal.signal(signal.SIGTERM, self._previous_handler or signal.SIG_DFL)
+            self._handling_sigterm = False
         super().after_train(runner)
 
     # ---------------------------------------------------------------- saving

@@ -2,6 +2,7 @@
 import errno
 import importlib.util
 import os
+import signal
 from pathlib import Path
 from typing import List
 
@@ -190,3 +191,17 @@ def test_train_tool_swaps_the_stock_hook_keeping_its_arguments():
                                                 save_best='auto')
     assert cfg.custom_hooks == [dict(type='SafeCheckpointHook', by_epoch=False),
                                 dict(type='EMAHook')]
+
+
+def test_sigterm_handler_is_restored_after_training(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+
+    class SeeHandler(Hook):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    make_runner(tmp_path, dict(type='SafeCheckpointHook', interval=2), hooks=[SeeHandler()]
+                ).train()
+    assert seen and all(handler != before for handler in seen)
+    assert signal.getsignal(signal.SIGTERM) == before
