@@ -1,13 +1,16 @@
 """A ``CheckpointHook`` that loses no run to a kill, a preemption or a full disk."""
+import atexit
 import errno
 import glob
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import os.path as osp
 import shutil
 import signal
 import threading
 from collections import deque
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 from mmengine.dist import all_reduce, barrier, get_dist_info, is_main_process
@@ -55,6 +58,31 @@ def write_text_atomically(path: str, text: str) -> None:
     fsync_directory(osp.dirname(osp.abspath(path)))
 
 
+class IgnoreSigtermInWorker:
+    """A dataloader ``worker_init_fn``: ignore SIGTERM until the main process exits.
+
+    Slurm signals every process of a job step: a dataloader worker killed by that
+    SIGTERM takes the run down before the main process can save. With this, a worker
+    ignores SIGTERM until ``exiting`` is set (at the main process's exit, before
+    :mod:`multiprocessing` terminates its children with SIGTERM), then calls the
+    loader's own ``worker_init_fn``.
+    """
+
+    def __init__(self, worker_init_fn: Optional[Callable[[int], None]],
+                 exiting: multiprocessing.synchronize.Event) -> None:
+        self.worker_init_fn = worker_init_fn
+        self.exiting = exiting
+
+    def _on_sigterm(self, signum: int, frame) -> None:
+        if self.exiting.is_set():
+            os._exit(0)
+
+    def __call__(self, worker_id: int) -> None:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        if self.worker_init_fn is not None:
+            self.worker_init_fn(worker_id)
+
+
 @HOOKS.register_module()
 class SafeCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` (same arguments), saving so that no run is lost.
@@ -75,7 +103,9 @@ class SafeCheckpointHook(CheckpointHook):
     - On SIGTERM (preemption) the run finishes its iteration, saves a resumable
       checkpoint, logs the command that resumes it and exits with status 143
       (:data:`PREEMPTED_EXIT_CODE`). Under DDP the flag is reduced across ranks after
-      every iteration, so every rank stops at the same one.
+      every iteration, so every rank stops at the same one. Training dataloader workers
+      ignore SIGTERM until the main process exits (:class:`IgnoreSigtermInWorker`), so
+      a signal to every process of the job (Slurm) is survived too.
 
     Remote backends (``backend_args``, ``out_dir`` on object storage) keep the order of
     writing and removing but cannot rename: their files are written in place.
@@ -121,6 +151,13 @@ class SafeCheckpointHook(CheckpointHook):
         if self.save_on_sigterm and threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
             self._handling_sigterm = True
+            loader = runner.train_loop.dataloader
+            if loader.num_workers > 0 and not isinstance(loader.worker_init_fn,
+                                                         IgnoreSigtermInWorker):
+                exiting = multiprocessing.get_context(
+                    loader.multiprocessing_context).Event()
+                atexit.register(exiting.set)  # runs before multiprocessing's own atexit
+                loader.worker_init_fn = IgnoreSigtermInWorker(loader.worker_init_fn, exiting)
 
     def after_train(self, runner) -> None:
         """Restore the SIGTERM handler; publish as the stock hook."""

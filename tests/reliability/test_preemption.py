@@ -100,21 +100,28 @@ def wait_for_line(log_path: Path, text: str, process: subprocess.Popen,
     pytest.fail(f'no {text!r} in {log_path} after {timeout} s')
 
 
-def test_sigterm_saves_logs_the_command_and_resumes_exactly(data_root, uninterrupted):
-    config = write_config(data_root.parent / 'sigterm.py', data_root, SCHEDULE + BY_EPOCH)
-    work_dir = data_root.parent / 'sigterm'
-    log_path = data_root.parent / 'sigterm.log'
+@pytest.mark.parametrize('group', [False, True], ids=['main-process', 'process-group'])
+def test_sigterm_saves_logs_the_command_and_resumes_exactly(data_root, uninterrupted, group):
+    """SIGTERM to the main process (Kubernetes), or to it and its dataloader worker (Slurm)."""
+    name = f'sigterm_{"group" if group else "main"}'
+    config = write_config(data_root.parent / f'{name}.py', data_root, SCHEDULE + BY_EPOCH)
+    work_dir = data_root.parent / name
+    log_path = data_root.parent / f'{name}.log'
     with open(log_path, 'w') as log:
         process = subprocess.Popen([sys.executable, str(REPO / 'tools/train.py'), str(config),
                                     '--work-dir', str(work_dir)], cwd=REPO, env=tool_env(),
-                                   stdout=log, stderr=subprocess.STDOUT)
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         try:
             wait_for_line(log_path, 'Epoch(train) [1][1/2]', process)
-            process.send_signal(signal.SIGTERM)  # the main process only, as Kubernetes does
+            if group:
+                os.killpg(process.pid, signal.SIGTERM)
+            else:
+                process.send_signal(signal.SIGTERM)
             process.wait(timeout=180)
         finally:
             if process.poll() is None:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
     log = log_path.read_text()
     assert process.returncode == PREEMPTED_EXIT_CODE, log[-3000:]
