@@ -16,3 +16,7 @@ model = dict(
     roi_head=dict(
         bbox_roi_extractor=dict(type='SlimmableSingleRoIExtractor'),
         bbox_head=dict(type='SlimmableShared2FCBBoxHead')))
+
+# Checkpoints written atomically, the old one removed only after the new one is complete;
+# SIGTERM saves and stops (mutualnet_mm/engine/checkpoint_hook.py).
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

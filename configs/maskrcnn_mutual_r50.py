@@ -25,3 +25,7 @@ model = dict(
 
 # 8 GPUs x 2 images, as the stock recipe.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# Checkpoints written atomically, the old one removed only after the new one is complete;
+# SIGTERM saves and stops (mutualnet_mm/engine/checkpoint_hook.py).
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

@@ -24,3 +24,7 @@ _grid = dict(widths=(1.0, 0.75, 0.5, 0.25), scales=(1.0, 0.75),
              calibration=dict(num_batches=4))
 val_cfg = dict(_delete_=True, type='PerConfigValLoop', **_grid)
 test_cfg = dict(_delete_=True, type='PerConfigTestLoop', **_grid)
+
+# Checkpoints written atomically, the old one removed only after the new one is complete;
+# SIGTERM saves and stops (mutualnet_mm/engine/checkpoint_hook.py).
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

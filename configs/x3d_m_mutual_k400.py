@@ -103,6 +103,8 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_epochs, eta_min=0, by_epoch=True, begin=0,
          end=max_epochs),
 ]
-default_hooks = dict(checkpoint=dict(interval=4, max_keep_ckpts=3),
-                     logger=dict(interval=100))
+# SafeCheckpointHook: see configs/maskrcnn_mutual_r50.py.
+default_hooks = dict(
+    checkpoint=dict(type='SafeCheckpointHook', interval=4, max_keep_ckpts=3),
+    logger=dict(interval=100))
 auto_scale_lr = dict(enable=False, base_batch_size=64)

@@ -9,6 +9,7 @@ import warnings
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
+from mmengine.hooks import CheckpointHook
 from mmengine.runner import Runner
 
 import mutualnet_mm  # noqa: F401  (registers modules, loops and safe checkpoint loading)
@@ -27,6 +28,17 @@ def parse_args() -> argparse.Namespace:
                         help='resume from this checkpoint, or from the latest one in the '
                              'work dir when no path is given')
     return parser.parse_args()
+
+
+STOCK_CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook)
+
+
+def use_safe_checkpoint_hook(cfg) -> None:
+    """Replace a stock ``CheckpointHook`` by ``SafeCheckpointHook`` (same arguments)."""
+    hooks = [cfg.get('default_hooks', {}).get('checkpoint'), *cfg.get('custom_hooks', [])]
+    for hook in hooks:
+        if isinstance(hook, dict) and hook.get('type') in STOCK_CHECKPOINT_HOOKS:
+            hook['type'] = 'SafeCheckpointHook'
 
 
 def main() -> None:
@@ -50,6 +62,7 @@ def main() -> None:
         filename = None if args.resume == 'auto' else args.resume
         cfg.custom_hooks = [*cfg.get('custom_hooks', []),
                             dict(type='CheckpointMatchHook', filename=filename)]
+    use_safe_checkpoint_hook(cfg)
     check_data_config(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'],
                       args.check_data)
     Runner.from_cfg(cfg).train()

@@ -1,6 +1,7 @@
 """Training and evaluation machinery: cohorts, batch rescaling, the mutual step, loops."""
 from .calibration import calibrate_bn
 from .checkpoint import allow_mmengine_checkpoint_classes, load_checkpoint_safely
+from .checkpoint_hook import SafeCheckpointHook
 from .distill import Distiller, FeatureDistiller, LogitDistiller
 from .loops import (
                     MutualEpochBasedTrainLoop,
@@ -15,7 +16,7 @@ from .subnet import CohortSampler, SubnetConfig
 __all__ = [
     'CohortSampler', 'DetBatchRescaler', 'Distiller', 'FeatureDistiller', 'LogitDistiller',
     'MutualEpochBasedTrainLoop', 'MutualIterBasedTrainLoop', 'MutualTrainStep',
-    'NonFiniteLossError', 'PerConfigTestLoop', 'PerConfigValLoop', 'SubnetConfig',
-    'VideoBatchRescaler', 'allow_mmengine_checkpoint_classes', 'calibrate_bn',
+    'NonFiniteLossError', 'PerConfigTestLoop', 'PerConfigValLoop', 'SafeCheckpointHook',
+    'SubnetConfig', 'VideoBatchRescaler', 'allow_mmengine_checkpoint_classes', 'calibrate_bn',
     'load_checkpoint_safely',
 ]

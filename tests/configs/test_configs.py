@@ -33,6 +33,12 @@ def test_every_config_is_listed() -> None:
 
 
 @pytest.mark.parametrize('name', ALL_CONFIGS)
+def test_config_saves_checkpoints_safely(name: str) -> None:
+    assert Config.fromfile(str(CONFIGS / name)).default_hooks.checkpoint.type == (
+        'SafeCheckpointHook')
+
+
+@pytest.mark.parametrize('name', ALL_CONFIGS)
 def test_config_builds_its_model(name: str) -> None:
     cfg = Config.fromfile(str(CONFIGS / name))
     assert cfg.default_scope in ('mmdet', 'mmaction')

@@ -1,0 +1,355 @@
+"""A ``CheckpointHook`` that loses no run to a kill, a preemption or a full disk."""
+import atexit
+import errno
+import glob
+import multiprocessing
+import multiprocessing.synchronize
+import os
+import os.path as osp
+import shutil
+import signal
+import threading
+from collections import deque
+from typing import Callable, List, Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.dist import all_reduce, barrier, get_dist_info, is_main_process
+from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook
+from mmengine.registry import HOOKS
+
+#: Exit status of a run stopped by SIGTERM: 128 + 15, what a process killed by SIGTERM
+#: reports, so that Slurm/Kubernetes see an unfinished job (0 would mark it complete and
+#: it would never be resumed).
+PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
+
+#: Suffix of the temporary files checkpoints are written to before they are renamed.
+PARTIAL_SUFFIX = '.saving'
+
+
+def is_inside(path: str, directory: str) -> bool:
+    """Whether ``path`` resolves (symbolic links followed) to a file inside ``directory``."""
+    real, root = osp.realpath(path), osp.realpath(directory)
+    return real != root and osp.commonpath([real, root]) == root
+
+
+def fsync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    """Write ``text`` to a temporary file next to ``path``, fsync it, rename it over ``path``."""
+    partial = path + PARTIAL_SUFFIX
+    try:
+        with open(partial, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        if osp.exists(partial):
+            os.remove(partial)
+        raise
+    fsync_directory(osp.dirname(osp.abspath(path)))
+
+
+class IgnoreSigtermInWorker:
+    """A dataloader ``worker_init_fn``: ignore SIGTERM until the main process exits.
+
+    Slurm signals every process of a job step: a dataloader worker killed by that
+    SIGTERM takes the run down before the main process can save. With this, a worker
+    ignores SIGTERM until ``exiting`` is set (at the main process's exit, before
+    :mod:`multiprocessing` terminates its children with SIGTERM), then calls the
+    loader's own ``worker_init_fn``.
+    """
+
+    def __init__(self, worker_init_fn: Optional[Callable[[int], None]],
+                 exiting: multiprocessing.synchronize.Event) -> None:
+        self.worker_init_fn = worker_init_fn
+        self.exiting = exiting
+
+    def _on_sigterm(self, signum: int, frame) -> None:
+        if self.exiting.is_set():
+            os._exit(0)
+
+    def __call__(self, worker_id: int) -> None:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        if self.worker_init_fn is not None:
+            self.worker_init_fn(worker_id)
+
+
+@HOOKS.register_module()
+class SafeCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` (same arguments), saving so that no run is lost.
+
+    - A checkpoint is written to ``<name>.saving`` in its directory, fsynced and renamed
+      into place; ``last_checkpoint`` is then replaced the same way; only then are the
+      checkpoints beyond ``max_keep_ckpts`` and the previous best checkpoint removed. A
+      kill at any point leaves a complete checkpoint that ``last_checkpoint`` names (the
+      stock hook removes the old checkpoint first and writes the new one in place).
+    - A failed write (full disk, quota, I/O error) raises an ``OSError`` naming the
+      directory, the free space and the size of the previous checkpoint, and leaves the
+      previous checkpoint, ``last_checkpoint`` and no temporary file behind.
+    - File names read back from a resumed checkpoint's ``message_hub.runtime_info``
+      (``best_ckpt*``, ``last_ckpt``: paths; ``keep_ckpt_ids``: integers formatted into
+      ``filename_tmpl``) are used only if they lie inside the checkpoint directory; the
+      others are dropped with a warning, so a crafted checkpoint cannot make the run
+      delete files elsewhere.
+    - On SIGTERM (preemption) the run finishes its iteration, saves a resumable
+      checkpoint, logs the command that resumes it and exits with status 143
+      (:data:`PREEMPTED_EXIT_CODE`). Under DDP the flag is reduced across ranks after
+      every iteration, so every rank stops at the same one. Training dataloader workers
+      ignore SIGTERM until the main process exits (:class:`IgnoreSigtermInWorker`), so
+      a signal to every process of the job (Slurm) is survived too.
+
+    Remote backends (``backend_args``, ``out_dir`` on object storage) keep the order of
+    writing and removing but cannot rename: their files are written in place.
+
+    Args:
+        save_on_sigterm: Whether to catch SIGTERM as described above.
+        **kwargs: ``CheckpointHook`` arguments.
+    """
+
+    def __init__(self, save_on_sigterm: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.save_on_sigterm = save_on_sigterm
+        self._terminate = False
+        self._previous_handler: Optional[object] = None
+        self._handling_sigterm = False
+
+    # ---------------------------------------------------------------- resume
+    def before_train(self, runner) -> None:
+        """Drop file names outside the checkpoint directory, then set up as the stock hook."""
+        hub = runner.message_hub
+        ids = hub.runtime_info.get('keep_ckpt_ids')
+        if ids is not None and not (isinstance(ids, list) and all(
+                isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+            runner.logger.warning(f'ignoring keep_ckpt_ids {ids!r} of the resumed checkpoint: '
+                                  'a list of integers is allowed')
+            hub.pop_info('keep_ckpt_ids')
+        super().before_train(runner)  # sets self.out_dir, trims keep_ckpt_ids
+        if is_main_process() and self._is_local():
+            for partial in glob.glob(osp.join(glob.escape(self.out_dir), '*' + PARTIAL_SUFFIX)):
+                runner.logger.warning(f'removing {partial}, left by an interrupted save')
+                os.remove(partial)
+        for key in [k for k in hub.runtime_info if k == 'last_ckpt' or k.startswith('best_ckpt')]:
+            path = hub.runtime_info[key]
+            if isinstance(path, str) and self._inside_out_dir(path):
+                continue
+            runner.logger.warning(f'ignoring {key} {path!r} of the resumed checkpoint: only '
+                                  f'files inside {self.out_dir} are allowed')
+            hub.pop_info(key)
+            if key == 'best_ckpt' and getattr(self, 'best_ckpt_path', None) is not None:
+                self.best_ckpt_path = None
+            elif key.startswith('best_ckpt_') and hasattr(self, 'best_ckpt_path_dict'):
+                self.best_ckpt_path_dict[key[len('best_ckpt_'):]] = None
+        if self.save_on_sigterm and threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+            self._handling_sigterm = True
+            loader = runner.train_loop.dataloader
+            if loader.num_workers > 0 and not isinstance(loader.worker_init_fn,
+                                                         IgnoreSigtermInWorker):
+                exiting = multiprocessing.get_context(
+                    loader.multiprocessing_context).Event()
+                atexit.register(exiting.set)  # runs before multiprocessing's own atexit
+                loader.worker_init_fn = IgnoreSigtermInWorker(loader.worker_init_fn, exiting)
+
+    def after_train(self, runner) -> None:
+        """Restore the SIGTERM handler; publish as the stock hook."""
+        if self._handling_sigterm:  # (None: a handler not set from Python)
+            signal.signal(signal.SIGTERM, self._previous_handler or signal.SIG_DFL)
+            self._handling_sigterm = False
+        super().after_train(runner)
+
+    # ---------------------------------------------------------------- saving
+    def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
+        """Save checkpoint ``step``; then point ``last_checkpoint`` at it; then trim."""
+        outdated: List[int] = []
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids
+                                            and self.keep_ckpt_ids[-1] == step):
+            # The checkpoint lists the ids still on disk while it is written, so that a
+            # run resumed from it removes the ones a kill left behind.
+            ids = list(self.keep_ckpt_ids) + [step]
+            runner.message_hub.update_info('keep_ckpt_ids', ids)
+            outdated = ids[:-self.max_keep_ckpts]
+            self.keep_ckpt_ids = deque(ids[-self.max_keep_ckpts:], self.max_keep_ckpts)
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        self._write(runner, filename, save_optimizer=self.save_optimizer,
+                    save_param_scheduler=self.save_param_scheduler, meta=meta,
+                    by_epoch=self.by_epoch, **self.args)
+        if self.max_keep_ckpts > 0:
+            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+        if not is_main_process():
+            return
+        write_text_atomically(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        for old in outdated:
+            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
+            if path != self.last_ckpt:
+                self._remove(path)
+
+    def _save_best_checkpoint(self, runner, metrics: dict) -> None:
+        """The stock logic, removing the previous best only once the new one is saved."""
+        if not self.save_best:
+            return
+        cur_type, cur_time = ('epoch', runner.epoch) if self.by_epoch else ('iter', runner.iter)
+        ckpt_filename = self.filename_tmpl.format(cur_time)
+        meta = dict(epoch=runner.epoch, iter=runner.iter)
+        if 'auto' in self.key_indicators:
+            self._init_rule(self.rules, [list(metrics.keys())[0]])
+        single = len(self.key_indicators) == 1
+        replaced, updated = [], False
+        for key_indicator, rule in zip(self.key_indicators, self.rules):
+            suffix = '' if single else f'_{key_indicator}'
+            score = metrics[key_indicator]
+            best = runner.message_hub.get_info(f'best_score{suffix}', self.init_value_map[rule])
+            if score is None or not self.is_better_than[key_indicator](score, best):
+                continue
+            updated = True
+            runner.message_hub.update_info(f'best_score{suffix}', score)
+            name = f'best_{key_indicator}_{ckpt_filename}'.replace('/', '_')
+            path = self.file_backend.join_path(self.out_dir, name)
+            previous = self.best_ckpt_path if single else self.best_ckpt_path_dict[key_indicator]
+            if single:
+                self.best_ckpt_path = path
+            else:
+                self.best_ckpt_path_dict[key_indicator] = path
+            runner.message_hub.update_info(f'best_ckpt{suffix}', path)
+            self._write(runner, name, save_optimizer=False, save_param_scheduler=False,
+                        meta=meta, by_epoch=False)
+            runner.logger.info(f'The best checkpoint with {score:0.4f} {key_indicator} '
+                               f'at {cur_time} {cur_type} is saved to {name}.')
+            if previous and previous != path:
+                replaced.append(previous)
+        # Save the latest checkpoint again: it names the new best checkpoint(s).
+        if updated and self.last_ckpt is not None:
+            self._save_checkpoint_with_step(runner, cur_time, meta)
+        if is_main_process():
+            for previous in replaced:
+                if self._remove(previous):
+                    runner.logger.info(f'The previous best checkpoint {previous} is removed')
+
+    def _write(self, runner, filename: str, **kwargs) -> None:
+        """``runner.save_checkpoint`` to a temporary file, fsynced and renamed into place."""
+        previous = self._last_checkpoint(runner)
+        if not self._is_local():
+            runner.save_checkpoint(self.out_dir, filename, self.file_client_args,
+                                   backend_args=self.backend_args, **kwargs)
+            return
+        path = osp.join(self.out_dir, filename)
+        partial = path + PARTIAL_SUFFIX
+        try:
+            runner.save_checkpoint(self.out_dir, filename + PARTIAL_SUFFIX,
+                                   self.file_client_args, backend_args=self.backend_args,
+                                   **kwargs)
+            if is_main_process():
+                with open(partial, 'rb') as f:
+                    os.fsync(f.fileno())
+                os.replace(partial, path)
+                fsync_directory(self.out_dir)
+        except OSError as error:
+            if osp.exists(partial):
+                os.remove(partial)
+            raise OSError(error.errno, self._write_error(filename, previous, error)) from error
+        except BaseException:
+            if osp.exists(partial):
+                os.remove(partial)
+            raise
+
+    @staticmethod
+    def _last_checkpoint(runner) -> Optional[str]:
+        """The checkpoint ``last_checkpoint`` names, if it is a file."""
+        marker = osp.join(runner.work_dir, 'last_checkpoint')
+        if not osp.isfile(marker):
+            return None
+        with open(marker) as f:
+            path = f.read().strip()
+        return path if osp.isfile(path) else None
+
+    def _write_error(self, filename: str, previous: Optional[str], error: OSError) -> str:
+        """What failed, where, the free space and what the previous checkpoint takes."""
+        try:
+            free = f'{shutil.disk_usage(self.out_dir).free / 2**20:.1f} MiB free'
+        except OSError:  # the directory could not even be created
+            free = 'free space unknown'
+        need = (f'the previous checkpoint {previous} takes {osp.getsize(previous) / 2**20:.1f} '
+                'MiB' if previous else 'no previous checkpoint to compare with')
+        kept = f'last_checkpoint still names {previous}' if previous else 'no earlier one'
+        hint = (' (disk full: free space there and resume with --resume)'
+                if error.errno in (errno.ENOSPC, errno.EDQUOT) else '')
+        return (f'could not save checkpoint {filename} in {self.out_dir}: {error.strerror}'
+                f'{hint}; {free}, {need}; {kept}')
+
+    def _remove(self, path: str) -> bool:
+        """Remove a checkpoint file or (DeepSpeed) directory; whether there was one."""
+        if self.file_backend.isfile(path):
+            self.file_backend.remove(path)
+        elif self.file_backend.isdir(path):
+            self.file_backend.rmtree(path)
+        else:
+            return False
+        return True
+
+    def _is_local(self) -> bool:
+        return isinstance(getattr(self.file_backend, 'client', self.file_backend), LocalBackend)
+
+    def _inside_out_dir(self, path: str) -> bool:
+        if self._is_local():
+            return is_inside(path, self.out_dir)
+        root = self.out_dir.rstrip('/') + '/'
+        return path.startswith(root) and '..' not in path[len(root):].split('/')
+
+    # ------------------------------------------------------------- preemption
+    def _on_sigterm(self, signum: int, frame) -> None:
+        self._terminate = True
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        """Save as the stock hook; after a SIGTERM on any rank, save and exit (all ranks)."""
+        before = self.last_ckpt
+        super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        if not self.save_on_sigterm:
+            return
+        stop = torch.tensor([int(self._terminate)])
+        if get_dist_info()[1] > 1:
+            all_reduce(stop, op='max')
+        if not stop.item():
+            return
+        if self.last_ckpt == before:  # not saved at this iteration already
+            step = runner.iter + 1
+            filename = (f'iter_{step}.pth' if self.by_epoch else self.filename_tmpl.format(step))
+            runner.logger.warning(f'SIGTERM: saving {filename} after iteration {step}')
+            self._save_preempted(runner, step, filename)
+        config = runner.cfg.filename or 'CONFIG'
+        launcher = (f' (under the same launcher: tools/dist_train.sh {config} '
+                    f'{get_dist_info()[1]} --work-dir {runner.work_dir} --resume)'
+                    if get_dist_info()[1] > 1 else '')
+        runner.logger.warning(
+            f'stopped by SIGTERM after iteration {runner.iter + 1}; resume with: python '
+            f'tools/train.py {config} --work-dir {runner.work_dir} --resume{launcher}')
+        if get_dist_info()[1] > 1:  # every rank leaves together, rank 0's save complete
+            barrier()
+            dist.destroy_process_group()
+        raise SystemExit(PREEMPTED_EXIT_CODE)
+
+    def _save_preempted(self, runner, step: int, filename: str) -> None:
+        """A mid-epoch checkpoint after iteration ``step``, named by ``last_checkpoint``."""
+        meta = dict(epoch=runner.epoch, iter=step)
+        if not self.by_epoch:
+            self._save_checkpoint_with_step(runner, step, meta)
+            return
+        # Epoch-numbered names cannot hold it: save it aside from max_keep_ckpts.
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        self._write(runner, filename, save_optimizer=self.save_optimizer,
+                    save_param_scheduler=self.save_param_scheduler, meta=meta,
+                    by_epoch=False, **self.args)
+        if is_main_process():
+            write_text_atomically(osp.join(runner.work_dir, 'last_checkpoint'),
+                                  self.last_ckpt)
