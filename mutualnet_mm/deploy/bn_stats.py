@@ -15,7 +15,7 @@ from ..engine.calibration import calibrate_bn
 from ..engine.checkpoint import load_checkpoint_safely
 from ..engine.subnet import SubnetConfig
 from ..evaluation.fingerprint import check_fingerprint
-from ..evaluation.results import atomic_write
+from ..fileio import atomic_write
 
 #: 2: the file records the fingerprint of the checkpoint it was calibrated on.
 BN_STATS_VERSION = 2

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from ..engine.calibration import calibrate_bn
 from ..engine.subnet import SubnetConfig, check_scales
 from ..evaluation.results import QueryTable
+from ..fileio import atomic_write
 from ..models.stock import build_stock
 from ..ops import (
     Slimmable,
@@ -354,8 +355,9 @@ def save_export(out_dir: str, stock_cfg: Config, state_dict: Dict[str, Tensor],
     """Write ``out_dir/config.py`` and ``out_dir/model.pth`` (an mmengine checkpoint)."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {'config': osp.join(out_dir, 'config.py'), 'checkpoint': osp.join(out_dir, 'model.pth')}
-    stock_cfg.dump(paths['config'])
-    torch.save({'meta': dict(meta or {}), 'state_dict': state_dict}, paths['checkpoint'])
+    checkpoint = {'meta': dict(meta or {}), 'state_dict': state_dict}
+    atomic_write(paths['checkpoint'], lambda path: torch.save(checkpoint, path))
+    atomic_write(paths['config'], stock_cfg.dump)  # last: a config.py names a whole export
     return paths
 
 

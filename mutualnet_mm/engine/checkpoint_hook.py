@@ -19,6 +19,8 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
+from ..fileio import fsync_directory, fsync_file, remove_if_exists, write_text_atomically
+
 #: Exit status of a run stopped by SIGTERM: 128 + 15, what a process killed by SIGTERM
 #: reports, so that Slurm/Kubernetes see an unfinished job (0 would mark it complete and
 #: it would never be resumed).
@@ -32,31 +34,6 @@ def is_inside(path: str, directory: str) -> bool:
     """Whether ``path`` resolves (symbolic links followed) to a file inside ``directory``."""
     real, root = osp.realpath(path), osp.realpath(directory)
     return real != root and osp.commonpath([real, root]) == root
-
-
-def fsync_directory(directory: str) -> None:
-    """Make a rename in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_text_atomically(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, fsync it, rename it over ``path``."""
-    partial = path + PARTIAL_SUFFIX
-    try:
-        with open(partial, 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        if osp.exists(partial):
-            os.remove(partial)
-        raise
-    fsync_directory(osp.dirname(osp.abspath(path)))
 
 
 class IgnoreSigtermInWorker:
@@ -189,7 +166,7 @@ class SafeCheckpointHook(CheckpointHook):
             runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
         if not is_main_process():
             return
-        write_text_atomically(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        self._mark_last(runner)
         for old in outdated:
             path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
             if path != self.last_ckpt:
@@ -250,18 +227,20 @@ class SafeCheckpointHook(CheckpointHook):
                                    self.file_client_args, backend_args=self.backend_args,
                                    **kwargs)
             if is_main_process():
-                with open(partial, 'rb') as f:
-                    os.fsync(f.fileno())
+                fsync_file(partial)
                 os.replace(partial, path)
                 fsync_directory(self.out_dir)
         except OSError as error:
-            if osp.exists(partial):
-                os.remove(partial)
+            remove_if_exists(partial)
             raise OSError(error.errno, self._write_error(filename, previous, error)) from error
         except BaseException:
-            if osp.exists(partial):
-                os.remove(partial)
+            remove_if_exists(partial)
             raise
+
+    def _mark_last(self, runner) -> None:
+        """Point ``last_checkpoint`` at the checkpoint just written (atomically)."""
+        marker = osp.join(runner.work_dir, 'last_checkpoint')
+        write_text_atomically(marker, self.last_ckpt, marker + PARTIAL_SUFFIX)
 
     @staticmethod
     def _last_checkpoint(runner) -> Optional[str]:
@@ -351,5 +330,4 @@ class SafeCheckpointHook(CheckpointHook):
                     save_param_scheduler=self.save_param_scheduler, meta=meta,
                     by_epoch=False, **self.args)
         if is_main_process():
-            write_text_atomically(osp.join(runner.work_dir, 'last_checkpoint'),
-                                  self.last_ckpt)
+            self._mark_last(runner)

@@ -14,6 +14,7 @@ import os.path as osp
 import re
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from ..fileio import atomic_write, fsync_file, remove_if_exists, temporary_path
 from .fingerprint import check_fingerprint
 
 #: 2: the table records the fingerprint of the checkpoint it was measured on.
@@ -27,37 +28,6 @@ _QUERY_TABLE_FORMAT = (f'a JSON object with version {QUERY_TABLE_VERSION}, "metr
                        '"checkpoint" and "entries", as tools/test.py writes it')
 REGENERATE_QUERY_TABLE = 'python tools/test.py CONFIG CHECKPOINT (it writes query_table.json ' \
     'in the work dir)'
-
-
-def _temporary(path: str) -> str:
-    """A temporary name next to ``path``, with its extension (plots infer the format)."""
-    directory, name = osp.split(osp.abspath(path))
-    return osp.join(directory, f'.{name}.{os.getpid()}.tmp{osp.splitext(name)[1]}')
-
-
-def _sync(path: str) -> None:
-    with open(path, 'rb') as f:
-        os.fsync(f.fileno())
-
-
-def _remove(path: str) -> None:
-    if osp.lexists(path):
-        os.remove(path)
-
-
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Have ``write`` write a temporary file, then rename it to ``path``.
-
-    A failure (or a kill) while writing leaves ``path`` as it was.
-    """
-    temporary = _temporary(path)
-    try:
-        write(temporary)
-        _sync(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        _remove(temporary)
-        raise
 
 
 def _write_json(data: Any) -> Callable[[str], None]:
@@ -300,16 +270,16 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
     staged: Dict[str, str] = {}
     try:
         for kind, write in writers.items():
-            staged[kind] = _temporary(paths[kind])
+            staged[kind] = temporary_path(paths[kind])
             write(staged[kind])
-            _sync(staged[kind])
+            fsync_file(staged[kind])
         manifest = {'version': MANIFEST_VERSION, 'checkpoint': checkpoint, 'metric': metric,
                     'files': {names[kind]: file_sha256(path) for kind, path in staged.items()}}
         paths['manifest'] = osp.join(out_dir, MANIFEST_NAME)
         atomic_write(paths['manifest'], _write_json(manifest))
     except BaseException:
         for path in staged.values():
-            _remove(path)
+            remove_if_exists(path)
         raise
     for kind, path in staged.items():  # a set caught half renamed fails its manifest
         os.replace(path, paths[kind])
