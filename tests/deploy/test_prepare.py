@@ -1,16 +1,27 @@
 """``mutualnet_mm.apis.prepare``: mmdet's ``inference_detector`` at a configuration."""
+import copy
 import glob
 import os.path as osp
 
 import pytest
 import torch
 from mmdet.apis import inference_detector, init_detector
+from mmengine.config import Config
 
 from mutualnet_mm.apis import prepare
-from mutualnet_mm.deploy import calibrate_bn_stats, calibration_loader, export_subnet, save_bn_stats
+from mutualnet_mm.datasets.motion_clips import generate_motion_clips
+from mutualnet_mm.deploy import (
+    build_adaptive_model,
+    calibrate_bn_stats,
+    calibration_loader,
+    export_subnet,
+    save_bn_stats,
+)
 from mutualnet_mm.deploy.adaptive import task_rescaler
 from mutualnet_mm.engine import SubnetConfig
 from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
+
+from .demo import REPO
 
 NUM_BATCHES = 2
 CONFIG = SubnetConfig(0.5, 0.5)
@@ -88,3 +99,40 @@ def test_prepare_errors(demo_cfg, demo_checkpoint, batches) -> None:
     del model.cfg
     with pytest.raises(ValueError, match='model.cfg'):
         prepare(model, 0.5, calibration=batches)
+
+
+@pytest.fixture(scope='module')
+def video_setup(tmp_path_factory) -> dict:
+    """The X3D demo on 6 generated clips, a random checkpoint and calibration batches."""
+    root = tmp_path_factory.mktemp('video')
+    generate_motion_clips(root / 'clips', num_train=4, num_val=2, size=32, frames=16)
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', 'x3d_mutual_demo.py'))
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].update(batch_size=2, num_workers=0, persistent_workers=False)
+        split = 'train' if key == 'train_dataloader' else 'val'
+        cfg[key].dataset.update(data_prefix=dict(video=str(root / 'clips')),
+                                ann_file=str(root / 'clips' / f'{split}_list.txt'))
+    torch.manual_seed(0)
+    checkpoint = str(root / 'epoch_1.pth')
+    torch.save({'state_dict': build_adaptive_model(cfg).state_dict()}, checkpoint)
+    batches = [batch for _, batch in zip(range(NUM_BATCHES), calibration_loader(cfg))]
+    video = sorted((root / 'clips').glob('**/*.mp4'))[0]
+    return dict(cfg=cfg, checkpoint=checkpoint, batches=batches, video=str(video),
+                root=root)
+
+
+def test_inference_recognizer_after_prepare_equals_the_exported_model(video_setup) -> None:
+    from mmaction.apis import inference_recognizer, init_recognizer
+    cfg, batches = video_setup['cfg'], video_setup['batches']
+    model = init_recognizer(copy.deepcopy(cfg), video_setup['checkpoint'], device='cpu')
+    config = SubnetConfig(0.5, 0.75)
+    paths = export_subnet(model, cfg, config, str(video_setup['root'] / 'exported'), batches,
+                          NUM_BATCHES)
+    exported = init_recognizer(paths['config'], paths['checkpoint'], device='cpu')
+    fresh = init_recognizer(copy.deepcopy(cfg), video_setup['checkpoint'], device='cpu')
+    want = inference_recognizer(exported, video_setup['video']).pred_score
+    unprepared = inference_recognizer(fresh, video_setup['video']).pred_score
+    assert (unprepared - want).abs().max() > 1e-3  # the test can tell them apart
+    assert prepare(fresh, 0.5, 0.75, calibration=batches, num_batches=NUM_BATCHES) == config
+    got = inference_recognizer(fresh, video_setup['video']).pred_score
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

@@ -11,6 +11,7 @@ import torch
 from mmengine.config import Config
 
 from mutualnet_mm.datasets import generate_coco_shapes
+from mutualnet_mm.datasets.motion_clips import generate_motion_clips
 from mutualnet_mm.deploy import build_adaptive_model
 
 from ..reliability.tiny_detection import REPO, write_config
@@ -85,3 +86,28 @@ def test_out_must_be_a_pickle_file(setup, monkeypatch, tmp_path):
 def test_tta_of_instance_segmentation_is_refused_before_running(setup, monkeypatch, tmp_path):
     with pytest.raises(ValueError, match='--tta: .*instance segmentation'):
         run_test_tool(monkeypatch, setup, tmp_path, ['--tta'])
+
+
+def test_video_dump_writes_one_file_per_configuration(monkeypatch, tmp_path) -> None:
+    generate_motion_clips(tmp_path / 'clips', num_train=2, num_val=2, size=32, frames=16)
+    config = tmp_path / 'x3d.py'
+    loaders = '\n'.join(
+        f'{key} = dict(batch_size=2, num_workers=0, persistent_workers=False, dataset=dict('
+        f'data_prefix=dict(video={str(tmp_path / "clips")!r}), '
+        f'ann_file={str(tmp_path / "clips" / f"{split}_list.txt")!r}))'
+        for key, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
+                           ('test_dataloader', 'val')))
+    config.write_text(f'_base_ = {str(REPO / "configs/demo/x3d_mutual_demo.py")!r}\n{loaders}\n'
+                      'test_cfg = dict(calibration=dict(num_batches=1))\n')
+    torch.manual_seed(0)
+    checkpoint = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': build_adaptive_model(Config.fromfile(str(config))).state_dict()},
+               checkpoint)
+    run_test_tool(monkeypatch, dict(config=config, checkpoint=checkpoint), tmp_path / 'work',
+                  ['--dump', tmp_path / 'scores.pkl'])
+    for name in NAMES:
+        predictions = dumped(tmp_path / f'scores_{name}.pkl')
+        assert len(predictions) == 2 and 'pred_score' in predictions[0], name
+    with pytest.raises(ValueError, match='--tta is for detection configs'):
+        run_test_tool(monkeypatch, dict(config=config, checkpoint=checkpoint),
+                      tmp_path / 'work', ['--tta'])
