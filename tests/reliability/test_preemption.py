@@ -19,18 +19,8 @@ from mutualnet_mm.datasets import generate_coco_shapes
 from mutualnet_mm.engine.checkpoint_hook import PREEMPTED_EXIT_CODE
 
 from .test_resume import max_difference
-from .tiny_detection import REPO, run_tool, tool_env, write_config
+from .tiny_detection import ITERATIONS, REPO, SCHEDULE, run_tool, tool_env, write_config
 
-ITERATIONS = 4
-SCHEDULE = f'''
-max_epochs = {ITERATIONS // 2}
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=3),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs,
-         eta_min=2e-5),
-]
-'''
 # The demo's checkpoints: one, at the end of training.
 BY_EPOCH = "default_hooks = dict(checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))\n"
 # A checkpoint after every iteration, only the latest kept; killed while saving iter_2.

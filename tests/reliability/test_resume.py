@@ -17,19 +17,11 @@ import torch
 
 from mutualnet_mm.datasets import generate_coco_shapes
 
-from .tiny_detection import REPO, run_tool, tool_env, write_config
+from .tiny_detection import ITERATIONS, REPO, SCHEDULE, run_tool, tool_env, write_config
 
-ITERATIONS = 4
-SCHEDULE = f'''
-max_epochs = {ITERATIONS // 2}
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=3),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs,
-         eta_min=2e-5),
-]
-default_hooks = dict(checkpoint=dict(by_epoch=False, interval=1, max_keep_ckpts=10))
-'''
+# A checkpoint after every iteration.
+EVERY_ITERATION = SCHEDULE + ('default_hooks = dict(checkpoint=dict(by_epoch=False, interval=1, '
+                               'max_keep_ckpts=10))\n')
 TOLERANCE = 1e-6  # measured: 0.0 (bit-identical)
 
 
@@ -37,7 +29,7 @@ TOLERANCE = 1e-6  # measured: 0.0 (bit-identical)
 def config(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('resume')
     generate_coco_shapes(root / 'data', num_train=4, num_val=2, image_size=64)
-    return write_config(root / 'config.py', root / 'data', SCHEDULE)
+    return write_config(root / 'config.py', root / 'data', EVERY_ITERATION)
 
 
 def first_checkpoint(work_dir: Path, process: subprocess.Popen, timeout: float = 180) -> str:

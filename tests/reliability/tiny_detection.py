@@ -8,6 +8,17 @@ from typing import List, Optional
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / 'configs/demo/maskrcnn_mutual_r18_shapes.py'
 IMAGE_SIZE = 64
+# 2 epochs of 2 iterations (4 images, batches of 2), warm-up then cosine learning rate.
+ITERATIONS = 4
+SCHEDULE = f'''
+max_epochs = {ITERATIONS // 2}
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=3),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs,
+         eta_min=2e-5),
+]
+'''
 
 _CONFIG = '''
 _base_ = {base!r}
