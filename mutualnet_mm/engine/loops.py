@@ -215,13 +215,9 @@ class _PerConfigMixin:
             metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
             self._check_metric(metrics)
             record = {'name': config.name, 'width': config.width, 'scale': config.scale}
-            views = len(first_batch['inputs']) if detector is not module else 1
-            if detector is not module and first_batch is not None:  # the first view
-                first_batch = {key: value[0] for key, value in first_batch.items()}
-            if self.count_flops and first_batch is not None:
-                record.update(self._cost(detector, first_batch, config, views))
-            if self.latency is not None and first_batch is not None and views == 1:
-                record['latency_ms'] = self._latency(module, first_batch, config)
+            if first_batch is not None:
+                record.update(self._measure(detector, first_batch, config,
+                                            tta=detector is not module))
             record.update(metrics)
             records.append(record)
         # Reported largest first (the full configuration on top), in every output.
@@ -232,6 +228,20 @@ class _PerConfigMixin:
             print()
             self._report(records, metric, fingerprint)
         return {k: v for k, v in full_metrics.items() if '/' in k}
+
+    def _measure(self, detector, data_batch, config: SubnetConfig, tta: bool) -> dict:
+        """Cost (and latency) of ``detector`` on the first sample of ``data_batch``.
+
+        With test-time augmentation the batch holds views: the cost counts all of them
+        (one forward each), and latency is not measured.
+        """
+        views = len(data_batch['inputs']) if tta else 1
+        if tta:
+            data_batch = {key: value[0] for key, value in data_batch.items()}
+        record = self._cost(detector, data_batch, config, views) if self.count_flops else {}
+        if self.latency is not None and not tta:
+            record['latency_ms'] = self._latency(detector, data_batch, config)
+        return record
 
     def grid_eta(self) -> Optional[float]:
         """Seconds left in the grid: elapsed time (calibrations included) per evaluated
