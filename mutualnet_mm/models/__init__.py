@@ -1,4 +1,5 @@
 """Registered slimmable models: backbones, necks and heads."""
+from . import classification  # noqa: F401  (registers in mmpretrain's MODELS)
 from .backbones import *  # noqa: F401,F403
 from .heads import *  # noqa: F401,F403
 from .necks import *  # noqa: F401,F403
