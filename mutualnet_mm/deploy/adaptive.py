@@ -11,8 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..engine.checkpoint import load_checkpoint_safely
-from ..engine.loops import default_rescaler
-from ..engine.rescale import build_rescaler
+from ..engine.rescale import build_rescaler, default_rescaler
 
 
 def load_config(config: Union[str, os.PathLike, Config]) -> Config:
