@@ -6,7 +6,9 @@ import mmcv
 import numpy as np
 import pytest
 import torch
+from mmdet.registry import MODELS as DET_MODELS
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from torch import nn
 
@@ -121,3 +123,28 @@ def test_recipe_trains_one_iteration_then_evaluates_per_config(
                 isinstance(module, nn.Linear) or
                 (isinstance(module, nn.Conv2d) and module.groups == 1))
             assert (id(param) in decayed) == expected, (type(module).__name__, param_name)
+
+
+def test_classifier_checkpoint_initializes_a_detector_backbone(image_folder: Path,
+                                                               tmp_path: Path) -> None:
+    """Pretrain here, then fine-tune: ``init_cfg`` Pretrained with ``prefix='backbone.'``."""
+    cfg = tiny('classification/resnet18_mutual_in1k.py', image_folder, tmp_path / 'cls')
+    # The demo detector's backbone: SlimmableResNet-18 at half width.
+    cfg.model.backbone.update(base_channels=32, stem_channels=32)
+    cfg.model.head.in_channels = 256
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None  # train only
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    checkpoint = tmp_path / 'cls' / 'epoch_1.pth'
+    trained = {k: v.clone() for k, v in runner.model.backbone.state_dict().items()}
+
+    det_cfg = Config.fromfile(str(CONFIGS / 'demo/maskrcnn_mutual_r18_shapes.py'))
+    det_cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(checkpoint),
+                                           prefix='backbone.')
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        detector = DET_MODELS.build(det_cfg.model)
+        detector.init_weights()
+    loaded = detector.backbone.state_dict()
+    assert sorted(loaded) == sorted(trained)
+    differing = [k for k in trained if not torch.equal(loaded[k], trained[k])]
+    assert not differing, f'{len(differing)} backbone tensors did not come through'
