@@ -8,10 +8,10 @@ mmpretrain's ``MobileNetV2(widen_factor=w)``; ``SlimmableMobileNetV1`` is this p
 MobileNetV1 (no OpenMMLab library has one). ``SlimmableLinearClsHead`` takes whatever
 channels the backbone delivers; its class outputs never shrink.
 
-A ResNet or MobileNetV1 classifier's ``backbone.*`` tensors carry exactly the names of
-the mmdet backbones of the same type, so its checkpoint initializes a detector's
-backbone with ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
-(mmpretrain's and mmdet's MobileNetV2 name their blocks' layers differently.)
+A classifier's checkpoint initializes the mmdet backbone of the same type with
+``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``: ResNet and
+MobileNetV1 tensors carry the same names on both sides, and mmdet's
+``SlimmableMobileNetV2`` renames mmpretrain's block layers (``conv.<i>``) as it loads.
 """
 from typing import Sequence
 

@@ -125,26 +125,33 @@ def test_recipe_trains_one_iteration_then_evaluates_per_config(
             assert (id(param) in decayed) == expected, (type(module).__name__, param_name)
 
 
-def test_classifier_checkpoint_initializes_a_detector_backbone(image_folder: Path,
-                                                               tmp_path: Path) -> None:
-    """Pretrain here, then fine-tune: ``init_cfg`` Pretrained with ``prefix='backbone.'``."""
-    cfg = tiny('classification/resnet18_mutual_in1k.py', image_folder, tmp_path / 'cls')
+@pytest.mark.parametrize('recipe, backbone, head_channels, detector', [
     # The demo detector's backbone: SlimmableResNet-18 at half width.
-    cfg.model.backbone.update(base_channels=32, stem_channels=32)
-    cfg.model.head.in_channels = 256
+    ('resnet18_mutual_in1k.py', dict(base_channels=32, stem_channels=32), 256,
+     'demo/maskrcnn_mutual_r18_shapes.py'),
+    # mmpretrain's and mmdet's MobileNetV2 name their blocks' layers differently.
+    ('mobilenet-v2_mutual-w0.35_in1k.py', {}, 1280, 'maskrcnn_mutual_mbv2.py'),
+])
+def test_classifier_checkpoint_initializes_a_detector_backbone(
+        recipe: str, backbone: dict, head_channels: int, detector: str, image_folder: Path,
+        tmp_path: Path) -> None:
+    """Pretrain here, then fine-tune: ``init_cfg`` Pretrained with ``prefix='backbone.'``."""
+    cfg = tiny(f'classification/{recipe}', image_folder, tmp_path / 'cls')
+    cfg.model.backbone.update(backbone)
+    cfg.model.head.in_channels = head_channels
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None  # train only
     runner = Runner.from_cfg(cfg)
     runner.train()
     checkpoint = tmp_path / 'cls' / 'epoch_1.pth'
-    trained = {k: v.clone() for k, v in runner.model.backbone.state_dict().items()}
+    trained = list(runner.model.backbone.state_dict().values())
 
-    det_cfg = Config.fromfile(str(CONFIGS / 'demo/maskrcnn_mutual_r18_shapes.py'))
+    det_cfg = Config.fromfile(str(CONFIGS / detector))
     det_cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(checkpoint),
                                            prefix='backbone.')
     with DefaultScope.overwrite_default_scope('mmdet'):
-        detector = DET_MODELS.build(det_cfg.model)
-        detector.init_weights()
-    loaded = detector.backbone.state_dict()
-    assert sorted(loaded) == sorted(trained)
-    differing = [k for k in trained if not torch.equal(loaded[k], trained[k])]
+        model = DET_MODELS.build(det_cfg.model)
+        model.init_weights()
+    loaded = list(model.backbone.state_dict().values())
+    assert len(loaded) == len(trained)
+    differing = [i for i, (a, b) in enumerate(zip(loaded, trained)) if not torch.equal(a, b)]
     assert not differing, f'{len(differing)} backbone tensors did not come through'
