@@ -13,7 +13,7 @@ from ..ops import Slimmable
 
 
 def build_stock(config: dict, scope: str, device='cpu') -> nn.Module:
-    """Build a stock module from ``config`` in the registry of ``scope`` (mmdet, mmaction).
+    """Build a stock module from ``config`` in the registry of ``scope`` (mmdet, mmaction, ...).
 
     The default scope is switched too: stock modules build their parts (box coders,
     losses, ...) in whatever scope is current. A module that reads a tensor's value while

@@ -29,10 +29,11 @@ else:
 import torch
 from mmpretrain.apis import init_model
 model = init_model(spec['dir'] + '/config.py', spec['dir'] + '/model.pth', device='cpu')
-inputs = torch.load(spec['dir'] + '/inputs.pth', weights_only=True)
+saved = torch.load(spec['dir'] + '/inputs.pth', weights_only=True)
 with torch.no_grad():
-    logits = model(inputs, mode='tensor')
-torch.save({'logits': logits,
+    logits = model(saved['inputs'], mode='tensor')
+    normalized = model.data_preprocessor(dict(inputs=saved['images']), False)['inputs']
+torch.save({'logits': logits, 'normalized': normalized,
             'modules': sorted({type(m).__module__.split('.')[0] for m in model.modules()})},
            spec['dir'] + '/stock.pth')
 print('stock run done')
@@ -59,11 +60,13 @@ def test_classifier_configuration_exports_as_stock_mmpretrain(tmp_path) -> None:
     pipeline = {t['type']: t for t in stock_cfg.test_dataloader.dataset.pipeline}
     assert pipeline['ResizeEdge']['scale'] == 183 and pipeline['CenterCrop']['crop_size'] == 160
 
-    images = torch.randn(2, 3, 224, 224, generator=generator)
-    inputs, _ = task_rescaler(model, cfg)(images, None, config)
-    torch.save(inputs, tmp_path / 'inputs.pth')
+    images = [torch.randint(0, 256, (3, 224, 224), generator=generator, dtype=torch.uint8)
+              for _ in range(2)]
     with torch.no_grad():
+        normalized = model.data_preprocessor(dict(inputs=images), False)['inputs']
+        inputs, _ = task_rescaler(model, cfg)(normalized, None, config)
         adaptive = model(inputs, mode='tensor')
+    torch.save({'images': images, 'inputs': inputs}, tmp_path / 'inputs.pth')
     env = {key: value for key, value in os.environ.items() if not key.startswith('PYTHON')}
     env['OMP_NUM_THREADS'] = '1'
     spec = {'site': site.getsitepackages(), 'dir': str(tmp_path)}
@@ -75,3 +78,6 @@ def test_classifier_configuration_exports_as_stock_mmpretrain(tmp_path) -> None:
     assert 'mutualnet_mm' not in stock['modules']
     assert stock['logits'].shape == adaptive.shape == (2, 1000)
     assert (stock['logits'] - adaptive).abs().max() <= 1e-4
+    # Both normalize with the config's top-level data_preprocessor (mmpretrain's layout).
+    torch.testing.assert_close(stock['normalized'], normalized)
+    assert normalized.abs().max() < 3  # normalized (mean 123.675, std 58.395, ...)
