@@ -30,7 +30,10 @@ train_dataloader = dict(batch_size=64, dataset=dict(pipeline=train_pipeline))  #
 # Each iteration (train.py): the full network at 224 on the labels, then 2 random widths
 # and the smallest, each at a resolution drawn from {224, 192, 160, 128}, learning the KL
 # divergence to the full network's detached logits (no label loss); one optimizer step.
+# Resolutions: the crop, bilinearly resized with align_corners=True (utils/transforms.py
+# InputList, and train.py's test), in training and evaluation alike.
 resolutions = (224, 192, 160, 128)
+_rescaler = dict(type='ClsBatchRescaler', align_corners=True)
 max_epochs = 120
 train_cfg = dict(
     type='MutualEpochBasedTrainLoop',
@@ -39,7 +42,7 @@ train_cfg = dict(
     mutual=dict(
         num_subnets=4,
         scales=tuple(r / resolutions[0] for r in resolutions),
-        rescaler=dict(type='ClsBatchRescaler'),
+        rescaler=_rescaler,
         distill=dict(type='LogitDistiller', module='head', label_loss=False)))
 
 # SGD with Nesterov momentum 0.9, weight decay 1e-4 on conv (not depthwise) and linear
@@ -57,6 +60,7 @@ _grid = dict(
     widths=(1.0, 0.25),  # set by each recipe
     scales=tuple(r / resolutions[0] for r in resolutions),
     calibration=dict(num_batches=9),
+    rescaler=_rescaler,
     metric='accuracy/top1')
 val_cfg = dict(type='PerConfigValLoop', **_grid)
 test_cfg = dict(type='PerConfigTestLoop', **_grid)

@@ -159,9 +159,16 @@ class ClsBatchRescaler:
 
     The reference's rule: every resolution is the same crop, bilinearly downsampled
     (224 -> 192, 160, 128 are scales 6/7, 5/7, 4/7).
+
+    Args:
+        align_corners: Passed to ``F.interpolate`` (the reference: True, in training and
+            evaluation; False matches an image resize in a test pipeline more closely).
     """
 
     data_preprocessors = ('ClsDataPreprocessor',)
+
+    def __init__(self, align_corners: bool = False) -> None:
+        self.align_corners = align_corners
 
     def __call__(self, inputs: Tensor, data_samples: list,
                  config: SubnetConfig) -> Tuple[Tensor, list]:
@@ -172,7 +179,7 @@ class ClsBatchRescaler:
             return inputs, data_samples
         size = _scaled(inputs.shape[-2:], config.scale, config.scale)
         return F.interpolate(inputs, size=size, mode='bilinear',
-                             align_corners=False), data_samples
+                             align_corners=self.align_corners), data_samples
 
 
 def default_rescaler(model) -> dict:

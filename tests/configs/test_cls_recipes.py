@@ -36,7 +36,7 @@ def test_recipe_states_the_reference_facts(name: str) -> None:
     mutual = cfg.train_cfg.mutual
     assert mutual.num_subnets == 4
     assert [round(224 * s) for s in mutual.scales] == [224, 192, 160, 128]
-    assert mutual.rescaler.type == 'ClsBatchRescaler'
+    assert mutual.rescaler == dict(type='ClsBatchRescaler', align_corners=True)
     assert mutual.distill == dict(type='LogitDistiller', module='head', label_loss=False)
     assert cfg.model.head.loss == dict(type='CrossEntropyLoss', loss_weight=1.0)  # no smoothing
     optimizer = cfg.optim_wrapper.optimizer
@@ -50,6 +50,7 @@ def test_recipe_states_the_reference_facts(name: str) -> None:
     assert crop.type == 'RandomResizedCrop' and crop.crop_ratio_range == (crop_min, 1.0)
     for loop in (cfg.val_cfg, cfg.test_cfg):
         assert loop.metric == 'accuracy/top1' and loop.calibration.num_batches == 9
+        assert loop.rescaler == mutual.rescaler  # evaluated as trained
         assert min(loop.widths) == width_range[0] and max(loop.widths) == 1.0
         assert [round(224 * s) for s in loop.scales] == [224, 192, 160, 128]
 

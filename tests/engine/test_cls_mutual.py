@@ -48,6 +48,8 @@ def test_cls_rescaler_downsamples_the_same_crop() -> None:
                                  align_corners=False)
         torch.testing.assert_close(out, expected)
     assert ClsBatchRescaler()(inputs, samples, SubnetConfig(1.0, 1.0))[0] is inputs
+    corners, _ = ClsBatchRescaler(align_corners=True)(inputs, samples, SubnetConfig(1.0, 0.5))
+    torch.testing.assert_close(corners[..., 0, 0], inputs[..., 0, 0])  # the reference's
     with pytest.raises(ValueError, match=r'expects inputs of shape \(N, C, H, W\), got'):
         ClsBatchRescaler()(torch.zeros(1, 1, 3, 8, 8), [], SubnetConfig(1.0, 0.5))
 
