@@ -8,6 +8,6 @@ setup(
     python_requires='>=3.10',
     install_requires=[
         'torch===2.13.0', 'torchvision===0.28.0', 'mmcv==2.1.0', 'mmengine==0.10.7',
-        'mmdet==3.3.0', 'mmaction2==1.2.0', 'pycocotools',
+        'mmdet==3.3.0', 'mmaction2==1.2.0', 'mmpretrain==1.2.0', 'pycocotools',
     ],
 )

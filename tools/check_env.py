@@ -10,9 +10,11 @@ PINS = {
     'mmengine': '0.10.7',
     'mmdet': '3.3.0',
     'mmaction2': '1.2.0',
+    'mmpretrain': '1.2.0',
+    'scikit-learn': '1.9.1',
 }
-IMPORTS = ('mmcv.ops', 'mmdet.models', 'mmaction.models', 'pycocotools.coco', 'cv2',
-           'decord', 'av', 'mutualnet_mm')
+IMPORTS = ('mmcv.ops', 'mmdet.models', 'mmaction.models', 'mmpretrain.models',
+           'pycocotools.coco', 'cv2', 'decord', 'av', 'sklearn.datasets', 'mutualnet_mm')
 
 
 def problems() -> list:

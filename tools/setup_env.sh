@@ -5,7 +5,8 @@
 # Usage: bash tools/setup_env.sh            (environment in ./.venv)
 #        MUTUALNET_VENV=/path bash tools/setup_env.sh
 # Handles the stack defects listed in docs (torch pin, mmcv source build with a wheel
-# cache, mmaction2 1.2.0's missing DRN package, setuptools<82, one OpenCV distribution).
+# cache, mmaction2 1.2.0's missing DRN package, setuptools<82, one OpenCV distribution,
+# mmpretrain without dependencies).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -58,6 +59,9 @@ pip_install -r "$repo/requirements.txt"
 # requirements.txt) so that one OpenCV distribution owns cv2.
 pip_install --no-deps "mmaction2==1.2.0"
 "$py" "$repo/tools/patch_mmaction.py"
+# mmpretrain 1.2.0 works with mmcv 2.1.0 and torch 2.13; without dependencies (listed in
+# requirements.txt) so that pip leaves the pinned stack as it is.
+pip_install --no-deps "mmpretrain==1.2.0"
 
 log "installing mutualnet_mm (editable)"
 pip_install --no-deps --no-build-isolation -e "$repo"

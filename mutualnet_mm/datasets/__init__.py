@@ -1,7 +1,9 @@
 """Generated demo datasets: the project makes its own small data, no downloads."""
 from .coco_shapes import COCO_SHAPES_CLASSES, generate_coco_shapes
+from .digits import DIGIT_CLASSES, write_digits
 from .motion_clips import MOTION_CLASSES, generate_motion_clips
 from .transforms import CheckedLoadImageFromFile, UnreadableImageError
 
-__all__ = ['COCO_SHAPES_CLASSES', 'MOTION_CLASSES', 'CheckedLoadImageFromFile',
-           'UnreadableImageError', 'generate_coco_shapes', 'generate_motion_clips']
+__all__ = ['COCO_SHAPES_CLASSES', 'DIGIT_CLASSES', 'MOTION_CLASSES', 'CheckedLoadImageFromFile',
+           'UnreadableImageError', 'generate_coco_shapes', 'generate_motion_clips',
+           'write_digits']

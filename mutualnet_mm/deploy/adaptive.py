@@ -11,8 +11,7 @@ from torch.utils.data import DataLoader
 
 from ..engine.calibration import CALIBRATION_SEED, build_calibration_loader
 from ..engine.checkpoint import load_checkpoint_safely
-from ..engine.loops import default_rescaler
-from ..engine.rescale import build_rescaler
+from ..engine.rescale import build_rescaler, default_rescaler
 
 
 def load_config(config: Union[str, os.PathLike, Config]) -> Config:
@@ -39,12 +38,18 @@ def build_adaptive_model(cfg: Config, checkpoint: Optional[str] = None,
                          device: str = 'cpu') -> nn.Module:
     """Build ``cfg.model`` in the config's scope, load ``checkpoint``, move it, set eval.
 
+    A top-level ``data_preprocessor`` (mmpretrain's configs) is the model's unless the
+    model sets its own, as mmengine's ``Runner`` does it.
+
     Raises:
         KeyError, ValueError: the checkpoint does not hold this model's weights (see
             :func:`load_adaptive_weights`).
     """
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:  # top level in mmpretrain's configs
+        model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
     with DefaultScope.overwrite_default_scope(config_scope(cfg)):
-        model = MODELS.build(copy.deepcopy(cfg.model))
+        model = MODELS.build(model_cfg)
     if checkpoint is not None:
         load_adaptive_weights(model, checkpoint)
     return model.to(device).eval()

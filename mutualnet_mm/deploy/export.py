@@ -46,7 +46,10 @@ INPUT_FOLLOWING = {
     'SlimmableSingleRoIExtractor': ('SingleRoIExtractor', 'out_channels', 'neck'),
     'SlimmableX3DHead': ('X3DHead', 'in_channels', 'backbone'),
     'SlimmableSlowFastHead': ('SlowFastHead', 'in_channels', 'backbone'),
+    'SlimmableLinearClsHead': ('LinearClsHead', 'in_channels', 'backbone'),
 }
+#: Input-following modules that take the backbone's last output only (after pooling).
+_LAST_OUTPUT = {'SlimmableLinearClsHead'}
 #: The stock loops replacing the mutual ones.
 _STOCK_TRAIN_LOOPS = {'MutualEpochBasedTrainLoop': 'EpochBasedTrainLoop',
                       'MutualIterBasedTrainLoop': 'IterBasedTrainLoop'}
@@ -103,7 +106,10 @@ def stock_model_config(model: nn.Module, model_cfg: dict, width: float) -> dict:
         channels = _channels(features[source])
         part_cfg = _get_at(cfg, name)
         part_cfg['type'] = stock_type
-        part_cfg[argument] = channels[0] if source == 'neck' else sum(channels)
+        if source == 'neck':
+            part_cfg[argument] = channels[0]
+        else:
+            part_cfg[argument] = channels[-1] if kind in _LAST_OUTPUT else sum(channels)
     _check_no_package_types(cfg, 'model', parts[0][1].stock_scope)
     return cfg
 
@@ -281,7 +287,8 @@ def _scaled(value: Any, scale: float) -> Any:
 
 
 def _scale_transform(kind: str, transform: dict, scale: float) -> bool:
-    if kind.endswith('Resize') and transform.get('scale') is not None:
+    resize = kind.endswith('Resize') or kind == 'ResizeEdge'  # mmpretrain: the short edge
+    if resize and transform.get('scale') is not None:
         transform['scale'] = _scaled(transform['scale'], scale)
         return True
     if kind.endswith('Resize') and transform.get('scale_factor') is not None:
@@ -344,8 +351,7 @@ def export_config_and_weights(model: nn.Module, cfg: Config,
     check_scales([config.scale], 'config')
     model_cfg = stock_model_config(module, cfg.model, config.width)
     stock_cfg = stock_runtime_config(cfg, model_cfg, config)
-    with DefaultScope.overwrite_default_scope(stock_cfg.default_scope), torch.device('meta'):
-        stock = MODELS.build(copy.deepcopy(stock_cfg.model))
+    stock = build_stock(stock_cfg.model.to_dict(), stock_cfg.default_scope, 'meta')
     state_dict = slice_state_dict(module, stock.state_dict())
     return stock_cfg, OrderedDict((k, v.cpu()) for k, v in state_dict.items())
 

@@ -10,11 +10,12 @@ from .loops import (
                     PerConfigValLoop,
 )
 from .mutual_step import MutualTrainStep, NonFiniteLossError
-from .rescale import DetBatchRescaler, VideoBatchRescaler
+from .rescale import ClsBatchRescaler, DetBatchRescaler, VideoBatchRescaler
 from .subnet import CohortSampler, SubnetConfig
 
 __all__ = [
-    'CohortSampler', 'DetBatchRescaler', 'Distiller', 'FeatureDistiller', 'LogitDistiller',
+    'ClsBatchRescaler', 'CohortSampler', 'DetBatchRescaler', 'Distiller', 'FeatureDistiller',
+    'LogitDistiller',
     'MutualEpochBasedTrainLoop', 'MutualIterBasedTrainLoop', 'MutualTrainStep',
     'NonFiniteLossError', 'PerConfigTestLoop', 'PerConfigValLoop', 'SafeCheckpointHook',
     'SubnetConfig', 'VideoBatchRescaler', 'allow_mmengine_checkpoint_classes', 'calibrate_bn',

@@ -23,16 +23,8 @@ from ..ops import set_width, width_range_of
 from .calibration import build_calibration_loader, calibrate_bn
 from .hooks import MutualEtaHook, TorchRandomStateHook
 from .mutual_step import MutualTrainStep, check_trainable_norms
-from .rescale import build_rescaler
+from .rescale import build_rescaler, default_rescaler
 from .subnet import SubnetConfig, check_scales
-
-
-def default_rescaler(model) -> dict:
-    """The rescaler a model's task needs (video recognizers vs. detectors)."""
-    module = model.module if is_model_wrapper(model) else model
-    if type(module).__module__.startswith('mmaction'):
-        return dict(type='VideoBatchRescaler')
-    return dict(type='DetBatchRescaler')
 
 
 def register_eta_hook(runner) -> None:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..ops import set_width, slimmable_modules, width_range_of
+from . import rescale
 from .distill import Distiller, build_distiller
 from .rescale import build_rescaler
 from .subnet import CohortSampler, SubnetConfig
@@ -126,10 +127,9 @@ class MutualTrainStep:
         sampler = CohortSampler(width_range, cfg.get('num_subnets', 4),
                                 cfg.get('scales', (1.0,)), cfg.get('frames'), seed,
                                 full_only_iterations(cfg, max_iters))
-        rescaler_cfg = cfg.get('rescaler') or default_rescaler
-        if rescaler_cfg is None:
-            raise ValueError('mutual.rescaler is required (e.g. '
-                             "dict(type='DetBatchRescaler') or dict(type='VideoBatchRescaler'))")
+        # The config's, else the one registered for the model's data preprocessor.
+        rescaler_cfg = cfg.get('rescaler') or default_rescaler or \
+            rescale.default_rescaler(module)
         return cls(sampler, build_rescaler(rescaler_cfg), build_distiller(cfg.get('distill')),
                    cfg.get('skip_nonfinite', False))
 

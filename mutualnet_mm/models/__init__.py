@@ -1,5 +1,8 @@
 """Registered slimmable models: backbones, necks and heads."""
-from . import complexity  # noqa: F401  (mmcv's FLOPs counter counts slimmable layers)
+from . import (
+    classification,  # noqa: F401  (registers in mmpretrain's MODELS)
+    complexity,  # noqa: F401  (mmcv's FLOPs counter counts slimmable layers)
+)
 from .backbones import *  # noqa: F401,F403
 from .heads import *  # noqa: F401,F403
 from .necks import *  # noqa: F401,F403

@@ -1,4 +1,5 @@
 """Slimmable modules that, at every width, compute a stock OpenMMLab module."""
+import copy
 import functools
 import inspect
 import json
@@ -57,15 +58,23 @@ def drop_in_signature(stock_cls: type) -> Callable[[type], type]:
 
 
 def build_stock(config: dict, scope: str, device='cpu') -> nn.Module:
-    """Build a stock module from ``config`` in the registry of ``scope`` (mmdet, mmaction).
+    """Build a stock module from ``config`` in the registry of ``scope`` (mmdet, mmaction, ...).
 
     The default scope is switched too: stock modules build their parts (box coders,
-    losses, ...) in whatever scope is current.
+    losses, ...) in whatever scope is current. A module that reads a tensor's value while
+    it builds (mmpretrain's ResNet: its drop-path rates) cannot be built on the meta
+    device; it is built on the CPU and moved there.
     """
-    config = dict(config)
+    config = copy.deepcopy(dict(config))
     config['type'] = f'{scope}.{config["type"]}'
-    with torch.device(device), DefaultScope.overwrite_default_scope(scope):
-        return ROOT_MODELS.build(config)
+    with DefaultScope.overwrite_default_scope(scope):
+        try:
+            with torch.device(device):
+                return ROOT_MODELS.build(copy.deepcopy(config))
+        except RuntimeError as error:
+            if torch.device(device).type != 'meta' or 'meta tensors' not in str(error):
+                raise
+        return ROOT_MODELS.build(config).to(device)
 
 
 @functools.lru_cache(maxsize=256)

@@ -22,6 +22,9 @@ def registry_of(cfg: Config):
     if cfg.default_scope == 'mmaction':
         from mmaction.registry import MODELS
         return MODELS
+    if cfg.default_scope == 'mmpretrain':
+        from mmpretrain.registry import MODELS
+        return MODELS
     from mmdet.registry import MODELS
     return MODELS
 
@@ -41,7 +44,7 @@ def test_config_saves_checkpoints_safely(name: str) -> None:
 @pytest.mark.parametrize('name', ALL_CONFIGS)
 def test_config_builds_its_model(name: str) -> None:
     cfg = Config.fromfile(str(CONFIGS / name))
-    assert cfg.default_scope in ('mmdet', 'mmaction')
+    assert cfg.default_scope in ('mmdet', 'mmaction', 'mmpretrain')
     assert cfg.train_cfg.type.startswith('Mutual') and 'mutual' in cfg.train_cfg
     assert cfg.test_cfg.type == 'PerConfigTestLoop'
     with DefaultScope.overwrite_default_scope(cfg.default_scope):

@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 
 import mutualnet_mm
 from mutualnet_mm.datasets import generate_coco_shapes
-from mutualnet_mm.engine import MutualTrainStep, NonFiniteLossError
+from mutualnet_mm.engine import DetBatchRescaler, MutualTrainStep, NonFiniteLossError
 from mutualnet_mm.engine.mutual_step import check_trainable_norms
 
 CONFIG = Path(__file__).parents[2] / 'configs/demo/maskrcnn_mutual_r18_shapes.py'
@@ -246,8 +246,9 @@ def test_width_range_must_lie_in_the_models(model) -> None:
         MutualTrainStep.from_config(mutual(width_range=(0.1, 1.0)), model)
     step = MutualTrainStep.from_config(mutual(width_range=(0.5, 0.75)), model)
     assert step.sampler.cohort(0)[0].width == 0.75 and step.sampler.cohort(0)[-1].width == 0.5
-    with pytest.raises(ValueError, match='mutual.rescaler is required'):
-        MutualTrainStep.from_config(dict(num_subnets=2), model)
+    # Without mutual.rescaler: the one registered for the detector's data preprocessor.
+    default = MutualTrainStep.from_config(dict(num_subnets=2), model).rescaler
+    assert isinstance(default, DetBatchRescaler)
 
 
 @pytest.mark.parametrize('max_iters, expected', [(1200, 600), (100, 50), (7, 4)])

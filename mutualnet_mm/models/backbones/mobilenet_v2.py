@@ -56,6 +56,7 @@ class SlimmableMobileNetV2(StockSlimmable, MobileNetV2):
         self._check_shortcuts(self.width_range[0])
         convert_to_slimmable(self)
         self.conv1.conv.slim_in = False  # the colour channels
+        self._register_load_state_dict_pre_hook(_from_mmpretrain_layout, with_module=True)
 
     def _check_shortcuts(self, width: float) -> None:
         """Reject a width whose stock network has shortcuts this one lacks.
@@ -76,3 +77,22 @@ class SlimmableMobileNetV2(StockSlimmable, MobileNetV2):
     def stock_config(self, width: float) -> dict:
         return dict(type='MobileNetV2', **self._stock_kwargs,
                     widen_factor=self.widen_factor * width)
+
+
+def _from_mmpretrain_layout(module: nn.Module, state_dict: dict, prefix: str,
+                            *args) -> None:
+    """Rename the block layers of an mmpretrain MobileNetV2 checkpoint to mmdet's names.
+
+    mmpretrain's blocks keep their convs in ``conv.<i>`` (expand, depthwise, linear; no
+    expand conv at expansion ratio 1), mmdet's name them ``expand_conv``,
+    ``depthwise_conv`` and ``linear_conv``: so a classifier trained here initializes
+    this backbone as it is (``init_cfg`` Pretrained, ``prefix='backbone.'``).
+    """
+    for name, block in module.named_modules():
+        if not isinstance(block, InvertedResidual):
+            continue
+        targets = ['expand_conv'] * block.with_expand_conv + ['depthwise_conv', 'linear_conv']
+        for index, target in enumerate(targets):
+            old = f'{prefix}{name}.conv.{index}.'
+            for key in [k for k in state_dict if k.startswith(old)]:
+                state_dict[f'{prefix}{name}.{target}.{key[len(old):]}'] = state_dict.pop(key)
