@@ -66,8 +66,7 @@ def build_mutual_side(cfg, seed: int = 0):
     # Without the warm-up (the full network alone), every iteration trains a cohort.
     mutual = {key: value for key, value in (cfg.train_cfg.get('mutual') or {}).items()
               if not key.startswith('full_only')}
-    step = MutualTrainStep.from_config(copy.deepcopy(mutual), model, seed=seed,
-                                       default_rescaler=dict(type='DetBatchRescaler'))
+    step = MutualTrainStep.from_config(copy.deepcopy(mutual), model, seed=seed)
     return model, optim_wrapper, step
 
 

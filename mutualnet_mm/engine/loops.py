@@ -41,7 +41,7 @@ class _MutualTrainMixin:
         check_trainable_norms(model.module if is_model_wrapper(model) else model)
         self.mutual_step = MutualTrainStep.from_config(
             mutual, model, seed=self.runner.seed or 0,
-            default_rescaler=default_rescaler(model), max_iters=self.max_iters)
+            max_iters=self.max_iters)
         if not any(isinstance(hook, TorchRandomStateHook) for hook in self.runner.hooks):
             self.runner.register_hook(TorchRandomStateHook())  # exact resume
         register_eta_hook(self.runner)

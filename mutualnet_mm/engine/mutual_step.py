@@ -96,7 +96,6 @@ class MutualTrainStep:
 
     @classmethod
     def from_config(cls, cfg: Optional[dict], model: nn.Module, seed: int = 0,
-                    default_rescaler: Optional[dict] = None,
                     max_iters: Optional[int] = None) -> 'MutualTrainStep':
         """Build from a config's ``mutual`` section.
 
@@ -128,8 +127,7 @@ class MutualTrainStep:
                                 cfg.get('scales', (1.0,)), cfg.get('frames'), seed,
                                 full_only_iterations(cfg, max_iters))
         # The config's, else the one registered for the model's data preprocessor.
-        rescaler_cfg = cfg.get('rescaler') or default_rescaler or \
-            rescale.default_rescaler(module)
+        rescaler_cfg = cfg.get('rescaler') or rescale.default_rescaler(module)
         return cls(sampler, build_rescaler(rescaler_cfg), build_distiller(cfg.get('distill')),
                    cfg.get('skip_nonfinite', False))
 
