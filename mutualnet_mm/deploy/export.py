@@ -351,7 +351,7 @@ def export_config_and_weights(model: nn.Module, cfg: Config,
     check_scales([config.scale], 'config')
     model_cfg = stock_model_config(module, cfg.model, config.width)
     stock_cfg = stock_runtime_config(cfg, model_cfg, config)
-    stock = build_stock(stock_cfg.model.to_dict(), stock_cfg.default_scope, 'meta')
+    stock = build_stock(stock_cfg.model, stock_cfg.default_scope, 'meta')
     state_dict = slice_state_dict(module, stock.state_dict())
     return stock_cfg, OrderedDict((k, v.cpu()) for k, v in state_dict.items())
 

@@ -12,7 +12,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from torch import Tensor
 
 from ..registry import MUTUAL, build_component
@@ -192,6 +192,8 @@ def default_rescaler(model) -> dict:
         ValueError: no registered rescaler takes this preprocessor's batches.
     """
     module = model.module if is_model_wrapper(model) else model
+    if isinstance(module, BaseTTAModel):  # test-time augmentation wraps the task's model
+        module = module.module
     preprocessor = type(getattr(module, 'data_preprocessor', None))
     for cls in preprocessor.__mro__:
         for name, rescaler in MUTUAL.module_dict.items():

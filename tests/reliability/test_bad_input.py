@@ -79,14 +79,18 @@ def test_empty_or_invalid_scale_list(scales, bad: str) -> None:
 
 
 
+RESCALER = dict(type='VideoBatchRescaler')  # the tiny net's preprocessor has none registered
+
+
 def test_negative_calibration_batches() -> None:
     loop = PerConfigValLoop.__new__(PerConfigValLoop)  # only the grid settings
     loop._runner = SimpleNamespace(model=build())
     with pytest.raises(ValueError, match=r'PerConfigValLoop\.calibration\.num_batches must be '
                                          r'an integer >= 0, got -1'):
-        loop._setup_grid(None, (1.0,), dict(num_batches=-1), None, None, False)
-    loop._setup_grid(None, (1.0,), dict(num_batches=0), None, None, False)
+        loop._setup_grid(None, (1.0,), dict(num_batches=-1), RESCALER, None, False)
+    loop._setup_grid(None, (1.0,), dict(num_batches=0), RESCALER, None, False)
     assert loop.num_calibration_batches == 0
+
 
 def test_unknown_backbone_depth() -> None:
     init_default_scope('mmdet')
