@@ -20,4 +20,4 @@ lint: setup
 	.venv/bin/ruff check .
 
 test: lint
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup --durations=15

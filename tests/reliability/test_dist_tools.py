@@ -8,7 +8,6 @@ predictions makes the comparison sensitive: mAP of a 2-iteration model is 0).
 """
 import json
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,11 @@ import pytest
 
 from mutualnet_mm.datasets import generate_coco_shapes
 
-from .tiny_detection import REPO, run_tool, tool_env, write_config
+from .tiny_detection import REPO, free_port, run_tool, tool_env, write_config
+
+# Processes that talk over sockets run on one xdist worker, one test after another
+# (make test: --dist loadgroup): two at once raced for ports and once hung a run.
+pytestmark = pytest.mark.xdist_group('multiprocess')
 
 EXTRA = '''
 custom_imports = dict(imports=['mutualnet_mm', 'tests.reliability.digest_metric'],
@@ -42,11 +45,6 @@ CALIBRATION_LOADER = ['train_dataloader.batch_size=1',
                       'train_dataloader.sampler.shuffle=False']
 RELATIVE_TOLERANCE = 1e-5  # measured: about 1e-7
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope='module')

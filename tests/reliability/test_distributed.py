@@ -21,6 +21,10 @@ from mutualnet_mm.ops import SlimmableSyncBatchNorm
 
 from .tiny_video_net import build, make_batches, shard
 
+# Processes that talk over sockets run on one xdist worker, one test after another
+# (make test: --dist loadgroup): two at once raced for ports and once hung a run.
+pytestmark = pytest.mark.xdist_group('multiprocess')
+
 WORLD_SIZE = 2
 ITERATIONS = 3
 GLOBAL_BATCH = 4

@@ -6,7 +6,6 @@ iterations; the single-process runs are compared with one uninterrupted run. Und
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,11 @@ from mutualnet_mm.datasets import generate_coco_shapes
 from mutualnet_mm.engine.checkpoint_hook import PREEMPTED_EXIT_CODE
 
 from .test_resume import max_difference
-from .tiny_detection import ITERATIONS, REPO, SCHEDULE, run_tool, tool_env, write_config
+from .tiny_detection import ITERATIONS, REPO, SCHEDULE, free_port, run_tool, tool_env, write_config
+
+# Processes that talk over sockets run on one xdist worker, one test after another
+# (make test: --dist loadgroup): two at once raced for ports and once hung a run.
+pytestmark = pytest.mark.xdist_group('multiprocess')
 
 # The demo's checkpoints: one, at the end of training.
 BY_EPOCH = "default_hooks = dict(checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))\n"
@@ -145,11 +148,6 @@ def test_sigkill_inside_a_checkpoint_save_resumes_from_the_previous_one(data_roo
     final = torch.load(work_dir / f'iter_{ITERATIONS}.pth', weights_only=True)
     assert_same_training(final, uninterrupted, schedulers=False)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def find_rank(marker: str, rank: int, process: subprocess.Popen, timeout: float = 180) -> int:

@@ -1,5 +1,7 @@
 """The CPU demo Mask R-CNN config shrunk for process-level tests, and how to run the tools."""
 import os
+import random
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +58,23 @@ def write_config(path: Path, data_root: Path, extra: str = '', flip: float = 0.5
                                    size=IMAGE_SIZE, flip=flip, batch_size=batch_size))
     path.write_text(f'_base_ = {base.name!r}\ndata_root = {f"{data_root}/"!r}\n{extra}')
     return path
+
+
+#: Ports below Linux's ephemeral range (32768-60999): the ephemeral ports that gloo and
+#: other sockets get from the kernel cannot take one between our check and torchrun's bind.
+RENDEZVOUS_PORTS = range(20000, 32768)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a rendezvous, outside the ephemeral range."""
+    for port in random.SystemRandom().sample(RENDEZVOUS_PORTS, 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(('127.0.0.1', port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f'no free port in {RENDEZVOUS_PORTS}')
 
 
 def tool_env(**extra: str) -> dict:
