@@ -6,6 +6,19 @@ from mmengine.config import Config
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'maskrcnn_mutual_r18_shapes.py')
 IMAGE_SIZE = 64
+# The start of a script run in a process whose import path holds the environment's
+# site-packages only (spec['site']): it fails if mutualnet_mm is importable there.
+STOCK_PRELUDE = r'''
+import json, sys
+spec = json.loads(sys.argv[1])
+sys.path.extend(spec['site'])
+try:
+    import mutualnet_mm  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit('mutualnet_mm is importable in the stock process')
+'''
 
 
 def tiny_demo_config(data_root: str) -> Config:

@@ -36,23 +36,14 @@ from mutualnet_mm.engine.subnet import SubnetConfig
 from mutualnet_mm.evaluation import QueryTable
 from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 
-from .demo import REPO
+from .demo import REPO, STOCK_PRELUDE
 
 CONFIGS = (SubnetConfig(1.0, 1.0), SubnetConfig(0.5, 0.75), SubnetConfig(0.25, 0.5))
 CALIBRATION_BATCHES = 2
 
 # Runs in a process whose import path holds the environment's site-packages only: no
 # repository, no editable install of mutualnet_mm.
-STOCK_RUNNER = r'''
-import json, sys
-spec = json.loads(sys.argv[1])
-sys.path.extend(spec['site'])
-try:
-    import mutualnet_mm  # noqa: F401
-except ImportError:
-    pass
-else:
-    raise SystemExit('mutualnet_mm is importable in the stock process')
+STOCK_RUNNER = STOCK_PRELUDE + r'''
 import torch
 from mmdet.apis import init_detector
 from mmdet.registry import DATASETS

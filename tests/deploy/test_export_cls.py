@@ -13,19 +13,10 @@ from mutualnet_mm.deploy.adaptive import build_adaptive_model, task_rescaler
 from mutualnet_mm.deploy.export import export_subnet
 from mutualnet_mm.engine import SubnetConfig
 
-from .demo import REPO
+from .demo import REPO, STOCK_PRELUDE
 
 # Runs with the environment's site-packages only: no repository, no mutualnet_mm.
-STOCK_RUNNER = r'''
-import json, sys
-spec = json.loads(sys.argv[1])
-sys.path.extend(spec['site'])
-try:
-    import mutualnet_mm  # noqa: F401
-except ImportError:
-    pass
-else:
-    raise SystemExit('mutualnet_mm is importable in the stock process')
+STOCK_RUNNER = STOCK_PRELUDE + r'''
 import torch
 from mmpretrain.apis import init_model
 model = init_model(spec['dir'] + '/config.py', spec['dir'] + '/model.pth', device='cpu')
