@@ -20,7 +20,7 @@ from mmengine.runner import Runner
 
 import mutualnet_mm  # noqa: F401
 from mutualnet_mm.datasets.checks import check_data_config
-from mutualnet_mm.tools_common import add_runner_arguments, load_tool_config
+from mutualnet_mm.tools_common import add_runner_arguments, leave_distributed, load_tool_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -112,6 +112,8 @@ def main() -> None:
         dump = DumpResults if video else DumpDetResults
         runner.test_evaluator.metrics.append(dump(out_file_path=args.out))
     runner.test()
+    del runner
+    leave_distributed()
 
 
 if __name__ == '__main__':

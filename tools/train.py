@@ -14,7 +14,8 @@ from mmengine.runner import Runner
 
 import mutualnet_mm  # noqa: F401  (registers modules, loops and safe checkpoint loading)
 from mutualnet_mm.datasets.checks import check_data_config
-from mutualnet_mm.tools_common import add_runner_arguments, load_tool_config
+from mutualnet_mm.engine.checkpoint_hook import PREEMPTED_EXIT_CODE
+from mutualnet_mm.tools_common import add_runner_arguments, leave_distributed, load_tool_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -65,7 +66,18 @@ def main() -> None:
     use_safe_checkpoint_hook(cfg)
     check_data_config(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'],
                       args.check_data)
-    Runner.from_cfg(cfg).train()
+    runner = Runner.from_cfg(cfg)
+    exit_code = 0
+    try:
+        runner.train()
+    except SystemExit as stop:  # SafeCheckpointHook after a SIGTERM: every rank is here
+        if stop.code != PREEMPTED_EXIT_CODE:
+            raise
+        exit_code = stop.code
+    del runner
+    leave_distributed()
+    if exit_code:
+        raise SystemExit(exit_code)
 
 
 if __name__ == '__main__':
