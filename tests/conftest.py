@@ -1,9 +1,11 @@
-"""Every test starts from the registry scope the session started with: none leaks."""
+"""Every test starts from the registry scope the session started with, and without the
+visualizers of earlier tests: none leaks."""
 from collections import OrderedDict
 from typing import Iterator
 
 import pytest
 from mmengine.registry import DefaultScope
+from mmengine.visualization import Visualizer
 
 
 @pytest.fixture(scope='session')
@@ -19,3 +21,19 @@ def restore_default_scope(session_default_scopes: OrderedDict) -> Iterator[None]
     yield
     DefaultScope._instance_dict.clear()
     DefaultScope._instance_dict.update(session_default_scopes)
+
+
+def _visualizer_classes(cls: type = Visualizer) -> Iterator[type]:
+    yield cls
+    for subclass in cls.__subclasses__():
+        yield from _visualizer_classes(subclass)
+
+
+@pytest.fixture(autouse=True)
+def fresh_visualizers(monkeypatch) -> None:
+    # Runners name their visualizer after the config file and the second they start;
+    # two tool runs in one process within a second (same config name) would share an
+    # earlier test's visualizer, which may be of another task's class (seen: mmdet's
+    # DetVisualizationHook handed a plain Visualizer).
+    for cls in _visualizer_classes():
+        monkeypatch.setattr(cls, '_instance_dict', OrderedDict())
