@@ -6,13 +6,67 @@ channels follow the incoming tensor (``slim_in``); output channels follow
 channel plan (``slim_out``). Depthwise convolutions follow their input. Batch norms
 normalize with the first ``c`` entries of their affine parameters and running statistics.
 """
-from typing import Optional
+import weakref
+from collections import OrderedDict
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+#: Sliced parameter sets an evaluating layer keeps (one per input/output channel count).
+SLICES_PER_LAYER = 4
+_eval_slices: Dict[int, OrderedDict] = {}
+
+
+def evaluating(x) -> bool:
+    """Whether a forward on ``x`` may reuse kept slices: no gradients, not FX tracing."""
+    return not torch.is_grad_enabled() and not isinstance(x, torch.fx.Proxy)
+
+
+def stamp(tensors: tuple) -> tuple:
+    """Which tensors these are and at which version (in-place changes bump it)."""
+    items = []
+    for tensor in tensors:
+        items += (id(tensor), -1 if tensor is None else tensor._version)
+    return tuple(items)
+
+
+def kept_slices(layer: nn.Module, key: tuple, sources: tuple,
+                make: Callable[[], tuple]) -> tuple:
+    """``make()``, a layer's sliced tensors for ``key``, reused while ``sources`` are unchanged.
+
+    Without gradients (evaluation, BN calibration) a layer at a fixed width slices the
+    same tensors on every call, and a convolution copies a weight sliced along its
+    inputs (not contiguous) each time: at batch 1 and small inputs that work rivals the
+    arithmetic. The layer keeps up to :data:`SLICES_PER_LAYER` results instead. One is
+    valid while every source is the same tensor at the same version: an in-place change
+    (optimizer step, ``load_state_dict``, ``copy_``) or a reassignment discards it, and
+    so does a move to another device or dtype (:meth:`SlimmableLayer._apply`). Writes
+    through ``tensor.data`` bypass the version counter, as they bypass autograd. Kept
+    slices cost memory: at most the layer's weights once more over four widths below 1
+    (a prefix along the outputs is a view and costs nothing).
+    """
+    current = stamp(sources)
+    slices = _eval_slices.get(id(layer))
+    if slices is None:
+        slices = _eval_slices[id(layer)] = OrderedDict()
+        weakref.finalize(layer, _eval_slices.pop, id(layer), None)
+    entry = slices.get(key)
+    if entry is not None and entry[0] == current:
+        return entry[2]
+    value = make()
+    slices[key] = (current, sources, value)  # holding the sources keeps their ids unique
+    slices.move_to_end(key)
+    if len(slices) > SLICES_PER_LAYER:
+        slices.popitem(last=False)
+    return value
+
+
+def _contiguous(tensors: tuple) -> tuple:
+    return tuple(t.contiguous() if isinstance(t, Tensor) else t for t in tensors)
 
 
 @torch.fx.wrap
@@ -92,6 +146,17 @@ class SlimmableLayer:
             return full
         return self.active_out_channels
 
+    def _weight_and_bias(self) -> tuple:
+        # straight from the parameter table: nn.Module.__getattr__ costs more than the
+        # whole lookup of kept slices
+        parameters = self._parameters  # type: ignore[attr-defined]
+        return parameters['weight'], parameters['bias']
+
+    def _apply(self, fn, *args, **kwargs):
+        """Discard kept slices when parameters move (``to``, ``half``, ...)."""
+        _eval_slices.pop(id(self), None)
+        return super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
+
     def set_active_out_channels(self, channels: Optional[int]) -> None:
         """Set how many output channels the layer computes (``None``: all)."""
         full = self._full_out_channels()
@@ -126,6 +191,13 @@ class _SlimmableConvMixin(SlimmableLayer):
 
     def sliced_parameters(self, x: Tensor) -> tuple:
         """``(weight, bias, groups)`` the layer runs with on input ``x``."""
+        if evaluating(x):
+            return kept_slices(self, (x.shape[1], self.active_out_channels),
+                               self._weight_and_bias(),
+                               lambda: _contiguous(self._sliced_parameters(x)))
+        return self._sliced_parameters(x)
+
+    def _sliced_parameters(self, x: Tensor) -> tuple:
         return sliced_weights(x, self.weight, self.bias, self._active_out(self.out_channels),
                               self.groups, self.is_depthwise, self.slim_in,
                               type(self).__name__)
@@ -158,10 +230,19 @@ class SlimmableLinear(SlimmableLayer, nn.Linear):
         return self.out_features
 
     def forward(self, x: Tensor) -> Tensor:
+        if evaluating(x):
+            weight, bias = kept_slices(self, (x.shape[-1], self.active_out_channels),
+                                       self._weight_and_bias(),
+                                       lambda: _contiguous(self._sliced_parameters(x)))
+        else:
+            weight, bias = self._sliced_parameters(x)
+        return F.linear(x, weight, bias)
+
+    def _sliced_parameters(self, x: Tensor) -> tuple:
         weight, bias, _ = sliced_weights(x, self.weight, self.bias,
                                          self._active_out(self.out_features), 1, False,
                                          self.slim_in, type(self).__name__, dim=-1)
-        return F.linear(x, weight, bias)
+        return weight, bias
 
 
 class SlimmableConvTranspose2d(SlimmableLayer, nn.ConvTranspose2d):
@@ -179,13 +260,21 @@ class SlimmableConvTranspose2d(SlimmableLayer, nn.ConvTranspose2d):
         super().set_active_out_channels(channels)
 
     def forward(self, x: Tensor, output_size: Optional[list] = None) -> Tensor:
-        weight, bias = sliced_transposed_weights(
-            x, self.weight, self.bias, self._active_out(self.out_channels), self.groups,
-            self.slim_in and self.groups == 1, type(self).__name__)
+        if evaluating(x):
+            weight, bias = kept_slices(self, (x.shape[1], self.active_out_channels),
+                                       self._weight_and_bias(),
+                                       lambda: _contiguous(self._sliced_parameters(x)))
+        else:
+            weight, bias = self._sliced_parameters(x)
         output_padding = self._output_padding(x, output_size, self.stride, self.padding,
                                               self.kernel_size, 2, self.dilation)
         return F.conv_transpose2d(x, weight, bias, self.stride, self.padding, output_padding,
                                   self.groups, self.dilation)
+
+    def _sliced_parameters(self, x: Tensor) -> tuple:
+        return sliced_transposed_weights(
+            x, self.weight, self.bias, self._active_out(self.out_channels), self.groups,
+            self.slim_in and self.groups == 1, type(self).__name__)
 
 
 def _norm_arguments(x: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
@@ -247,6 +336,16 @@ class _SlimmableBatchNormBase(SlimmableLayer, _BatchNorm):
     input_dims: tuple = (2, 3, 4, 5)
 
     def forward(self, x: Tensor) -> Tensor:
+        if not self.training and evaluating(x):
+            buffers = self._buffers
+            if buffers['running_mean'] is not None:
+                weight, bias, mean, var = kept_slices(
+                    self, (x.shape[1], x.dim()),
+                    (*self._weight_and_bias(), buffers['running_mean'],
+                     buffers['running_var']),
+                    lambda: self._eval_tensors(x))
+                return torch.batch_norm(x, weight, bias, mean, var, False, 0.0, self.eps,
+                                        torch.backends.cudnn.enabled)
         args = (x, self.running_mean, self.running_var, self.weight, self.bias,
                 self.num_batches_tracked, self.training, self.track_running_stats,
                 self.momentum, self.num_features, self.input_dims, type(self).__name__)
@@ -254,6 +353,14 @@ class _SlimmableBatchNormBase(SlimmableLayer, _BatchNorm):
             weight, bias, running_mean, running_var, factor, _ = _norm_arguments(*args)
             return self._sync_forward(x, weight, bias, running_mean, running_var, factor)
         return sliced_batch_norm(*args, eps=self.eps)
+
+    def _eval_tensors(self, x: Tensor) -> tuple:
+        """``(weight, bias, running_mean, running_var)`` cut to ``x``'s channels (checked)."""
+        weight, bias, mean, var, _, _ = _norm_arguments(
+            x, self.running_mean, self.running_var, self.weight, self.bias, None, False,
+            self.track_running_stats, self.momentum, self.num_features, self.input_dims,
+            type(self).__name__)
+        return weight, bias, mean, var
 
     def _use_sync(self, x: Tensor) -> bool:
         return False

@@ -185,6 +185,15 @@ def test_slimmable_contract(case_name: str, width: float) -> None:
         if name in conv_weights:
             assert param.grad[active].abs().max() > 0, f'{name}: no gradient in its slice'
 
+    # evaluation keeps weight slices: an optimizer step must not leave stale ones
+    module.eval()
+    with torch.no_grad():
+        before = case.run(module, inputs)
+    torch.optim.SGD(module.parameters(), lr=0.01).step()
+    with torch.no_grad():
+        assert max_difference(case.run(module, inputs), before) > 1e-4  # the step shows
+    assert_matches_stock(module, width, case.make_inputs, case.forward)
+
 
 @pytest.mark.parametrize('case_name', list(CASES))
 def test_full_width_is_drop_in_for_stock(case_name: str) -> None:

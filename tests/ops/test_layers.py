@@ -1,4 +1,6 @@
 """Slimmable layers against torch's functional ops on sliced weights."""
+import gc
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +15,7 @@ from mutualnet_mm.ops import (
     SlimmableLinear,
     SlimmableSyncBatchNorm,
     convert_to_slimmable,
+    layers,
     reset_bn_statistics,
 )
 from mutualnet_mm.ops.layers import sliced_weights
@@ -235,3 +238,56 @@ def test_full_width_runs_on_the_weights_as_they_are() -> None:
     weight, bias, _ = sliced_weights(torch.zeros(1, 4, 3, 3), conv.weight, conv.bias, 8, 1,
                                      False, True, 'conv')
     assert weight.shape == (8, 4, 3, 3) and bias.shape == (8,)
+
+
+def test_evaluation_reuses_kept_slices_until_the_weight_changes() -> None:
+    linear = SlimmableLinear(6, 5)
+    linear.set_active_out_channels(3)
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        linear(x)
+        kept = list(layers._eval_slices[id(linear)].values())[0][2][0]
+        assert kept.is_contiguous() and torch.equal(kept, linear.weight[:3, :4])
+        linear(x)
+        assert list(layers._eval_slices[id(linear)].values())[0][2][0] is kept
+        linear.weight.mul_(2)  # in place: a new version of the weight
+        assert torch.equal(linear(x), F.linear(x, linear.weight[:3, :4], linear.bias[:3]))
+        linear.load_state_dict({'weight': torch.randn(5, 6), 'bias': torch.randn(5)})
+        assert torch.equal(linear(x), F.linear(x, linear.weight[:3, :4], linear.bias[:3]))
+        linear.bias = nn.Parameter(torch.randn(5))  # reassigned
+        assert torch.equal(linear(x), F.linear(x, linear.weight[:3, :4], linear.bias[:3]))
+        linear.double()
+        assert linear(x.double()).dtype == torch.float64
+
+
+def test_evaluation_norm_follows_its_running_statistics() -> None:
+    norm = randomized_bn(SlimmableBatchNorm2d(8)).eval()
+    x = torch.randn(2, 4, 3, 3)
+    with torch.no_grad():
+        norm(x)
+        norm.running_mean.add_(1.0)  # as load_bn_state and calibration change them
+        expected = F.batch_norm(x, norm.running_mean[:4], norm.running_var[:4],
+                                norm.weight[:4], norm.bias[:4], False, 0.0, norm.eps)
+        assert torch.equal(norm(x), expected)
+        with pytest.raises(ValueError, match='expected a 4D input'):
+            norm(x[0])
+
+
+def test_training_slices_a_view_so_gradients_reach_the_weight() -> None:
+    conv = SlimmableConv2d(8, 8, 3)
+    conv.set_active_out_channels(4)
+    weight = conv.sliced_parameters(torch.randn(1, 4, 5, 5))[0]
+    assert weight._base is conv.weight and weight.requires_grad
+
+
+def test_slices_kept_per_layer_are_bounded() -> None:
+    conv = SlimmableConv2d(16, 16, 1)
+    with torch.no_grad():
+        for channels in range(2, 2 + 2 * layers.SLICES_PER_LAYER):
+            conv.set_active_out_channels(channels)
+            assert conv(torch.randn(1, channels, 2, 2)).shape[1] == channels
+    key = id(conv)
+    assert len(layers._eval_slices[key]) == layers.SLICES_PER_LAYER
+    del conv
+    gc.collect()
+    assert key not in layers._eval_slices  # a layer's slices go with it
