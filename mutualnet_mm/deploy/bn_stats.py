@@ -5,7 +5,7 @@ the input scale), so a model that switches configurations at run time keeps one 
 configuration and swaps it in: a copy of the buffers, no data needed.
 """
 import os
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +36,29 @@ def bn_state(model: nn.Module) -> BNState:
     """A copy of the running statistics of every batch norm of ``model``."""
     return {name: (m.running_mean.detach().clone(), m.running_var.detach().clone())
             for name, m in _norms(model).items()}
+
+
+class BNStateSwitch:
+    """Loads one stored BN state into a model with a single batched copy.
+
+    :func:`load_bn_state` checks names and shapes on every call; a switch checks them
+    once (by loading the state) and then copies every statistic with one
+    ``torch._foreach_copy_``.
+    """
+
+    def __init__(self, model: nn.Module, state: BNState) -> None:
+        load_bn_state(model, state)
+        self._targets: List[Tensor] = []
+        self._sources: List[Tensor] = []
+        for name, norm in _norms(model).items():
+            for target, source in zip((norm.running_mean, norm.running_var), state[name]):
+                self._targets.append(target)
+                self._sources.append(source.to(target.device, target.dtype))
+
+    @torch.no_grad()
+    def load(self) -> None:
+        """Copy the stored statistics into the model's batch norms."""
+        torch._foreach_copy_(self._targets, self._sources)
 
 
 @torch.no_grad()

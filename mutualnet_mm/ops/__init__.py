@@ -16,6 +16,7 @@ from .layers import (
 )
 from .slimmable import (
                      Slimmable,
+                     WidthSnapshot,
                      get_width,
                      iter_slimmable_layers,
                      set_width,
@@ -30,7 +31,8 @@ __all__ = [
     'SlimmableBatchNorm3d',
     'SlimmableConv2d', 'SlimmableConv3d', 'SlimmableConvTranspose2d', 'SlimmableLayer',
     'SlimmableLinear',
-    'SlimmableSyncBatchNorm', 'check_width', 'check_width_range', 'convert_to_slimmable',
+    'SlimmableSyncBatchNorm', 'WidthSnapshot', 'check_width', 'check_width_range',
+    'convert_to_slimmable',
     'get_width', 'iter_slimmable_layers', 'make_divisible', 'register_slimmable_twin',
     'reset_bn_statistics',
     'scale_channels', 'set_width', 'slice_state_dict', 'slimmable_modules',

@@ -140,6 +140,8 @@ class SlimmableLayer:
     slim_in: bool = True
     slim_out: bool = True
     active_out_channels: Optional[int] = None
+    #: Attributes a width change sets (see :class:`~mutualnet_mm.ops.WidthSnapshot`).
+    width_state: tuple = ('active_out_channels',)
 
     def _active_out(self, full: int) -> int:
         if not self.slim_out or self.active_out_channels is None:

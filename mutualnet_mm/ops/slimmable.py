@@ -19,6 +19,8 @@ class Slimmable:
 
     width_range: WidthRange = (1.0, 1.0)
     width: float = 1.0
+    #: Attributes :meth:`set_width` changes (see :class:`WidthSnapshot`).
+    width_state: Tuple[str, ...] = ('width',)
 
     def init_width_range(self, width_range) -> None:
         """Validate and store the allowed ``(min, max)`` width range."""
@@ -112,6 +114,33 @@ def set_width(model: nn.Module, width: float) -> None:
     width = check_width(width, width_range_of(model), type(model).__name__)
     for _, part in slimmable_modules(model):
         part.set_width(width)
+
+
+class WidthSnapshot:
+    """What :func:`set_width` leaves on every slimmable module of a model, to restore fast.
+
+    ``set_width`` walks the model, checks the width and computes channel plans: about a
+    millisecond on the demo detector, 5% of its cheapest prediction. Restoring a snapshot
+    writes the recorded values back (each module's :attr:`width_state` attributes) and
+    nothing else. It assumes the model's modules are those it was taken on.
+
+    Args:
+        model: The model; it is set to ``width`` first.
+        width: The width to record.
+    """
+
+    def __init__(self, model: nn.Module, width: float) -> None:
+        set_width(model, width)
+        self.width = get_width(model)
+        self._states = [(module, {name: getattr(module, name)
+                                  for name in module.width_state})  # type: ignore[union-attr]
+                        for module in model.modules()
+                        if isinstance(module, (Slimmable, SlimmableLayer))]
+
+    def restore(self) -> None:
+        """Put every recorded module back in the recorded state."""
+        for module, state in self._states:
+            module.__dict__.update(state)
 
 
 def get_width(model: nn.Module) -> float:

@@ -18,7 +18,7 @@ from torch.nn.modules.conv import _ConvNd
 
 import mutualnet_mm  # noqa: F401  (registers the modules)
 from mutualnet_mm.models import build_stock
-from mutualnet_mm.ops import Slimmable, scale_channels
+from mutualnet_mm.ops import Slimmable, SlimmableLayer, WidthSnapshot, scale_channels
 
 from .equivalence import assert_matches_stock, flatten, max_difference, randomize_norms, stock_twin
 
@@ -232,3 +232,22 @@ def test_every_registered_slimmable_module_has_a_case() -> None:
     assert registered, 'no slimmable module is registered in mmdet MODELS'
     missing = sorted(registered - covered)
     assert not missing, f'slimmable modules without a contract case in CASES: {missing}'
+
+
+def width_states(module: nn.Module) -> list:
+    """Every attribute a width change sets, module by module."""
+    return [(name, {key: getattr(part, key) for key in part.width_state})
+            for name, part in module.named_modules()
+            if isinstance(part, (Slimmable, SlimmableLayer))]
+
+
+@pytest.mark.parametrize('case_name', list(CASES))
+def test_width_snapshot_restores_what_set_width_sets(case_name: str) -> None:
+    case = CASES[case_name]
+    module = case.build()
+    snapshots = {width: WidthSnapshot(module, width) for width in case.widths}
+    for width in reversed(case.widths):
+        snapshots[width].restore()
+        restored = width_states(module)
+        module.set_width(width)
+        assert restored == width_states(module), width

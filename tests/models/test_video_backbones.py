@@ -7,7 +7,7 @@ from mmaction.models.heads import SlowFastHead, X3DHead
 
 from mutualnet_mm.models.backbones import SlimmableResNet3dSlowFast, SlimmableX3D
 from mutualnet_mm.models.heads import SlimmableSlowFastHead, SlimmableX3DHead
-from mutualnet_mm.ops import make_divisible, slice_state_dict
+from mutualnet_mm.ops import WidthSnapshot, make_divisible, set_width, slice_state_dict
 
 from .equivalence import assert_matches_stock, max_difference, randomize_norms
 
@@ -174,3 +174,13 @@ def test_heads_take_slimmed_features(width: float) -> None:
             scores = head(feats)
             assert scores.shape == (1, 5)
             assert max_difference(scores, stock(feats)) <= 1e-5
+
+
+def test_slowfast_width_snapshot_restores_the_lateral_segments() -> None:
+    model = SlimmableResNet3dSlowFast(**slowfast_args()).eval()
+    narrow = WidthSnapshot(model, 0.5)
+    with torch.no_grad():
+        expected = [t.clone() for t in model(clip(1.0))]
+        set_width(model, 1.0)
+        narrow.restore()
+        assert all(torch.equal(a, b) for a, b in zip(model(clip(1.0)), expected))

@@ -47,6 +47,7 @@ class SlimmableConcatConv3d(SlimmableConv3d):
 
     in_segments: Tuple[int, ...]
     active_in_segments: Tuple[int, ...]
+    width_state = ('active_out_channels', 'active_in_segments')
 
     @classmethod
     def from_conv(cls, conv: SlimmableConv3d,
