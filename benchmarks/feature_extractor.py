@@ -101,9 +101,14 @@ def main() -> None:
         for width in widths:
             a, n = (times[f'{name} w{width} {side}'] for side in ('adaptive', 'native'))
             ms_a, ms_n = median(a) * 1000 / args.calls, median(n) * 1000 / args.calls
+            set_width(adaptive, width)
+            with torch.no_grad():  # the same network: the outputs must agree
+                difference = max((x - y).abs().max().item() for x, y in zip(
+                    adaptive.extract_feat(inputs), natives[width].extract_feat(inputs)))
             rows.append(dict(model=name, input=f'{height}x{width_px}', width=width,
                              adaptive_ms=ms_a, native_ms=ms_n, ratio=ms_a / ms_n,
-                             quartiles=f'{spread(a)}; {spread(n)}'))
+                             quartiles=f'{spread(a)}; {spread(n)}',
+                             max_output_difference=difference))
         set_width(adaptive, 1.0)
         del adaptive, natives
     print(f'\nmedian ms per extract_feat call ({args.repeats} rounds of {args.calls} calls, '
