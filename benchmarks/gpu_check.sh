@@ -12,7 +12,8 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
 #     mmengine==0.10.7 mmdet==3.3.0 mmaction2==1.2.0 mmpretrain==1.2.0 addict yapf termcolor \
-#     terminaltables shapely pycocotools importlib_metadata mat4py modelindex platformdirs \
+#     terminaltables shapely pycocotools importlib_metadata lazy_importer mat4py modelindex \
+#     ordered-set platformdirs av \
 #     'setuptools<82'
 #   pip download --no-deps --no-build-isolation --no-binary=:all: -d .whl mmcv==2.1.0
 # Torch, torchvision, numpy, scipy, opencv and matplotlib are taken from the machine.
@@ -32,10 +33,12 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 
 log "installing the OpenMMLab wheels from $wheels into $site"
 "$py" -m pip install -q --no-index --no-deps --no-compile --disable-pip-version-check \
-  --target "$site" "$wheels"/*.whl
+  --upgrade --target "$site" "$wheels"/*.whl
 export PYTHONPATH=$site:$repo
 start=$(date +%s)
-if [ "${MMCV_CUDA_OPS:-0}" = 1 ]; then
+if "$py" -c "import mmcv.ops" 2>/dev/null; then
+  log "mmcv with ops is already in $site"
+elif [ "${MMCV_CUDA_OPS:-0}" = 1 ]; then
   log "building mmcv 2.1.0 with CUDA ops for this GPU"
   arch=$("$py" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability(0))")
   build_env=(FORCE_CUDA=1 "TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$arch}")
@@ -43,10 +46,12 @@ else
   log "building mmcv 2.1.0 with CPU ops"
   build_env=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)  # mmcv builds CUDA ops if it sees a GPU
 fi
-env "${build_env[@]}" MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$py" -m pip install -q \
-  --no-index --no-deps --no-build-isolation --disable-pip-version-check --target "$site" \
-  "$wheels"/mmcv-2.1.0.tar.gz
-log "mmcv built in $(( $(date +%s) - start )) s"
+if ! "$py" -c "import mmcv.ops" 2>/dev/null; then
+  env "${build_env[@]}" MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$py" -m pip install \
+    -q --no-index --no-deps --no-build-isolation --disable-pip-version-check --target "$site" \
+    "$wheels"/mmcv-2.1.0.tar.gz
+  log "mmcv built in $(( $(date +%s) - start )) s"
+fi
 "$py" "$repo/tools/patch_mmaction.py"
 "$py" -c "import mmcv.ops, mmdet, mutualnet_mm; print('imports ok: mmcv', mmcv.__version__)"
 
