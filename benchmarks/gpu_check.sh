@@ -53,6 +53,10 @@ if ! "$py" -c "import mmcv.ops" 2>/dev/null; then
   log "mmcv built in $(( $(date +%s) - start )) s"
 fi
 "$py" "$repo/tools/patch_mmaction.py"
+# mmpretrain 1.2.0 and mmaction2 1.2.0 load their multimodal models when transformers >=
+# 4.28 is installed, and those fail with transformers 5 (GPU images carry it); we use none.
+sed -i 's/^WITH_MULTIMODAL = all(/WITH_MULTIMODAL = False and all(/' \
+  "$site/mmpretrain/utils/dependency.py" "$site/mmaction/utils/dependency.py"
 "$py" -c "import mmcv.ops, mmdet, mutualnet_mm; print('imports ok: mmcv', mmcv.__version__)"
 
 log "feature extractors on the GPU"
