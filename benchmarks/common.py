@@ -21,7 +21,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -42,9 +42,9 @@ _LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
 # ------------------------------------------------------------------------- the model
-def generated_data(size: int, num_train: int, num_val: int = 2,
+def generated_data(size: Union[int, Tuple[int, int]], num_train: int, num_val: int = 2,
                    root: Optional[str] = None) -> str:
-    """Write the shapes data (``size`` px images) and return its folder.
+    """Write the shapes data (``size`` px images, or ``(height, width)``); return its folder.
 
     Without ``root`` the data goes to a temporary folder removed when the process exits.
     """
@@ -118,7 +118,12 @@ def add_model_args(parser: argparse.ArgumentParser, size: int, batch_size: int,
     """The arguments every benchmark of the demo detector takes."""
     parser.add_argument('--config', default=DEMO_CONFIG,
                         help='detector config (default: the CPU demo Mask R-CNN)')
-    parser.add_argument('--size', type=int, default=size, help='image size (px)')
+    parser.add_argument('--size', type=int, default=size,
+                        help='image size (px; the long side with --height)')
+    parser.add_argument('--height', type=int, default=None,
+                        help='generate images of HEIGHT x SIZE instead of square ones '
+                             '(e.g. --height 800 --size 1216: a COCO image after the '
+                             'stock 1333x800 resize)')
     parser.add_argument('--batch-size', type=int, default=batch_size)
     parser.add_argument('--repeats', type=int, default=repeats,
                         help='timed rounds (each runs every side once)')

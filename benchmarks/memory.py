@@ -131,7 +131,8 @@ def main() -> None:
         return
     started = time.perf_counter()
     print_header('Peak memory: mutual vs. plain training iteration', args)
-    args.data_root = generated_data(args.size, num_train=args.batch_size, root=args.data_root)
+    args.data_root = generated_data((args.height or args.size, args.size),
+                                    num_train=args.batch_size, root=args.data_root)
     cfg = config_on_generated_data(args.config, args.data_root, args.size, args.batch_size)
     from train_overhead import build_mutual_side
     model, _, step = build_mutual_side(cfg)
@@ -147,6 +148,7 @@ def main() -> None:
                        '--size', str(args.size), '--batch-size', str(args.batch_size),
                        '--iteration', str(args.iteration), '--data-root', args.data_root]
             command += ['--threads', str(args.threads)] if args.threads else []
+            command += ['--height', str(args.height)] if args.height else []
             done = subprocess.run(command, capture_output=True, text=True, check=False,
                                   env={**os.environ, **WORKER_ENV})
             if done.returncode:

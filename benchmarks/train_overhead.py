@@ -126,7 +126,8 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     print_header('Training overhead: mutual iteration vs. plain stock iterations', args)
-    root = generated_data(args.size, num_train=args.batch_size, root=args.data_root)
+    root = generated_data((args.height or args.size, args.size), num_train=args.batch_size,
+                          root=args.data_root)
     cfg = config_on_generated_data(args.config, root, args.size, args.batch_size)
     model, optim_wrapper, step = build_mutual_side(cfg)
     data = first_batch(cfg)
@@ -156,7 +157,8 @@ def main() -> None:
                                  scaled_data))
         cases.append(_plain_case(f'adaptive {config.name}', adaptive, adaptive_optim,
                                  scaled_data, width=config.width))
-        rows.append(dict(config=config.name, input=f'{size}x{size}',
+        rows.append(dict(config=config.name,
+                         input='x'.join(map(str, scaled_data['inputs'][0].shape[-2:])),
                          stock_backbone=', '.join(
                              f'{k}={stock_cfg["backbone"][k]}'
                              for k in ('depth', 'base_channels') if k in stock_cfg['backbone']),
