@@ -14,7 +14,10 @@ Cases, each in its own process, rounds interleaved:
 
 - mutual: ``MutualTrainStep`` over the cohort (full configuration first);
 - plain adaptive: the slimmable detector's own ``train_step`` at the full configuration;
-- plain stock: the stock detector of the full configuration, ``train_step``.
+- plain stock: the stock detector of the full configuration, ``train_step``;
+- plain stock, gradients first: the same, with every gradient allocated (zeros) before
+  its forward, as passes after the first one of a mutual step run: the peak of one pass
+  that accumulates into existing gradients.
 
     python benchmarks/memory.py                    # demo Mask R-CNN, 128 px, batch 8
 """
@@ -40,7 +43,7 @@ from common import (
     scope_of,
 )
 
-CASES = ('mutual', 'plain adaptive', 'plain stock')
+CASES = ('mutual', 'plain adaptive', 'plain stock', 'plain stock, gradients first')
 #: Iterations per process: the first (no optimizer state yet) and two more.
 ITERATIONS = 3
 #: glibc: a fixed mmap threshold (no dynamic growth), see the module docstring.
@@ -95,13 +98,18 @@ def worker(args: argparse.Namespace) -> None:
         def run():
             return step(model, data, optim_wrapper, args.iteration)
     else:
-        if args.worker == 'plain stock':
+        if args.worker.startswith('plain stock'):
             stock_cfg = stock_model_config(model, cfg.model, step.sampler.full.width)
             model = build_model(cfg, stock_cfg).train()
             with DefaultScope.overwrite_default_scope(scope_of(cfg)):
                 optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+        gradients_first = args.worker.endswith('gradients first')
 
         def run():
+            if gradients_first:
+                for param in model.parameters():
+                    if param.requires_grad:
+                        param.grad = torch.zeros_like(param)
             return model.train_step(data, optim_wrapper)
     gc.collect()
     before = _status_kb('VmRSS')
