@@ -86,14 +86,17 @@ def setup_cpu_distributed(cfg: Config) -> None:
 def leave_distributed() -> None:
     """Free the process group, and so its worker threads, before the interpreter exits.
 
-    Call it once the runner is gone (``del runner``: its DDP wrapper holds the group).
-    A gloo worker thread that drops the last reference to a finished collective after
-    Python has begun to finalize is aborted ("terminate called without an active
-    exception", SIGABRT): measured on about 1 in 10 two-process CPU trainings of this
-    repository's tests, on the rank that has no checkpoint to write and so exits right
-    after its last collective. Freeing the group joins its threads first.
+    Call it once the runner is gone (``del runner``). Two failures it prevents, both
+    seen in this repository's 2-process CPU tests: a gloo worker thread that releases a
+    finished collective (its tensors need the GIL) after Python has begun to finalize is
+    aborted ("terminate called without an active exception"); and a group whose last
+    reference is dropped from C++ with the GIL held (DDP's reducer, when the model is
+    freed after ``destroy_process_group``) joins its threads while one of them waits for
+    the GIL: a hang. So the model goes first (``gc.collect``, the group still
+    registered), then the group, whose last reference Python drops without the GIL.
     """
+    gc.collect()  # reference cycles that still hold the model, and through it the group
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
-    gc.collect()  # reference cycles that still hold the model and so the group
+    gc.collect()

@@ -13,7 +13,6 @@ from collections import deque
 from typing import Callable, List, Optional
 
 import torch
-import torch.distributed as dist
 from mmengine.dist import all_reduce, barrier, get_dist_info, is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
@@ -313,8 +312,7 @@ class SafeCheckpointHook(CheckpointHook):
             f'stopped by SIGTERM after iteration {runner.iter + 1}; resume with: python '
             f'tools/train.py {config} --work-dir {runner.work_dir} --resume{launcher}')
         if get_dist_info()[1] > 1:  # every rank leaves together, rank 0's save complete
-            barrier()
-            dist.destroy_process_group()
+            barrier()  # tools/train.py then frees the model and the group, in that order
         raise SystemExit(PREEMPTED_EXIT_CODE)
 
     def _save_preempted(self, runner, step: int, filename: str) -> None:

@@ -18,6 +18,7 @@ from mmengine.optim import OptimWrapper
 from mutualnet_mm.engine import MutualTrainStep, SubnetConfig, VideoBatchRescaler, calibrate_bn
 from mutualnet_mm.engine.hooks import RANDOM_STATE_KEY, TorchRandomStateHook
 from mutualnet_mm.ops import SlimmableSyncBatchNorm
+from mutualnet_mm.tools_common import leave_distributed
 
 from .tiny_video_net import build, make_batches, shard
 
@@ -61,35 +62,40 @@ def worker(rank: int, out_dir: str) -> None:
     dist.init_process_group('gloo', init_method=f'file://{out_dir}/store', rank=rank,
                             world_size=WORLD_SIZE, timeout=timedelta(minutes=2))
     try:
-        module = build()
-        ddp = MMDistributedDataParallel(module=module, device_ids=None,
-                                        broadcast_buffers=False)
-        train(ddp, module, [shard(b, rank, WORLD_SIZE)
-                            for b in make_batches(ITERATIONS, GLOBAL_BATCH)])
-
-        bn_model = build(with_bn=True)
-        mine = calibration_batches()[rank * CALIBRATION_BATCHES_PER_RANK:
-                                     (rank + 1) * CALIBRATION_BATCHES_PER_RANK]
-        calibrate_bn(MMDistributedDataParallel(module=bn_model, device_ids=None), mine,
-                     CALIBRATION_CONFIG, VideoBatchRescaler(), CALIBRATION_BATCHES_PER_RANK)
-
-        try:
-            SlimmableSyncBatchNorm(4).train()(torch.ones(2, 4, 3, 3))
-            sync_bn_error = ''
-        except ValueError as error:
-            sync_bn_error = str(error)
-
-        torch.manual_seed(100 + rank)  # a different generator state on each rank
-        hook, checkpoint = TorchRandomStateHook(), {}
-        hook.after_train_iter(None, 0)  # every rank: gathers the states
-        hook.before_save_checkpoint(None, checkpoint)  # what rank 0 writes
-        torch.save(dict(params={k: v.detach().clone() for k, v in module.state_dict().items()},
-                        passes=module.passes, bn=dict(bn_model.bn1.named_buffers()),
-                        own_state=torch.get_rng_state(), gathered=checkpoint[RANDOM_STATE_KEY],
-                        sync_bn_error=sync_bn_error),
-                   Path(out_dir) / f'rank{rank}.pth')
+        run_rank(rank, out_dir)
     finally:
-        dist.destroy_process_group()
+        leave_distributed()  # the DDP models first, then the group (else a hang, seen)
+
+
+def run_rank(rank: int, out_dir: str) -> None:
+    """One rank's training, calibration and random-state gather; its results to a file."""
+    module = build()
+    ddp = MMDistributedDataParallel(module=module, device_ids=None,
+                                    broadcast_buffers=False)
+    train(ddp, module, [shard(b, rank, WORLD_SIZE)
+                        for b in make_batches(ITERATIONS, GLOBAL_BATCH)])
+
+    bn_model = build(with_bn=True)
+    mine = calibration_batches()[rank * CALIBRATION_BATCHES_PER_RANK:
+                                 (rank + 1) * CALIBRATION_BATCHES_PER_RANK]
+    calibrate_bn(MMDistributedDataParallel(module=bn_model, device_ids=None), mine,
+                 CALIBRATION_CONFIG, VideoBatchRescaler(), CALIBRATION_BATCHES_PER_RANK)
+
+    try:
+        SlimmableSyncBatchNorm(4).train()(torch.ones(2, 4, 3, 3))
+        sync_bn_error = ''
+    except ValueError as error:
+        sync_bn_error = str(error)
+
+    torch.manual_seed(100 + rank)  # a different generator state on each rank
+    hook, checkpoint = TorchRandomStateHook(), {}
+    hook.after_train_iter(None, 0)  # every rank: gathers the states
+    hook.before_save_checkpoint(None, checkpoint)  # what rank 0 writes
+    torch.save(dict(params={k: v.detach().clone() for k, v in module.state_dict().items()},
+                    passes=module.passes, bn=dict(bn_model.bn1.named_buffers()),
+                    own_state=torch.get_rng_state(), gathered=checkpoint[RANDOM_STATE_KEY],
+                    sync_bn_error=sync_bn_error),
+               Path(out_dir) / f'rank{rank}.pth')
 
 
 @pytest.fixture(scope='module')
