@@ -20,8 +20,10 @@ from mutualnet_mm.engine.checkpoint_hook import PREEMPTED_EXIT_CODE
 from .test_resume import max_difference
 from .tiny_detection import ITERATIONS, REPO, SCHEDULE, free_port, run_tool, tool_env, write_config
 
-# Processes that talk over sockets run on one xdist worker, one test after another
-# (make test: --dist loadgroup): two at once raced for ports and once hung a run.
+# Meant to keep the multi-process tests on one xdist worker (make test: --dist
+# loadgroup), but with pytest-xdist 3.8 these modules were seen running on both workers
+# at once (30 Nov 2026; not investigated): each must be safe beside the others (file
+# stores or ports from free_port()).
 pytestmark = pytest.mark.xdist_group('multiprocess')
 
 # The demo's checkpoints: one, at the end of training.
