@@ -73,11 +73,14 @@ def main() -> None:
     inputs, samples = DetBatchRescaler()(batch['inputs'], batch['data_samples'], cheapest)
     order = itertools.cycle(configs)
 
+    def switch_to(config: SubnetConfig) -> None:
+        widths, statistics = switches[config]
+        widths.restore()
+        statistics.load()
+
     def switch() -> None:
         for _ in range(args.switches):
-            widths, statistics = switches[next(order)]
-            widths.restore()
-            statistics.load()
+            switch_to(next(order))
 
     def general_switch() -> None:
         for _ in range(args.switches):
@@ -85,17 +88,12 @@ def main() -> None:
             set_width(model, config.width)
             load_bn_state(model, states[config])
 
-    def to_cheapest() -> None:
-        widths, statistics = switches[cheapest]
-        widths.restore()
-        statistics.load()
-
     def predict() -> None:
         with torch.no_grad():
             model(inputs, samples, mode='predict')
 
     cases = [Case('switch', switch), Case('general', general_switch),
-             Case('predict', predict, setup=to_cheapest)]
+             Case('predict', predict, setup=lambda: switch_to(cheapest))]
     times = time_interleaved(cases, args.repeats, args.warmup)
     predict_ms = median(times['predict']) * 1000
     rows = []

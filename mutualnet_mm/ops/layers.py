@@ -154,6 +154,18 @@ class SlimmableLayer:
         parameters = self._parameters  # type: ignore[attr-defined]
         return parameters['weight'], parameters['bias']
 
+    def _current_parameters(self, x: Tensor, dim: int = 1) -> tuple:
+        """The sliced parameters for input ``x`` (channels along ``dim``): kept ones when
+        evaluating (:func:`kept_slices`), else views from ``_sliced_parameters``."""
+        if evaluating(x):
+            return kept_slices(self, (x.shape[dim], self.active_out_channels),
+                               self._weight_and_bias(),
+                               lambda: _contiguous(self._sliced_parameters(x)))
+        return self._sliced_parameters(x)
+
+    def _sliced_parameters(self, x: Tensor) -> tuple:
+        raise NotImplementedError
+
     def _apply(self, fn, *args, **kwargs):
         """Discard kept slices when parameters move (``to``, ``half``, ...)."""
         _eval_slices.pop(id(self), None)
@@ -193,11 +205,7 @@ class _SlimmableConvMixin(SlimmableLayer):
 
     def sliced_parameters(self, x: Tensor) -> tuple:
         """``(weight, bias, groups)`` the layer runs with on input ``x``."""
-        if evaluating(x):
-            return kept_slices(self, (x.shape[1], self.active_out_channels),
-                               self._weight_and_bias(),
-                               lambda: _contiguous(self._sliced_parameters(x)))
-        return self._sliced_parameters(x)
+        return self._current_parameters(x)
 
     def _sliced_parameters(self, x: Tensor) -> tuple:
         return sliced_weights(x, self.weight, self.bias, self._active_out(self.out_channels),
@@ -232,12 +240,7 @@ class SlimmableLinear(SlimmableLayer, nn.Linear):
         return self.out_features
 
     def forward(self, x: Tensor) -> Tensor:
-        if evaluating(x):
-            weight, bias = kept_slices(self, (x.shape[-1], self.active_out_channels),
-                                       self._weight_and_bias(),
-                                       lambda: _contiguous(self._sliced_parameters(x)))
-        else:
-            weight, bias = self._sliced_parameters(x)
+        weight, bias = self._current_parameters(x, dim=-1)
         return F.linear(x, weight, bias)
 
     def _sliced_parameters(self, x: Tensor) -> tuple:
@@ -262,12 +265,7 @@ class SlimmableConvTranspose2d(SlimmableLayer, nn.ConvTranspose2d):
         super().set_active_out_channels(channels)
 
     def forward(self, x: Tensor, output_size: Optional[list] = None) -> Tensor:
-        if evaluating(x):
-            weight, bias = kept_slices(self, (x.shape[1], self.active_out_channels),
-                                       self._weight_and_bias(),
-                                       lambda: _contiguous(self._sliced_parameters(x)))
-        else:
-            weight, bias = self._sliced_parameters(x)
+        weight, bias = self._current_parameters(x)
         output_padding = self._output_padding(x, output_size, self.stride, self.padding,
                                               self.kernel_size, 2, self.dilation)
         return F.conv_transpose2d(x, weight, bias, self.stride, self.padding, output_padding,
