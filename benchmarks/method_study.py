@@ -15,12 +15,17 @@ differ only where they differ in the demo too:
   from the full configuration (``FeatureDistiller``).
 - ``independent``: three networks trained alone from scratch at widths 1.0, 0.5 and
   0.25, with as many passes together as one cohort method (warm-up included).
+- ``backbone_only``: the backbone slims, the neck and heads stay at full width (head
+  width fixed at 1.0: the reference work's detectors).
+- ``decoupled``: backbone width and head width (neck and heads) drawn independently in
+  [0.25, 1], evaluated on every (width, head width, scale) of the grid.
+- ``decoupled_floor``: ``decoupled`` with the head width drawn in [0.5, 1].
 
-``extended`` (9 runs of 13-26 minutes each; about 80 minutes of both cores): the cohort
-from the first iteration (``mutualnet``, ``mutualnet_distill``, ``width_only``, 16
-epochs), ``independent`` at 21 epochs each, backbone-only slimming (``backbone_only``,
-``backbone_only_warmup``) and the demo itself (``mutualnet_warmup``: 12 epochs alone +
-12 with the cohort).
+``extended`` (runs of 13-26 minutes each): the cohort from the first iteration
+(``mutualnet``, ``mutualnet_distill``, ``width_only``, 16 epochs), ``independent`` at 21
+epochs each, backbone-only slimming (``backbone_only``, ``backbone_only_warmup``), the
+demo recipe (``mutualnet_warmup``: 12 epochs alone + 12 with the cohort) and decoupled
+widths with the demo recipe (``decoupled_warmup``).
 
 Budget: forward-backward passes of a batch; passes at smaller widths and scales are
 cheaper, so the measured wall time of every run is reported next to it.
@@ -52,8 +57,6 @@ from common import DEMO_CONFIG, REPO, generated_data, markdown_table
 
 from mutualnet_mm.evaluation.results import pareto_front
 
-BACKBONE_ONLY_CONFIG = osp.join(REPO, 'configs', 'demo',
-                                'maskrcnn_mutual_r18_shapes_backbone-only.py')
 DEMO_DATA = dict(root=osp.join(REPO, 'data', 'coco_shapes'), size=128, num_train=400,
                  num_val=100)  # as `make demo` writes it
 COHORT_PASSES = 4  # the demo's num_subnets
@@ -66,6 +69,21 @@ DISTILL = dict(distill=dict(_delete_=True, type='FeatureDistiller', module='neck
                             weight=1.0))
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')
 INDEPENDENT_WIDTHS = (1.0, 0.5, 0.25)
+#: Costs of one configuration differ a little between runs (the RoI heads' cost follows
+#: the number of proposals): a budget check allows this much above the budget.
+COST_TOLERANCE = 0.05
+#: The methods whose goal checks the report shows (the candidates for the default).
+CANDIDATES = ('decoupled', 'decoupled_floor', 'decoupled_warmup', 'mutualnet')
+#: Neck and heads at full width whatever the backbone's (the reference detectors).
+BACKBONE_ONLY = dict(head_width_range=(1.0, 1.0))
+DECOUPLED = dict(head_width_range=(0.25, 1.0))
+DECOUPLED_FLOOR = dict(head_width_range=(0.5, 1.0))
+
+
+def head_grid(*head_widths: float) -> str:
+    """Config text evaluating every width with each of ``head_widths``."""
+    return (f'val_cfg = dict(head_widths={head_widths!r})\n'
+            f'test_cfg = dict(head_widths={head_widths!r})')
 
 
 @dataclass
@@ -122,6 +140,12 @@ def quick_runs() -> List[Run]:
         Run('mutualnet', 'mutualnet', mutual=NO_WARMUP, **after_warmup),
         Run('width_only', 'width_only', mutual=dict(NO_WARMUP, scales=(1.0,)),
             **after_warmup),
+        Run('backbone_only', 'backbone_only', mutual=dict(NO_WARMUP, **BACKBONE_ONLY),
+            overrides=head_grid(1.0), **after_warmup),
+        Run('decoupled', 'decoupled', mutual=dict(NO_WARMUP, **DECOUPLED),
+            overrides=head_grid(1.0, 0.5, 0.25), **after_warmup),
+        Run('decoupled_floor', 'decoupled_floor', mutual=dict(NO_WARMUP, **DECOUPLED_FLOOR),
+            overrides=head_grid(1.0, 0.75, 0.5), **after_warmup),
         Run('mutualnet_distill', 'mutualnet_distill', mutual=dict(NO_WARMUP, **DISTILL),
             **after_warmup),
         *independent_smaller,
@@ -137,10 +161,12 @@ def extended_runs() -> List[Run]:
             mutual=dict(NO_WARMUP, **DISTILL)),
         Run('width_only', 'width_only', EXTENDED_EPOCHS,
             mutual=dict(NO_WARMUP, scales=(1.0,))),
-        Run('backbone_only', 'backbone_only', EXTENDED_EPOCHS, mutual=NO_WARMUP,
-            config=BACKBONE_ONLY_CONFIG),
+        Run('backbone_only', 'backbone_only', EXTENDED_EPOCHS,
+            mutual=dict(NO_WARMUP, **BACKBONE_ONLY), overrides=head_grid(1.0)),
         Run('backbone_only_warmup', 'backbone_only_warmup', DEMO_EPOCHS,
-            config=BACKBONE_ONLY_CONFIG),
+            mutual=BACKBONE_ONLY, overrides=head_grid(1.0)),
+        Run('decoupled_warmup', 'decoupled_warmup', DEMO_EPOCHS, mutual=DECOUPLED,
+            overrides=head_grid(1.0, 0.5, 0.25)),
         *independent_runs(round(EXTENDED_EPOCHS * COHORT_PASSES / len(INDEPENDENT_WIDTHS))),
     ]
 
@@ -291,17 +317,58 @@ def summary(by_method: Dict[str, List[dict]]) -> List[dict]:
     return rows
 
 
+def config_key(record: dict) -> tuple:
+    """``(width, head width, scale)``; a coupled configuration's head width is its width
+    (the same network as the decoupled one with both widths equal)."""
+    head = record.get('head_width')
+    return record['width'], record['width'] if head is None else head, record['scale']
+
+
 def per_config(by_method: Dict[str, List[dict]], cell: Callable[[dict], str]) -> List[dict]:
-    """One row per (width, scale), one ``cell(record)`` per method that evaluated it."""
-    configurations = sorted({(r['width'], r['scale']) for rs in by_method.values()
-                             for r in rs}, reverse=True)
+    """One row per (width, head width, scale), one ``cell(record)`` per method that
+    evaluated it."""
+    configurations = sorted({config_key(r) for rs in by_method.values() for r in rs},
+                            reverse=True)
     rows = []
-    for width, scale in configurations:
-        row = {'width': width, 'scale': scale}
+    for key in configurations:
+        row = dict(zip(('width', 'head width', 'scale'), key))
         for method, records in by_method.items():
-            match = [r for r in records if r['width'] == width and r['scale'] == scale]
+            match = [r for r in records if config_key(r) == key]
             row[method] = cell(match[0]) if match else ''
         rows.append(row)
+    return rows
+
+
+def best_within(records: Sequence[dict], budget: float) -> Optional[float]:
+    """The query table's answer: the best bbox mAP among ``records`` costing at most
+    ``budget`` GFLOPs (``COST_TOLERANCE`` above it allowed), or None."""
+    fitting = [r[METRICS[0]] for r in records if r['gflops'] <= budget * (1 + COST_TOLERANCE)]
+    return max(fitting) if fitting else None
+
+
+def goal_checks(by_method: Dict[str, List[dict]], candidate: str) -> List[dict]:
+    """The issue's goal for ``candidate``, against every other method: at each point of
+    the other's Pareto front (every configuration for ``independent``) that the
+    candidate's cost range reaches, the candidate's best bbox mAP within that point's
+    cost is at least the point's."""
+    bbox = METRICS[0]
+    ours = by_method[candidate]
+    lowest = min(r['gflops'] for r in ours) / (1 + COST_TOLERANCE)
+    front = pareto_front(ours, bbox)
+    rows = [{'against': f'{candidate}: its own front', 'points': len(front),
+             'met': '', 'worst shortfall (bbox mAP)': '',
+             'cost span': f"{front[-1]['gflops'] / front[0]['gflops']:.1f}x "
+                          f"({front[0]['gflops']:.3f}-{front[-1]['gflops']:.3f})"}]
+    for method, records in by_method.items():
+        if method in (candidate, 'warmup'):
+            continue
+        points = records if method == 'independent' else pareto_front(records, bbox)
+        points = [p for p in points if p['gflops'] >= lowest]
+        shortfalls = [p[bbox] - best_within(ours, p['gflops']) for p in points]
+        rows.append({'against': method, 'points': len(points),
+                     'met': sum(s <= 0 for s in shortfalls),
+                     'worst shortfall (bbox mAP)': f'{max(shortfalls + [0.0]):.3f}',
+                     'cost span': ''})
     return rows
 
 
@@ -319,9 +386,18 @@ def report(by_method: Dict[str, List[dict]], out_dir: str, title: str) -> str:
     table = per_config(by_method, lambda r: f'{r[bbox]:.3f} / {r[segm]:.3f} '
                                             f'@ {r["gflops"]:.3f}')
     text = ('### Summary\n\n' + markdown_table(summary(by_method)) +
+            goal_sections(by_method) +
             '\n\n### Per configuration: bbox mAP / segm mAP @ GFLOPs\n\n' +
             markdown_table(table) + '\n')
     return write_report(text, by_method, out_dir, title)
+
+
+def goal_sections(by_method: Dict[str, List[dict]]) -> str:
+    """The goal checks of every candidate the runs include, as Markdown."""
+    return ''.join(
+        f'\n\n### Goal checks: `{candidate}` (budgets within {COST_TOLERANCE:.0%})\n\n' +
+        markdown_table(goal_checks(by_method, candidate))
+        for candidate in CANDIDATES if candidate in by_method)
 
 
 def mean_over_seeds(by_seed: Dict[int, Dict[str, List[dict]]]) -> Dict[str, List[dict]]:
@@ -331,7 +407,7 @@ def mean_over_seeds(by_seed: Dict[int, Dict[str, List[dict]]]) -> Dict[str, List
     for by_method in by_seed.values():
         for method, records in by_method.items():
             for record in records:
-                key = (record['width'], record['scale'])
+                key = config_key(record)
                 groups.setdefault(method, {}).setdefault(key, []).append(record)
     means: Dict[str, List[dict]] = {}
     for method, by_config in groups.items():
@@ -358,8 +434,8 @@ def wins(by_seed: Dict[int, Dict[str, List[dict]]], reference: str = 'mutualnet'
             if reference not in by_method or method not in by_method:
                 row[f'seed {seed}'] = ''
                 continue
-            ours = {(r['width'], r['scale']): r[bbox] for r in by_method[reference]}
-            theirs = {(r['width'], r['scale']): r[bbox] for r in by_method[method]}
+            ours = {config_key(r): r[bbox] for r in by_method[reference]}
+            theirs = {config_key(r): r[bbox] for r in by_method[method]}
             shared = ours.keys() & theirs.keys()
             row[f'seed {seed}'] = f'{sum(ours[k] > theirs[k] for k in shared)}/{len(shared)}'
         rows.append(row)
@@ -374,7 +450,7 @@ def report_over_seeds(by_seed: Dict[int, Dict[str, List[dict]]], out_dir: str,
                                         f'{r["bbox_high"]:.3f})')
     seeds = ', '.join(str(seed) for seed in by_seed)
     text = (f'Seeds {seeds}: means over the seeds (wall times: mean per seed).\n\n'
-            '### Summary\n\n' + markdown_table(summary(means)) +
+            '### Summary\n\n' + markdown_table(summary(means)) + goal_sections(means) +
             '\n\n### Per configuration: bbox mAP, mean (lowest-highest)\n\n' +
             markdown_table(table) + '\n\n### Configurations where `mutualnet` is more '
             'accurate (bbox mAP), per seed\n\n' + markdown_table(wins(by_seed)) + '\n')

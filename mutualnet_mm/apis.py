@@ -20,7 +20,7 @@ from .deploy.export import scale_test_pipelines
 from .engine.calibration import calibrate_bn
 from .engine.subnet import SubnetConfig, check_scales
 from .evaluation.fingerprint import weights_fingerprint
-from .ops import check_width, set_width, width_range_of
+from .ops import set_width
 
 #: Where :func:`prepare` keeps the model's config as it was before the first call.
 _BASE_CFG = '_mutualnet_base_cfg'
@@ -30,7 +30,7 @@ Calibration = Union[str, os.PathLike, Config, Iterable[dict]]
 
 def prepare(model: nn.Module, width: float, scale: float = 1.0,
             calibration: Optional[Calibration] = None, frames: Optional[int] = None,
-            num_batches: int = 8) -> SubnetConfig:
+            num_batches: int = 8, head_width: Optional[float] = None) -> SubnetConfig:
     """Set ``model`` to ``(width, scale[, frames])`` with that configuration's BN statistics.
 
     After it, ``inference_detector(model, ...)`` / ``inference_recognizer(model, ...)``
@@ -49,6 +49,8 @@ def prepare(model: nn.Module, width: float, scale: float = 1.0,
             raw training batches. Default: the model's own config.
         frames: Frames per clip (video), or None.
         num_batches: Batches to calibrate on (not used with a statistics file).
+        head_width: The width of the neck and heads where the model was trained with
+            decoupled widths (``None``: they follow ``width``).
 
     Returns:
         The configuration.
@@ -65,9 +67,10 @@ def prepare(model: nn.Module, width: float, scale: float = 1.0,
     if not isinstance(base_cfg, Config):
         raise ValueError('prepare needs the model of init_detector / init_recognizer (with '
                          'its config as model.cfg)')
-    width = check_width(width, width_range_of(module), type(module).__name__)
+    set_width(module, width, head_width)  # checks both widths
     scale = check_scales([scale], 'prepare')[0]
-    config = SubnetConfig(width, scale, frames)
+    config = SubnetConfig(float(width), scale, frames,
+                          None if head_width is None else float(head_width))
     if isinstance(calibration, (str, os.PathLike)) and \
             not os.fspath(calibration).endswith('.py'):
         stats = load_bn_stats(os.fspath(calibration), weights_fingerprint(module),
@@ -75,7 +78,7 @@ def prepare(model: nn.Module, width: float, scale: float = 1.0,
         if config not in stats:
             raise KeyError(f'{os.fspath(calibration)!r} holds no BN statistics of '
                            f'{config.name}; it holds {[c.name for c in stats]}')
-        set_width(module, width)
+        set_width(module, config.width, config.head_width)
         load_bn_state(module, stats[config])
     else:
         source = base_cfg if calibration is None else calibration

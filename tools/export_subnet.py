@@ -48,6 +48,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--scale', type=float, default=1.0,
                         help='input scale to export (with --width; default 1.0)')
     parser.add_argument('--frames', type=int, help='frames per clip (video; with --width)')
+    parser.add_argument('--head-width', type=float,
+                        help='width of the neck and heads (with --width, for a model '
+                             'evaluated with decoupled widths; default: --width)')
     parser.add_argument('--budget', type=float,
                         help='export the most accurate configuration within this budget')
     parser.add_argument('--budget-unit', choices=['gflops', 'ms'], default='gflops',
@@ -91,13 +94,16 @@ def main() -> None:
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    if args.budget is not None and (args.width is not None or args.frames is not None):
-        raise ValueError('--budget picks the configuration: drop --width/--scale/--frames')
+    if args.budget is not None and any(
+            value is not None for value in (args.width, args.frames, args.head_width)):
+        raise ValueError('--budget picks the configuration: drop '
+                         '--width/--head-width/--scale/--frames')
     set_random_seed(args.seed)
     model = build_adaptive_model(cfg, device=args.device)
     meta = load_adaptive_weights(model, args.checkpoint)
     config, entry = resolve_config(
         width=args.width, scale=args.scale, frames=args.frames, budget=args.budget,
+        head_width=args.head_width,
         budget_unit=args.budget_unit, query_table=args.query_table,
         work_dir=osp.dirname(osp.abspath(args.checkpoint)),
         checkpoint=weights_fingerprint(model), checkpoint_name=f'checkpoint {args.checkpoint!r}')

@@ -111,7 +111,8 @@ def save_bn_stats(path: str, stats: Dict[SubnetConfig, BNState], checkpoint: str
         checkpoint: The fingerprint of the weights they were calibrated on
             (:func:`~mutualnet_mm.evaluation.fingerprint.weights_fingerprint`).
     """
-    entries = [dict(width=config.width, scale=config.scale, frames=config.frames,
+    entries = [dict(width=config.width, head_width=config.head_width, scale=config.scale,
+                    frames=config.frames,
                     stats={name: (mean.cpu(), var.cpu()) for name, (mean, var) in state.items()})
                for config, state in stats.items()]
     directory = os.path.dirname(os.path.abspath(path))
@@ -129,7 +130,7 @@ def _entry_config(path: str, index: int, entry: object) -> SubnetConfig:
         raise ValueError(f'BN statistics file {path!r}: entry {index} is not '
                          f'{{{", ".join(_ENTRY_KEYS)}}} with stats {{bn_name: (running_mean, '
                          'running_var)}}; regenerate the file: ' + REGENERATE_BN_STATS)
-    return SubnetConfig(entry['width'], entry['scale'], entry['frames'])
+    return SubnetConfig.from_record(entry)
 
 
 def load_bn_stats(path: str, checkpoint: Optional[str] = None,

@@ -30,11 +30,10 @@ from ..fileio import atomic_write
 from ..models.stock import build_stock
 from ..ops import (
     Slimmable,
-    check_width,
+    part_width,
     set_width,
     slice_state_dict,
     slimmable_modules,
-    width_range_of,
 )
 from .adaptive import config_scope, task_rescaler, unwrap
 
@@ -58,8 +57,9 @@ BUDGET_COSTS = {'gflops': 'gflops', 'ms': 'latency_ms'}
 
 
 # ------------------------------------------------------------------------ the model
-def stock_model_config(model: nn.Module, model_cfg: dict, width: float) -> dict:
-    """The stock model config computing ``model`` at ``width``.
+def stock_model_config(model: nn.Module, model_cfg: dict, width: float,
+                       head_width: Optional[float] = None) -> dict:
+    """The stock model config computing ``model`` at ``width`` (and ``head_width``).
 
     Every :class:`StockSlimmable` part (backbone, neck, heads) is replaced by its
     ``stock_config(width)`` (a neck gets the channels the stock backbone delivers), and
@@ -69,14 +69,15 @@ def stock_model_config(model: nn.Module, model_cfg: dict, width: float) -> dict:
     Args:
         model: The adaptive model (or its wrapper); left at ``width``.
         model_cfg: The config it was built from.
-        width: The width.
+        width: The width (of the backbone, with ``head_width``).
+        head_width: The width of the parts after the backbone (``None``: ``width``).
 
     Raises:
-        ValueError: ``width`` is out of range, or a part has no stock counterpart (e.g.
+        ValueError: a width is out of range, or a part has no stock counterpart (e.g.
             ``MobileNetV1``, which stock mmdet lacks).
     """
     module = unwrap(model)
-    set_width(module, width)
+    set_width(module, width, head_width)
     cfg = _plain(model_cfg)
     features: Dict[str, Any] = {}
     parts = slimmable_modules(module)
@@ -87,7 +88,7 @@ def stock_model_config(model: nn.Module, model_cfg: dict, width: float) -> dict:
                 raise ValueError(f'{name} needs the backbone\'s channels; the backbone of '
                                  f'{type(module).__name__} is not slimmable')
             kwargs['in_channels'] = _channels(features['backbone'])
-        part_cfg = part.stock_config(width, **kwargs)
+        part_cfg = part.stock_config(part_width(name, width, head_width), **kwargs)
         _check_stock(part_cfg['type'], part.stock_scope, name)
         _set_at(cfg, name, part_cfg)
         if name == 'backbone':
@@ -339,7 +340,7 @@ def export_config_and_weights(model: nn.Module, cfg: Config,
     :func:`export_subnet`, which does it); they are sliced with the weights.
 
     Args:
-        model: The adaptive model (or its wrapper); left at ``config.width``.
+        model: The adaptive model (or its wrapper); left at the configuration's widths.
         cfg: Its whole config.
         config: The configuration.
 
@@ -349,7 +350,7 @@ def export_config_and_weights(model: nn.Module, cfg: Config,
     """
     module = unwrap(model)
     check_scales([config.scale], 'config')
-    model_cfg = stock_model_config(module, cfg.model, config.width)
+    model_cfg = stock_model_config(module, cfg.model, config.width, config.head_width)
     stock_cfg = stock_runtime_config(cfg, model_cfg, config)
     stock = build_stock(stock_cfg.model, stock_cfg.default_scope, 'meta')
     state_dict = slice_state_dict(module, stock.state_dict())
@@ -386,14 +387,13 @@ def export_subnet(model: nn.Module, cfg: Config, config: SubnetConfig, out_dir: 
         The paths written, by kind.
     """
     module = unwrap(model)
-    check_width(config.width, width_range_of(module), type(module).__name__)
+    set_width(module, config.width, config.head_width)  # checks both widths
     check_scales([config.scale], 'config')
     rescaler = rescaler if rescaler is not None else task_rescaler(module, cfg)
     calibrate_bn(module, calibration_batches, config, rescaler, num_calibration_batches)
     stock_cfg, state_dict = export_config_and_weights(module, cfg, config)
     meta = dict(meta or {})
-    meta['mutualnet_mm'] = dict(name=config.name, width=config.width, scale=config.scale,
-                                frames=config.frames,
+    meta['mutualnet_mm'] = dict(config.record(), frames=config.frames,
                                 calibration_batches=num_calibration_batches)
     return save_export(out_dir, stock_cfg, state_dict, meta)
 
@@ -409,13 +409,14 @@ def build_stock_model(stock_cfg: Config, state_dict: Dict[str, Tensor]) -> nn.Mo
 # ----------------------------------------------------------- choosing a configuration
 def resolve_config(width: Optional[float] = None, scale: float = 1.0,
                    frames: Optional[int] = None, budget: Optional[float] = None,
+                   head_width: Optional[float] = None,
                    budget_unit: str = 'gflops', query_table: Optional[str] = None,
                    work_dir: str = '.', checkpoint: Optional[str] = None,
                    checkpoint_name: str = 'the model') -> Tuple[SubnetConfig, Optional[dict]]:
     """The configuration to export: given, or the best within a budget.
 
     Args:
-        width, scale, frames: The configuration (with ``budget`` None).
+        width, scale, frames, head_width: The configuration (with ``budget`` None).
         budget: A cost budget, looked up in the query table.
         budget_unit: ``'gflops'`` or ``'ms'`` (latency).
         query_table: The table (default: ``query_table.json`` or
@@ -438,7 +439,8 @@ def resolve_config(width: Optional[float] = None, scale: float = 1.0,
         raise ValueError('give either a width (and scale) or a budget, not '
                          + ('both' if width is not None else 'neither'))
     if budget is None:
-        return SubnetConfig(float(width), check_scales([scale], 'config')[0], frames), None
+        return SubnetConfig(float(width), check_scales([scale], 'config')[0], frames,
+                            None if head_width is None else float(head_width)), None
     if budget_unit not in BUDGET_COSTS:
         raise ValueError(f'budget_unit must be one of {sorted(BUDGET_COSTS)}, '
                          f'got {budget_unit!r}')
@@ -456,4 +458,4 @@ def resolve_config(width: Optional[float] = None, scale: float = 1.0,
 
 def config_of(entry: dict) -> SubnetConfig:
     """The configuration of a query-table entry."""
-    return SubnetConfig(float(entry['width']), float(entry['scale']), entry.get('frames'))
+    return SubnetConfig.from_record(entry)

@@ -117,7 +117,8 @@ class AdaptiveInferencer:
         self.bn_stats = {config: stats[config] for config in self.configs}
         # one check of each configuration now, then switches of a fraction of a
         # millisecond (the widths restored, the statistics copied in one batch)
-        self._switches = {config: (WidthSnapshot(self.model, config.width),
+        self._switches = {config: (WidthSnapshot(self.model, config.width,
+                                                 config.head_width),
                                    BNStateSwitch(self.model, self.bn_stats[config]))
                           for config in self.configs}
         self._pipelines: Dict[str, Compose] = {}

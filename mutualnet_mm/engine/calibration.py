@@ -102,7 +102,7 @@ def calibrate_bn(model: nn.Module, batches: Iterable[dict], config: SubnetConfig
     Statistics are reset and accumulated as a cumulative average over ``num_batches``
     batches (each preprocessed without training-time batch augmentation and rescaled to
     the configuration), with the rest of the model in eval mode; under DDP they are
-    averaged across processes. The model is left in eval mode at ``config.width``.
+    averaged across processes. The model is left in eval mode at the configuration's widths.
 
     Args:
         model: The model (or its wrapper).
@@ -115,7 +115,7 @@ def calibrate_bn(model: nn.Module, batches: Iterable[dict], config: SubnetConfig
         The number of batches used.
     """
     module = model.module if is_model_wrapper(model) else model
-    set_width(module, config.width)
+    set_width(module, config.width, config.head_width)
     module.eval()
     if num_batches <= 0:
         return 0

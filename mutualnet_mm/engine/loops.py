@@ -2,7 +2,7 @@
 import logging
 import os.path as osp
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import mmcv
 import torch
@@ -111,6 +111,12 @@ class MutualIterBasedTrainLoop(_MutualTrainMixin, IterBasedTrainLoop):
         self._mutual_iter(self._iter, data_batch)
 
 
+def _size(config: SubnetConfig) -> Tuple[float, float, float]:
+    """Orders configurations: by width, then head width, then scale."""
+    head = config.width if config.head_width is None else config.head_width
+    return config.width, head, config.scale
+
+
 class _PerConfigMixin:
     """Evaluate every configuration of a grid with the stock evaluator.
 
@@ -125,18 +131,28 @@ class _PerConfigMixin:
     def _setup_grid(self, widths: Optional[Sequence[float]], scales: Sequence[float],
                     calibration: Optional[dict], rescaler: Optional[dict],
                     metric: Optional[str], count_flops: bool,
-                    latency: Optional[dict] = None) -> None:
+                    latency: Optional[dict] = None,
+                    head_widths: Optional[Sequence[float]] = None) -> None:
         model = self.runner.model
         module = model.module if is_model_wrapper(model) else model
         low, high = width_range_of(module)
         widths = tuple(widths) if widths else (high, low)
+        heads: Tuple[Optional[float], ...] = (None,)
+        if head_widths is not None:
+            if isinstance(head_widths, (int, float)) or not head_widths:
+                raise ValueError(f'{type(self).__name__}.head_widths must be a non-empty list '
+                                 f'of widths or None, got {head_widths!r}')
+            heads = tuple(float(h) for h in head_widths)
         for width in widths:
-            set_width(module, width)  # validates against the model's range
+            for head in heads:
+                set_width(module, width, head)  # validates against the model's range
         set_width(module, high)
         scales = check_scales(scales, type(self).__name__)
-        grid = [SubnetConfig(float(w), s) for w in widths for s in scales]
-        full = SubnetConfig(max(widths), max(scales))
-        self.grid = sorted(grid, key=lambda c: (c == full, -c.width, -c.scale))
+        grid = [SubnetConfig(float(w), s, None, h) for w in widths for h in heads
+                for s in scales]
+        # Largest first, the full configuration last (the model is left with its statistics).
+        ordered = sorted(grid, key=_size, reverse=True)
+        self.grid = ordered[1:] + ordered[:1]
         calibration = dict(calibration or {})
         unknown = set(calibration) - {'num_batches'}
         if unknown:
@@ -183,8 +199,8 @@ class _PerConfigMixin:
         self._grid_clock = (time.perf_counter(), 0)  # start, batches evaluated
         for position, config in enumerate(self.grid, 1):
             if is_main_process():
-                print_log(f'configuration {position}/{len(self.grid)}: {config.name} (width '
-                          f'{config.width:g}, scale {config.scale:g}): BN calibration on '
+                print_log(f'configuration {position}/{len(self.grid)}: {config.name} '
+                          f'({config.label}): BN calibration on '
                           f'{self.num_calibration_batches} batches, then {stage} on '
                           f'{len(self.dataloader)} batches', logger='current')
             calibrate_bn(detector, self._calibration_batches(), config, self.rescaler,
@@ -206,14 +222,14 @@ class _PerConfigMixin:
                           "evaluator's summary follows", logger='current')
             metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
             self._check_metric(metrics)
-            record = {'name': config.name, 'width': config.width, 'scale': config.scale}
+            record = config.record()
             if first_batch is not None:
                 record.update(self._measure(detector, first_batch, config,
                                             tta=detector is not module))
             record.update(metrics)
             records.append(record)
         # Reported largest first (the full configuration on top), in every output.
-        records.sort(key=lambda r: (-r['width'], -r['scale']))
+        records.sort(key=lambda r: _size(SubnetConfig.from_record(r)), reverse=True)
         full_metrics = dict(records[0])
         metric = self.metric or self._default_metric(full_metrics)
         if is_main_process():
@@ -339,7 +355,8 @@ class _PerConfigMixin:
         paths = write_results(records, work_dir, metric, extra_costs=latency,
                               checkpoint=fingerprint)
         columns = list(dict.fromkeys(
-            ['width', 'scale', 'input_shape', 'gflops']
+            ['width', *(['head_width'] if 'head_width' in records[0] else []), 'scale',
+             'input_shape', 'gflops']
             + [k for r in records for k in r if k.startswith('gflops_')]
             + ['mparams', *latency]
             + [k for r in records for k, v in r.items() if '/' in k and isinstance(v, float)]))
@@ -374,9 +391,11 @@ class _PerConfigLoop(_PerConfigMixin):
                  scales: Sequence[float] = (1.0,), calibration: Optional[dict] = None,
                  rescaler: Optional[dict] = None, metric: Optional[str] = None,
                  count_flops: bool = True, fp16: bool = False,
-                 latency: Optional[dict] = None) -> None:
+                 latency: Optional[dict] = None,
+                 head_widths: Optional[Sequence[float]] = None) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops, latency)
+        self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops, latency,
+                         head_widths)
         register_eta_hook(runner)
 
     def run(self) -> dict:
@@ -405,6 +424,9 @@ class PerConfigValLoop(_PerConfigLoop, ValLoop):
         latency: ``dict(repeats=20, warmup=5)``: also measure ``latency_ms``, the median
             of repeated ``predict`` runs on the first sample (batch 1) per configuration,
             and write ``query_table_latency_ms.json`` (None: no measurement).
+        head_widths: Widths of the parts after the backbone (neck, heads), a dimension
+            of the grid of their own (decoupled widths: every width with every head
+            width); ``None``: they follow the backbone's width.
     """
 
     stage = 'val'

@@ -13,7 +13,7 @@ from mmengine.optim import OptimWrapper
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..ops import set_width, slimmable_modules, width_range_of
+from ..ops import is_backbone, set_width, slimmable_modules, width_range_of
 from . import rescale
 from .distill import Distiller, build_distiller
 from .rescale import build_rescaler
@@ -100,7 +100,9 @@ class MutualTrainStep:
         """Build from a config's ``mutual`` section.
 
         Keys: ``num_subnets`` (4), ``scales`` ((1.0,)), ``frames`` (None),
-        ``width_range`` (default: the model's), ``rescaler``, ``distill``,
+        ``width_range`` (default: the model's), ``head_width_range`` (None: the parts
+        after the backbone follow its width; else their own range, see
+        :class:`CohortSampler`), ``rescaler``, ``distill``,
         ``skip_nonfinite`` (False), and the warm-up in which the full configuration
         trains alone: ``full_only_fraction`` (of the schedule, in [0, 1)) or
         ``full_only_iters`` (iterations; 0 if neither is set).
@@ -111,8 +113,9 @@ class MutualTrainStep:
                 train in some iterations).
         """
         cfg = dict(cfg or {})
-        allowed = {'num_subnets', 'scales', 'frames', 'width_range', 'rescaler', 'distill',
-                   'skip_nonfinite', 'full_only_iters', 'full_only_fraction'}
+        allowed = {'num_subnets', 'scales', 'frames', 'width_range', 'head_width_range',
+                   'rescaler', 'distill', 'skip_nonfinite', 'full_only_iters',
+                   'full_only_fraction'}
         unknown = sorted(set(cfg) - allowed)
         if unknown:
             raise KeyError(f'unknown key(s) {unknown} in mutual config; allowed: '
@@ -120,12 +123,19 @@ class MutualTrainStep:
         module = model.module if is_model_wrapper(model) else model
         model_range = width_range_of(module)
         width_range = tuple(cfg.get('width_range') or model_range)
-        if width_range[0] < model_range[0] or width_range[1] > model_range[1]:
-            raise ValueError(f'mutual.width_range {width_range} is outside the range '
-                             f'{model_range} the model allows')
+        head_width_range = cfg.get('head_width_range')
+        for key, value in (('width_range', width_range), ('head_width_range', head_width_range)):
+            if value is not None and (value[0] < model_range[0] or value[1] > model_range[1]):
+                raise ValueError(f'mutual.{key} {tuple(value)} is outside the range '
+                                 f'{model_range} the model allows')
+        if head_width_range is not None and not any(
+                name and not is_backbone(name) for name, _ in slimmable_modules(module)):
+            raise ValueError(f'mutual.head_width_range needs slimmable parts after the '
+                             f'backbone; {type(module).__name__} slims its backbone only')
         sampler = CohortSampler(width_range, cfg.get('num_subnets', 4),
                                 cfg.get('scales', (1.0,)), cfg.get('frames'), seed,
-                                full_only_iterations(cfg, max_iters))
+                                full_only_iterations(cfg, max_iters),
+                                None if head_width_range is None else tuple(head_width_range))
         # The config's, else the one registered for the model's data preprocessor.
         rescaler_cfg = cfg.get('rescaler') or rescale.default_rescaler(module)
         return cls(sampler, build_rescaler(rescaler_cfg), build_distiller(cfg.get('distill')),
@@ -145,7 +155,7 @@ class MutualTrainStep:
         try:
             for index, config in enumerate(cohort):
                 is_last = index == len(cohort) - 1
-                set_width(module, config.width)
+                set_width(module, config.width, config.head_width)
                 inputs, samples = self.rescaler(batch['inputs'], batch['data_samples'], config)
                 with ExitStack() as stack:
                     if not is_last and hasattr(model, 'no_sync'):
@@ -165,8 +175,8 @@ class MutualTrainStep:
                         if not self.skip_nonfinite:
                             raise NonFiniteLossError(
                                 f'non-finite loss {loss.item()} at configuration '
-                                f'{config.name} (width={config.width:.4f}, '
-                                f'scale={config.scale}) in iteration {iteration}; set '
+                                f'{config.name} ({config.label}, unrounded width '
+                                f'{config.width:.4f}) in iteration {iteration}; set '
                                 'mutual.skip_nonfinite=True to skip such passes')
                         kind_losses.setdefault('skipped', []).append(loss.new_tensor(1.0))
                         # A zero that reaches every parameter keeps DDP's gradient hooks in
@@ -179,7 +189,8 @@ class MutualTrainStep:
                     log_vars.update(pass_vars)  # the stock loss names, full configuration
                 kind_losses.setdefault(_kind(index, cohort), []).append(loss.detach())
         finally:
-            set_width(module, self.sampler.full.width)
+            full = self.sampler.full
+            set_width(module, full.width, full.head_width)
         # mmengine counts backward calls for gradient accumulation: one per iteration.
         optim_wrapper._inner_count = count_before + 1
         if optim_wrapper.should_update():

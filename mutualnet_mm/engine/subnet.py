@@ -1,6 +1,7 @@
-"""Configurations (width, scale[, frames]) and the cohort each iteration trains."""
+"""Configurations (width[, head width], scale[, frames]) and the cohort each iteration
+trains."""
 import random
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ..checks import check_int
 from ..ops.width import WidthRange, check_width_range
@@ -13,17 +14,47 @@ class SubnetConfig(NamedTuple):
         width: Channel width multiplier.
         scale: Input size relative to the size the data pipeline produces.
         frames: Number of frames per clip (video only; ``None`` keeps the clip's).
+        head_width: Width of the parts after the backbone (neck, heads) where it is a
+            dimension of its own (decoupled widths); ``None``: they follow ``width``.
     """
 
     width: float
     scale: float
     frames: Optional[int] = None
+    head_width: Optional[float] = None
 
     @property
     def name(self) -> str:
-        """Short stable name, e.g. ``w0.50_s0.75`` (``_f8`` for 8 frames)."""
+        """Short stable name, e.g. ``w0.50_s0.75`` (``_f8`` for 8 frames; ``w0.50_h0.25_s1``
+        with a head width of its own)."""
         frames = '' if self.frames is None else f'_f{self.frames}'
-        return f'w{self.width:.2f}_s{self.scale:.3g}{frames}'
+        head = '' if self.head_width is None else f'_h{self.head_width:.2f}'
+        return f'w{self.width:.2f}{head}_s{self.scale:.3g}{frames}'
+
+    def record(self) -> Dict[str, Any]:
+        """The configuration as a results record starts: ``name``, ``width``,
+        ``head_width`` (where set), ``scale``, ``frames`` (where set)."""
+        record: Dict[str, Any] = {'name': self.name, 'width': self.width}
+        if self.head_width is not None:
+            record['head_width'] = self.head_width
+        record['scale'] = self.scale
+        if self.frames is not None:
+            record['frames'] = self.frames
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> 'SubnetConfig':
+        """The configuration of a results record, query-table or bn_stats entry."""
+        head_width = record.get('head_width')
+        return cls(float(record['width']), float(record['scale']), record.get('frames'),
+                   None if head_width is None else float(head_width))
+
+    @property
+    def label(self) -> str:
+        """Short label for plots and logs, e.g. ``w0.5 s0.75`` or ``w0.5 h0.25 s1``."""
+        head = '' if self.head_width is None else f' h{self.head_width:g}'
+        frames = '' if self.frames is None else f' f{self.frames}'
+        return f'w{self.width:g}{head} s{self.scale:g}{frames}'
 
 
 def check_scales(scales: Sequence[float], owner: str = 'mutual') -> Tuple[float, ...]:
@@ -47,7 +78,10 @@ class CohortSampler:
     Each cohort is: the full configuration (largest width, largest scale, most frames),
     then ``num_subnets - 2`` widths drawn uniformly from the range in descending order,
     then the smallest width. Every configuration but the full one gets a scale (and
-    frame count) drawn from the lists. A cohort depends only on the seed and the
+    frame count) drawn from the lists. With ``head_width_range`` (decoupled widths) the
+    parts after the backbone get a width of their own, drawn the same way and
+    independently of the backbone's: the largest with the full configuration, the
+    smallest with the smallest width. A cohort depends only on the seed and the
     iteration, so a resumed run draws the same cohorts as an uninterrupted one.
 
     Args:
@@ -59,19 +93,27 @@ class CohortSampler:
         seed: Base seed.
         full_only_iters: The first iterations train the full configuration alone
             (progressive warm-up: the shared weights learn before the cohort joins).
+        head_width_range: ``(min, max)`` width of the parts after the backbone, drawn
+            apart from the backbone's; ``None``: they follow the backbone's width.
     """
 
     def __init__(self, width_range: WidthRange, num_subnets: int = 4,
                  scales: Sequence[float] = (1.0,), frames: Optional[Sequence[int]] = None,
-                 seed: int = 0, full_only_iters: int = 0) -> None:
+                 seed: int = 0, full_only_iters: int = 0,
+                 head_width_range: Optional[WidthRange] = None) -> None:
         self.width_range = check_width_range(width_range, 'mutual')
+        self.head_width_range = None if head_width_range is None else \
+            check_width_range(head_width_range, 'mutual (head_width_range)')
         self.full_only_iters = check_int(full_only_iters, 'mutual.full_only_iters', 0)
         self.num_subnets = check_int(num_subnets, 'mutual.num_subnets', 1)
-        if self.num_subnets == 1 and self.width_range[0] < self.width_range[1]:
-            raise ValueError(f'mutual.num_subnets=1 trains the full width alone, so the '
-                             f'narrower widths of mutual.width_range {self.width_range} would '
-                             f'be evaluated untrained; allowed: num_subnets >= 2, or '
-                             f'num_subnets=1 with width_range=(w, w) to train one width')
+        for key, (low, high) in (('width_range', self.width_range),
+                                 ('head_width_range', self.head_width_range or (1, 1))):
+            if self.num_subnets == 1 and low < high:
+                raise ValueError(
+                    f'mutual.num_subnets=1 trains the full width alone, so the narrower '
+                    f'widths of mutual.{key} {(low, high)} would be evaluated untrained; '
+                    f'allowed: num_subnets >= 2, or num_subnets=1 with {key}=(w, w) to '
+                    'train one width')
         self.scales = check_scales(scales)
         if frames is not None and (not frames or any(
                 not isinstance(f, int) or f < 1 for f in frames)):
@@ -84,20 +126,30 @@ class CohortSampler:
     def full(self) -> SubnetConfig:
         """The largest configuration."""
         frames = None if self.frames is None else max(self.frames)
-        return SubnetConfig(self.width_range[1], max(self.scales), frames)
+        head = None if self.head_width_range is None else self.head_width_range[1]
+        return SubnetConfig(self.width_range[1], max(self.scales), frames, head)
 
     def cohort(self, iteration: int) -> List[SubnetConfig]:
         """The configurations of ``iteration``, largest first."""
         if iteration < self.full_only_iters:
             return [self.full]
         rng = random.Random(f'{self.seed}:{iteration}')
-        low, high = self.width_range
+        widths = self._draw_widths(rng, self.width_range)
+        # Drawn after the backbone's, so coupled runs draw the cohorts they always drew.
+        heads = [None] * len(widths) if self.head_width_range is None else \
+            self._draw_widths(rng, self.head_width_range)
+        cohort = [self.full]
+        for width, head in zip(widths, heads):
+            frames = None if self.frames is None else rng.choice(self.frames)
+            cohort.append(SubnetConfig(width, rng.choice(self.scales), frames, head))
+        return cohort
+
+    def _draw_widths(self, rng: random.Random, width_range: WidthRange) -> List[float]:
+        """The widths after the full one: drawn from the range largest first, then its
+        smallest."""
+        low, high = width_range
         widths = sorted((rng.uniform(low, high) for _ in range(self.num_subnets - 2)),
                         reverse=True)
         if self.num_subnets >= 2:
             widths.append(low)
-        cohort = [self.full]
-        for width in widths:
-            frames = None if self.frames is None else rng.choice(self.frames)
-            cohort.append(SubnetConfig(width, rng.choice(self.scales), frames))
-        return cohort
+        return widths

@@ -123,11 +123,12 @@ class QueryTable:
     @classmethod
     def from_records(cls, records: Sequence[dict], metric: str, cost: str = 'gflops',
                      checkpoint: Optional[str] = None) -> 'QueryTable':
-        keep = ('name', 'width', 'scale', 'frames', 'input_shape', cost, metric)
+        keep = ('name', 'width', 'head_width', 'scale', 'frames', 'input_shape', cost, metric)
         front = pareto_front(records, metric, cost)
         if not front:
             raise ValueError(f'no record has both {metric!r} and {cost!r}')
-        return cls([{k: r.get(k) for k in keep} for r in front], metric, cost, checkpoint)
+        return cls([{k: r.get(k) for k in keep if k in r or k != 'head_width'} for r in front],
+                   metric, cost, checkpoint)
 
     def lookup(self, budget: float) -> dict:
         """The most accurate configuration whose cost is within ``budget``.
@@ -171,6 +172,11 @@ class QueryTable:
             if bad:
                 raise ValueError(f'{source}: entry {index} lacks a number for {bad}; every '
                                  f'entry needs numbers for {list(needed)}')
+            head_width = entry.get('head_width')
+            if head_width is not None and (isinstance(head_width, bool) or
+                                           not isinstance(head_width, (int, float))):
+                raise ValueError(f'{source}: entry {index} has head_width {head_width!r}; '
+                                 'allowed: a number, or no head_width')
         return cls(entries, metric, cost, data.get('checkpoint'))
 
     def save(self, path: str) -> None:
@@ -331,38 +337,50 @@ def plot_results(records: Sequence[dict], metric: str, path: str,
 
     The front of each panel is the query table's rule applied to that panel's metric
     (the query table itself ranks by ``metric``, the first panel). Points on the front
-    are labelled ``w<width> s<scale>``.
+    are labelled ``w<width> s<scale>`` (``w<width> h<head width> s<scale>`` with decoupled
+    widths, where each head width has its marker and points are not joined).
     """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
+    from ..engine.subnet import SubnetConfig  # engine sits below evaluation
     metrics = headline_metrics(records, metric)
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.0 * len(metrics), 4.6), dpi=120,
                              squeeze=False)
     widths = sorted({r['width'] for r in records}, reverse=True)
+    heads = sorted({r['head_width'] for r in records if r.get('head_width') is not None},
+                   reverse=True)
     greys = plt.get_cmap('cividis', max(len(widths), 2))  # readable in colour and grey
     for ax, shown in zip(axes[0], metrics):
         usable = [r for r in records if r.get(shown) is not None and r.get('gflops') is not None]
         for i, width in enumerate(widths):
-            points = sorted((r for r in usable if r['width'] == width),
-                            key=lambda r: r['gflops'])
-            ax.plot([r['gflops'] for r in points], [r[shown] for r in points],
-                    marker=_MARKERS[i % len(_MARKERS)],
-                    linestyle=_LINESTYLES[i % len(_LINESTYLES)], color=greys(i * 0.7 / max(
-                        len(widths) - 1, 1)), label=f'width {width:g}', markersize=5)
+            color = greys(i * 0.7 / max(len(widths) - 1, 1))
+            for j, head in enumerate(heads or [None]):
+                points = sorted((r for r in usable if r['width'] == width and
+                                 r.get('head_width') == head), key=lambda r: r['gflops'])
+                marker = _MARKERS[(j if heads else i) % len(_MARKERS)]
+                ax.plot([r['gflops'] for r in points], [r[shown] for r in points],
+                        marker=marker, markersize=5, color=color,
+                        linestyle='none' if heads else _LINESTYLES[i % len(_LINESTYLES)],
+                        label=f'width {width:g}' if j == 0 else None)
+        for j, head in enumerate(heads):  # the head widths' markers, in the legend only
+            ax.plot([], [], marker=_MARKERS[j % len(_MARKERS)], linestyle='none',
+                    color='grey', label=f'head width {head:g}')
         front = pareto_front(usable, shown)
         ax.plot([r['gflops'] for r in front], [r[shown] for r in front], '-', color='black',
                 linewidth=2.2, alpha=0.6, label='Pareto front' + (
                     ' (query table)' if shown == metric else ''))
         for r in front:
-            ax.annotate(f"w{r['width']:g} s{r['scale']:g}", (r['gflops'], r[shown]),
+            ax.annotate(SubnetConfig.from_record(r).label, (r['gflops'], r[shown]),
                         textcoords='offset points', xytext=(4, -10), fontsize=7)
         ax.set_xlabel('GFLOPs (multiply-adds) per input')
         ax.set_ylabel(shown)
         ax.set_title(shown if len(metrics) > 1 else (title or f'{shown} per configuration'))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, title='labels: w = width, s = input scale', title_fontsize=7)
+        legend_title = 'labels: w = width, ' + ('h = head width, ' if heads else '') + \
+            's = input scale'
+        ax.legend(fontsize=8, title=legend_title, title_fontsize=7)
     if title and len(metrics) > 1:
         fig.suptitle(title)
     fig.tight_layout()

@@ -1,6 +1,6 @@
 """The contract of a slimmable module, and setting the width of a whole model."""
 from abc import abstractmethod
-from typing import Dict, Iterator, List, Mapping, Tuple, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -99,21 +99,39 @@ def width_range_of(model: nn.Module) -> WidthRange:
     return low, high
 
 
-def set_width(model: nn.Module, width: float) -> None:
+def is_backbone(name: str) -> bool:
+    """Whether the slimmable part at ``name`` (from :func:`slimmable_modules`) is the
+    model's backbone: ``backbone`` (or ``<wrapper>.backbone``), or the model itself."""
+    return name == '' or name.rpartition('.')[2] == 'backbone'
+
+
+def part_width(name: str, width: float, head_width: Optional[float] = None) -> float:
+    """The width the part ``name`` runs at: the backbone takes ``width``, every other
+    part (neck, heads) ``head_width`` (``None``: ``width`` too)."""
+    return width if head_width is None or is_backbone(name) else head_width
+
+
+def set_width(model: nn.Module, width: float, head_width: Optional[float] = None) -> None:
     """Set the active width of every slimmable module in ``model``.
 
     Args:
         model: A slimmable module, or any model (detector, recognizer, wrapper) holding
             slimmable modules.
-        width: The width multiplier.
+        width: The width multiplier of the backbone, and of every other part when
+            ``head_width`` is ``None``.
+        head_width: The width of the parts after the backbone (neck, heads); the neck
+            takes the backbone's channels at ``width`` whatever its own.
 
     Raises:
-        ValueError: ``width`` is outside the range every slimmable part allows, or the
+        ValueError: a width is outside the range every slimmable part allows, or the
             model has no slimmable part.
     """
-    width = check_width(width, width_range_of(model), type(model).__name__)
-    for _, part in slimmable_modules(model):
-        part.set_width(width)
+    allowed = width_range_of(model)
+    width = check_width(width, allowed, type(model).__name__)
+    if head_width is not None:
+        head_width = check_width(head_width, allowed, f'{type(model).__name__} (head width)')
+    for name, part in slimmable_modules(model):
+        part.set_width(part_width(name, width, head_width))
 
 
 class WidthSnapshot:
@@ -125,13 +143,15 @@ class WidthSnapshot:
     nothing else. It assumes the model's modules are those it was taken on.
 
     Args:
-        model: The model; it is set to ``width`` first.
-        width: The width to record.
+        model: The model; it is set to ``width`` (and ``head_width``) first.
+        width: The backbone width to record.
+        head_width: The width of the other parts (``None``: ``width``).
     """
 
-    def __init__(self, model: nn.Module, width: float) -> None:
-        set_width(model, width)
-        self.width = get_width(model)
+    def __init__(self, model: nn.Module, width: float,
+                 head_width: Optional[float] = None) -> None:
+        set_width(model, width, head_width)
+        self.width, self.head_width = get_widths(model)
         self._states = [(module, {name: getattr(module, name)
                                   for name in module.width_state})  # type: ignore[union-attr]
                         for module in model.modules()
@@ -143,13 +163,31 @@ class WidthSnapshot:
             module.__dict__.update(state)
 
 
+def get_widths(model: nn.Module) -> Tuple[float, float]:
+    """``(width, head_width)``: the widths the backbone and the other parts of ``model``
+    run at (a model without other slimmable parts, or a backbone alone, gives its width
+    twice)."""
+    backbone, heads = set(), set()
+    for name, part in slimmable_modules(model):
+        (backbone if is_backbone(name) else heads).add(part.width)
+    if len(backbone) > 1 or len(heads) > 1:
+        raise ValueError(f'the slimmable parts of {type(model).__name__} run at different '
+                         f'widths (backbone: {sorted(backbone)}, others: {sorted(heads)})')
+    width = (backbone or heads).pop()
+    return width, heads.pop() if heads else width
+
+
 def get_width(model: nn.Module) -> float:
-    """The width ``model`` currently runs at."""
-    widths = {part.width for _, part in slimmable_modules(model)}
-    if len(widths) != 1:
-        raise ValueError(f'the slimmable parts of {type(model).__name__} run at '
-                         f'different widths {sorted(widths)}')
-    return widths.pop()
+    """The one width every slimmable part of ``model`` runs at.
+
+    Raises:
+        ValueError: the parts run at different widths (see :func:`get_widths`).
+    """
+    width, head_width = get_widths(model)
+    if width != head_width:
+        raise ValueError(f'{type(model).__name__} runs its backbone at width {width:g} and '
+                         f'its other parts at {head_width:g}; use get_widths')
+    return width
 
 
 def slice_state_dict(model: nn.Module,

@@ -35,10 +35,13 @@ from mutualnet_mm.deploy.adaptive import task_rescaler
 from mutualnet_mm.engine.subnet import SubnetConfig
 from mutualnet_mm.evaluation import QueryTable
 from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
+from mutualnet_mm.ops import scale_channels
 
 from .demo import REPO, STOCK_PRELUDE
 
-CONFIGS = (SubnetConfig(1.0, 1.0), SubnetConfig(0.5, 0.75), SubnetConfig(0.25, 0.5))
+# the last with decoupled widths: a backbone at 0.25 feeding a neck and heads at 0.5
+CONFIGS = (SubnetConfig(1.0, 1.0), SubnetConfig(0.5, 0.75), SubnetConfig(0.25, 0.5),
+           SubnetConfig(0.25, 1.0, head_width=0.5))
 CALIBRATION_BATCHES = 2
 
 # Runs in a process whose import path holds the environment's site-packages only: no
@@ -166,7 +169,7 @@ def test_exported_model_runs_without_the_package_and_matches(config, exports, st
 
 @pytest.mark.parametrize('config', CONFIGS, ids=[c.name for c in CONFIGS])
 def test_exported_config_is_stock_with_the_configuration_channels_and_size(
-        config, exports, stock_outputs):
+        config, exports, stock_outputs, demo_cfg):
     text = open(exports[config]['paths']['config']).read()
     for word in ('mutualnet', 'Slimmable', 'Mutual', 'PerConfig', 'custom_imports'):
         assert word not in text
@@ -175,12 +178,17 @@ def test_exported_config_is_stock_with_the_configuration_channels_and_size(
     assert stock_cfg.model.backbone.type == 'ResNet'
     assert stock_cfg.model.backbone.base_channels == base
     assert stock_cfg.model.neck.in_channels == [base, 2 * base, 4 * base, 8 * base]
+    head_width = config.width if config.head_width is None else config.head_width
+    neck_channels = scale_channels(demo_cfg.model.neck.out_channels, head_width)
+    assert stock_cfg.model.neck.out_channels == neck_channels
+    assert stock_cfg.model.rpn_head.in_channels == neck_channels
     # the exported pipeline resizes the image to the size the adaptive model ran at
     size = round(64 * config.scale)
     assert exports[config]['img_shape'] == [size, size]
     assert stock_outputs[config]['pipeline_img_shape'] == [size, size]
     checkpoint = torch.load(exports[config]['paths']['checkpoint'], weights_only=True)
     assert checkpoint['meta']['mutualnet_mm']['width'] == config.width
+    assert checkpoint['meta']['mutualnet_mm'].get('head_width') == config.head_width
 
 
 def test_onnx_backbone_and_neck_match_pytorch(exports, tmp_path) -> None:
