@@ -175,8 +175,8 @@ class MutualTrainStep:
                         if not self.skip_nonfinite:
                             raise NonFiniteLossError(
                                 f'non-finite loss {loss.item()} at configuration '
-                                f'{config.name} ({config.label}, unrounded width '
-                                f'{config.width:.4f}) in iteration {iteration}; set '
+                                f'{config.name} (width={config.width:.4f}, '
+                                f'scale={config.scale}) in iteration {iteration}; set '
                                 'mutual.skip_nonfinite=True to skip such passes')
                         kind_losses.setdefault('skipped', []).append(loss.new_tensor(1.0))
                         # A zero that reaches every parameter keeps DDP's gradient hooks in

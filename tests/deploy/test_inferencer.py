@@ -22,8 +22,11 @@ from mutualnet_mm.evaluation import QueryTable
 from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 
 FULL, MID, SMALL = SubnetConfig(1.0, 1.0), SubnetConfig(0.5, 0.75), SubnetConfig(0.25, 0.5)
+DECOUPLED = SubnetConfig(0.25, 1.0, head_width=0.5)  # the neck and heads wider than the backbone
+ALL = {FULL, MID, SMALL, DECOUPLED}
 GFLOPS_TABLE = QueryTable([dict(width=1.0, scale=1.0, gflops=2.0, mAP=0.30),
                            dict(width=0.5, scale=0.75, gflops=0.6, mAP=0.20),
+                           dict(width=0.25, head_width=0.5, scale=1.0, gflops=0.3, mAP=0.15),
                            dict(width=0.25, scale=0.5, gflops=0.1, mAP=0.10)], 'mAP')
 LATENCY_TABLE = QueryTable([dict(width=1.0, scale=1.0, latency_ms=30.0, mAP=0.30),
                             dict(width=0.25, scale=0.5, latency_ms=5.0, mAP=0.10)],
@@ -40,7 +43,7 @@ def calibration_batches(demo_cfg) -> list:
 @pytest.fixture(scope='module')
 def bn_stats_path(demo_cfg, demo_checkpoint, calibration_batches, tmp_path_factory) -> str:
     model = build_adaptive_model(demo_cfg, demo_checkpoint)
-    stats = calibrate_bn_stats(model, calibration_batches, [FULL, MID, SMALL],
+    stats = calibrate_bn_stats(model, calibration_batches, [FULL, MID, SMALL, DECOUPLED],
                                task_rescaler(model, demo_cfg), NUM_BATCHES)
     path = str(tmp_path_factory.mktemp('bn') / 'bn_stats.pth')
     save_bn_stats(path, stats, weights_fingerprint(model))
@@ -83,7 +86,8 @@ def assert_same_predictions(got: list, want: list) -> None:
 
 
 @pytest.mark.parametrize('budget, unit, expected', [
-    (5.0, 'gflops', FULL), (2.0, 'gflops', FULL), (1.0, 'gflops', MID), (0.3, 'gflops', SMALL),
+    (5.0, 'gflops', FULL), (2.0, 'gflops', FULL), (1.0, 'gflops', MID),
+    (0.3, 'gflops', DECOUPLED), (0.2, 'gflops', SMALL),
     (50.0, 'ms', FULL), (20.0, 'ms', SMALL)])
 def test_select_picks_the_most_accurate_configuration_within_budget(
         inferencer, budget, unit, expected) -> None:
@@ -97,7 +101,7 @@ def test_select_errors(inferencer) -> None:
         inferencer.select(1.0, 'joules')
 
 
-@pytest.mark.parametrize('budget, config', [(1.0, MID), (0.3, SMALL)])
+@pytest.mark.parametrize('budget, config', [(1.0, MID), (0.3, DECOUPLED), (0.2, SMALL)])
 def test_calls_equal_set_width_and_calibrated_statistics(
         inferencer, demo_cfg, demo_checkpoint, calibration_batches, val_items,
         budget, config) -> None:
@@ -113,6 +117,7 @@ def test_switching_configurations_does_not_leak_state(inferencer, val_items) -> 
     batch = pseudo_collate(val_items)
     first = inferencer.predict(copy.deepcopy(batch), SMALL)
     inferencer.predict(copy.deepcopy(batch), FULL)
+    inferencer.predict(copy.deepcopy(batch), DECOUPLED)
     inferencer.predict(copy.deepcopy(batch), MID)
     assert_same_predictions(inferencer.predict(copy.deepcopy(batch), SMALL), first)
 
@@ -129,7 +134,7 @@ def test_calibrate_at_construction_and_stats_round_trip(demo_cfg, demo_checkpoin
                                                         bn_stats_path, tmp_path) -> None:
     inferencer = AdaptiveInferencer(demo_cfg, demo_checkpoint, GFLOPS_TABLE, calibrate=True,
                                     num_calibration_batches=1)
-    assert set(inferencer.bn_stats) == {FULL, MID, SMALL}
+    assert set(inferencer.bn_stats) == ALL
     name = 'backbone.layer1.0.bn1'
     small, full = inferencer.bn_stats[SMALL][name][0], inferencer.bn_stats[FULL][name][0]
     assert not torch.equal(small, full)
@@ -138,7 +143,7 @@ def test_calibrate_at_construction_and_stats_round_trip(demo_cfg, demo_checkpoin
     inferencer.save_bn_stats(path)
     loaded = load_bn_stats(path)
     assert torch.equal(loaded[SMALL][name][1], inferencer.bn_stats[SMALL][name][1])
-    assert set(load_bn_stats(bn_stats_path)) == {FULL, MID, SMALL}
+    assert set(load_bn_stats(bn_stats_path)) == ALL
 
 
 def test_inferencer_errors(demo_cfg, demo_checkpoint, bn_stats_path, tmp_path) -> None:
@@ -193,7 +198,7 @@ def test_bn_stats_files_without_a_fingerprint_or_keys_are_refused(
     data = torch.load(bn_stats_path, weights_only=True)
     old = str(tmp_path / 'old.pth')
     torch.save({'version': 1, 'entries': data['entries']}, old)
-    assert set(load_bn_stats(old)) == {FULL, MID, SMALL}  # readable without a check
+    assert set(load_bn_stats(old)) == ALL  # readable without a check
     with pytest.raises(ValueError, match=f"BN statistics file '{old}' records no checkpoint "
                                          'fingerprint .* regenerate it: python '
                                          'tools/calibrate_bn_stats.py'):

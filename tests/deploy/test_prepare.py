@@ -20,6 +20,7 @@ from mutualnet_mm.deploy import (
 from mutualnet_mm.deploy.adaptive import task_rescaler
 from mutualnet_mm.engine import SubnetConfig
 from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
+from mutualnet_mm.ops import get_widths
 
 from .demo import REPO
 
@@ -77,6 +78,22 @@ def test_prepare_from_a_bn_stats_file(demo_cfg, demo_checkpoint, batches, image,
         next(fresh.parameters()).add_(1.0)  # other weights: the statistics do not belong
     with pytest.raises(ValueError, match='belongs to another checkpoint'):
         prepare(fresh, 0.5, 0.5, calibration=str(tmp_path / 'bn_stats.pth'))
+
+
+def test_prepare_with_decoupled_widths_equals_its_export(demo_cfg, demo_checkpoint, batches,
+                                                        image, tmp_path) -> None:
+    config = SubnetConfig(0.25, 0.5, head_width=0.5)
+    model = init_detector(demo_cfg, demo_checkpoint, device='cpu')
+    paths = export_subnet(model, demo_cfg, config, str(tmp_path), batches, NUM_BATCHES)
+    exported = init_detector(paths['config'], paths['checkpoint'], device='cpu')
+    fresh = init_detector(demo_cfg, demo_checkpoint, device='cpu')
+    assert prepare(fresh, 0.25, 0.5, calibration=batches, num_batches=NUM_BATCHES,
+                   head_width=0.5) == config
+    assert get_widths(fresh) == (0.25, 0.5)
+    same_predictions(inference_detector(fresh, image), inference_detector(exported, image))
+    with pytest.raises(ValueError, match=r'width 0.1 is outside the range \[0.25, 1\] '
+                                         r'allowed by MaskRCNN \(head width\)'):
+        prepare(fresh, 0.5, head_width=0.1, calibration=batches)
 
 
 def test_prepare_again_does_not_compound_the_scale(demo_cfg, demo_checkpoint, batches):

@@ -251,6 +251,39 @@ def test_width_range_must_lie_in_the_models(model) -> None:
     assert isinstance(default, DetBatchRescaler)
 
 
+def test_decoupled_widths_train_each_pass_at_its_two_widths(model, data) -> None:
+    step = MutualTrainStep.from_config(mutual(head_width_range=(0.25, 1.0)), model, seed=0)
+    cohort = step.sampler.cohort(3)
+    seen = []
+    handles = [model.backbone.register_forward_pre_hook(
+        lambda _m, _args: seen.append(mutualnet_mm.ops.get_widths(model)))]
+    before = model.roi_head.bbox_head.fc_cls.weight.detach().clone()
+    optim_wrapper = sgd(model)
+    torch.manual_seed(0)
+    try:
+        log_vars = step(model, copy.deepcopy(data), optim_wrapper, 3)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert seen == [(c.width, c.head_width) for c in cohort]
+    assert len({w for w, _ in seen}) > 1 and len({h for _, h in seen}) > 1
+    assert any(w != h for w, h in seen)
+    assert torch.isfinite(log_vars['loss'])
+    assert not torch.equal(model.roi_head.bbox_head.fc_cls.weight, before)
+    assert mutualnet_mm.ops.get_widths(model) == (1.0, 1.0)
+
+
+def test_head_width_range_is_checked(model) -> None:
+    with pytest.raises(ValueError, match=r'head_width_range \(0.1, 1.0\) is outside the '
+                                         r'range \(0.25, 1.0\)'):
+        MutualTrainStep.from_config(mutual(head_width_range=(0.1, 1.0)), model)
+    backbone_alone = torch.nn.ModuleDict(dict(backbone=copy.deepcopy(model.backbone)))
+    with pytest.raises(ValueError, match='slims its backbone only'):
+        MutualTrainStep.from_config(dict(num_subnets=2, head_width_range=(0.5, 1.0),
+                                         rescaler=dict(type='DetBatchRescaler')),
+                                    backbone_alone)
+
+
 @pytest.mark.parametrize('max_iters, expected', [(1200, 600), (100, 50), (7, 4)])
 def test_the_warm_up_fraction_follows_the_schedule(model, max_iters, expected) -> None:
     step = MutualTrainStep.from_config(mutual(full_only_fraction=0.5), model,

@@ -65,6 +65,47 @@ def test_scales_and_frames_are_drawn_from_the_lists() -> None:
 def test_config_names() -> None:
     assert SubnetConfig(0.5, 0.75).name == 'w0.50_s0.75'
     assert SubnetConfig(1.0, 1.0, 8).name == 'w1.00_s1_f8'
+    assert SubnetConfig(0.5, 1.0, head_width=0.25).name == 'w0.50_h0.25_s1'
+    assert SubnetConfig(0.5, 1.0, head_width=0.25).label == 'w0.5 h0.25 s1'
+    assert SubnetConfig(0.5, 0.75).label == 'w0.5 s0.75'
+
+
+@pytest.mark.parametrize('config', [SubnetConfig(0.5, 0.75), SubnetConfig(1.0, 1.0, 8),
+                                    SubnetConfig(0.25, 0.5, head_width=1.0)])
+def test_configs_round_trip_through_records(config) -> None:
+    record = config.record()
+    assert record['name'] == config.name
+    assert ('head_width' in record) == (config.head_width is not None)
+    assert SubnetConfig.from_record(record) == config
+
+
+def test_decoupled_head_widths_are_drawn_apart_from_the_backbones() -> None:
+    sampler = CohortSampler((0.25, 1.0), 4, SCALES, seed=5, head_width_range=(0.5, 1.0))
+    assert sampler.full == SubnetConfig(1.0, 1.0, head_width=1.0)
+    pairs = []
+    for iteration in range(40):
+        cohort = sampler.cohort(iteration)
+        assert cohort[0] == sampler.full
+        assert (cohort[-1].width, cohort[-1].head_width) == (0.25, 0.5)
+        heads = [c.head_width for c in cohort[1:-1]]
+        assert heads == sorted(heads, reverse=True) and all(0.5 <= h <= 1.0 for h in heads)
+        pairs += [(c.width, c.head_width) for c in cohort[1:-1]]
+    # drawn independently: a narrow backbone meets a wide head and the reverse
+    assert any(w < 0.5 and h > 0.75 for w, h in pairs)
+    assert any(w > 0.75 and h < 0.75 for w, h in pairs)
+    # coupled sampling draws what it drew before decoupled widths existed
+    coupled = CohortSampler((0.25, 1.0), 4, SCALES, seed=5)
+    assert [c.head_width for i in range(5) for c in coupled.cohort(i)] == [None] * 20
+    assert [round(c.width, 6) for c in coupled.cohort(3)] == \
+        [round(c.width, 6) for c in sampler.cohort(3)]
+
+
+def test_one_subnet_needs_a_single_head_width() -> None:
+    with pytest.raises(ValueError, match=r'narrower widths of mutual.head_width_range '
+                                         r'\(0.5, 1.0\)'):
+        CohortSampler((1.0, 1.0), 1, head_width_range=(0.5, 1.0))
+    with pytest.raises(ValueError, match=r'head_width_range'):
+        CohortSampler((0.25, 1.0), 4, head_width_range=(0.0, 1.0))
 
 
 @pytest.mark.parametrize('num_subnets', [0, -1, 2.0, True, '4'])

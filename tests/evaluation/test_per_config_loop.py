@@ -156,6 +156,39 @@ def test_every_configuration_is_labelled_logged_and_sent_to_the_visualizer(setup
     assert list(tmp_path.glob('*/vis_data/vis_image/per_config_0.png'))
 
 
+def test_decoupled_grid_evaluates_every_width_with_every_head_width(setup, tmp_path):
+    from mutualnet_mm.deploy import resolve_config
+    from mutualnet_mm.evaluation import QueryTable
+    cfg, checkpoint, fingerprint = setup
+    cfg = copy.deepcopy(cfg)
+    cfg.test_cfg = dict(type='PerConfigTestLoop', widths=(1.0, 0.25), head_widths=(1.0, 0.5),
+                        scales=(1.0,), calibration=dict(num_batches=1))
+    cfg.load_from, cfg.work_dir = checkpoint, str(tmp_path)
+    cfg.experiment_name = cfg.visualizer.name = 'decoupled'
+    Runner.from_cfg(cfg).test()
+    records = json.loads((tmp_path / 'per_config.json').read_text())['records']
+    assert [r['name'] for r in records] == ['w1.00_h1.00_s1', 'w1.00_h0.50_s1',
+                                            'w0.25_h1.00_s1', 'w0.25_h0.50_s1']
+    assert [(r['width'], r['head_width']) for r in records] == [(1.0, 1.0), (1.0, 0.5),
+                                                               (0.25, 1.0), (0.25, 0.5)]
+    # the heads' cost follows the head width, the backbone's the backbone width
+    by_name = {r['name']: r for r in records}
+    assert by_name['w1.00_h0.50_s1']['gflops_backbone'] == \
+        by_name['w1.00_h1.00_s1']['gflops_backbone']
+    assert by_name['w1.00_h0.50_s1']['gflops_rpn_head'] < \
+        by_name['w1.00_h1.00_s1']['gflops_rpn_head']
+    assert by_name['w0.25_h1.00_s1']['gflops_backbone'] < \
+        by_name['w1.00_h1.00_s1']['gflops_backbone']
+    header = (tmp_path / 'per_config.csv').read_text().splitlines()[0].split(',')
+    assert header[:4] == ['name', 'width', 'head_width', 'scale']
+    table = QueryTable.load(str(tmp_path / 'query_table.json'), fingerprint)
+    assert all('head_width' in entry for entry in table.entries)
+    cheapest = table.entries[0]
+    config, entry = resolve_config(budget=cheapest['gflops'], query_table=str(
+        tmp_path / 'query_table.json'), checkpoint=fingerprint)
+    assert config.head_width == cheapest['head_width'] and config.name == cheapest['name']
+
+
 def test_tensorboard_gets_every_configuration_and_the_plot(setup, tmp_path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     cfg, checkpoint, _ = setup
