@@ -20,6 +20,8 @@ differ only where they differ in the demo too:
 - ``decoupled``: backbone width and head width (neck and heads) drawn independently in
   [0.25, 1], evaluated on every (width, head width, scale) of the grid.
 - ``decoupled_floor``: ``decoupled`` with the head width drawn in [0.5, 1].
+- ``decoupled_rpn_distill``: ``decoupled`` plus in-place distillation of the RPN's
+  outputs from the full configuration (``RPNOutputDistiller``).
 
 ``extended`` (runs of 13-26 minutes each): the cohort from the first iteration
 (``mutualnet``, ``mutualnet_distill``, ``width_only``, 16 epochs), ``independent`` at 21
@@ -67,13 +69,15 @@ DEMO_EPOCHS = 24
 NO_WARMUP = dict(full_only_fraction=0.0)  # the cohort from the run's own first iteration
 DISTILL = dict(distill=dict(_delete_=True, type='FeatureDistiller', module='neck',
                             weight=1.0))
+RPN_DISTILL = dict(distill=dict(_delete_=True, type='RPNOutputDistiller', weight=1.0))
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')
 INDEPENDENT_WIDTHS = (1.0, 0.5, 0.25)
 #: Costs of one configuration differ a little between runs (the RoI heads' cost follows
 #: the number of proposals): a budget check allows this much above the budget.
 COST_TOLERANCE = 0.05
 #: The methods whose goal checks the report shows (the candidates for the default).
-CANDIDATES = ('decoupled', 'decoupled_floor', 'decoupled_warmup', 'mutualnet')
+CANDIDATES = ('decoupled', 'decoupled_floor', 'decoupled_rpn_distill', 'decoupled_warmup',
+              'mutualnet')
 #: Neck and heads at full width whatever the backbone's (the reference detectors).
 BACKBONE_ONLY = dict(head_width_range=(1.0, 1.0))
 DECOUPLED = dict(head_width_range=(0.25, 1.0))
@@ -146,6 +150,9 @@ def quick_runs() -> List[Run]:
             overrides=head_grid(1.0, 0.5, 0.25), **after_warmup),
         Run('decoupled_floor', 'decoupled_floor', mutual=dict(NO_WARMUP, **DECOUPLED_FLOOR),
             overrides=head_grid(1.0, 0.75, 0.5), **after_warmup),
+        Run('decoupled_rpn_distill', 'decoupled_rpn_distill',
+            mutual=dict(NO_WARMUP, **DECOUPLED, **RPN_DISTILL),
+            overrides=head_grid(1.0, 0.5, 0.25), **after_warmup),
         Run('mutualnet_distill', 'mutualnet_distill', mutual=dict(NO_WARMUP, **DISTILL),
             **after_warmup),
         *independent_smaller,

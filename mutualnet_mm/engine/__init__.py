@@ -2,7 +2,7 @@
 from .calibration import calibrate_bn
 from .checkpoint import allow_mmengine_checkpoint_classes, load_checkpoint_safely
 from .checkpoint_hook import SafeCheckpointHook
-from .distill import Distiller, FeatureDistiller, LogitDistiller
+from .distill import Distiller, FeatureDistiller, LogitDistiller, RPNOutputDistiller
 from .loops import (
                     MutualEpochBasedTrainLoop,
                     MutualIterBasedTrainLoop,
@@ -15,7 +15,7 @@ from .subnet import CohortSampler, SubnetConfig
 
 __all__ = [
     'ClsBatchRescaler', 'CohortSampler', 'DetBatchRescaler', 'Distiller', 'FeatureDistiller',
-    'LogitDistiller',
+    'LogitDistiller', 'RPNOutputDistiller',
     'MutualEpochBasedTrainLoop', 'MutualIterBasedTrainLoop', 'MutualTrainStep',
     'NonFiniteLossError', 'PerConfigTestLoop', 'PerConfigValLoop', 'SafeCheckpointHook',
     'SubnetConfig', 'VideoBatchRescaler', 'allow_mmengine_checkpoint_classes', 'calibrate_bn',

@@ -112,6 +112,50 @@ class FeatureDistiller(Distiller):
         return self.weight * torch.stack(losses).mean()
 
 
+@MUTUAL.register_module()
+class RPNOutputDistiller(Distiller):
+    """The full configuration's region proposals taught to the sub-networks.
+
+    Compares the RPN head's outputs per pyramid level: objectness as the binary cross
+    entropy of the student's logits against the teacher's probabilities (teacher maps
+    resized bilinearly to the student's size), and, where the student ran at the
+    teacher's input size, box deltas as a smooth-L1 loss weighted by the teacher's
+    objectness (deltas are relative to anchors, whose size in pixels does not follow the
+    input scale, so they are not compared across scales). The RoI heads' outputs are not
+    distilled: each pass samples its own proposals, so teacher and student score
+    different boxes.
+
+    Args:
+        module: The RPN head (default ``'rpn_head'``); its forward returns
+            ``(objectness per level, deltas per level)``.
+        weight: Loss weight.
+        label_loss: Sub-networks keep their detection losses too (default True).
+    """
+
+    def __init__(self, module: str = 'rpn_head', weight: float = 1.0,
+                 label_loss: bool = True) -> None:
+        super().__init__(module, weight, label_loss)
+
+    def loss(self, student: Any, teacher: Any) -> Tensor:
+        (student_scores, student_deltas), (teacher_scores, teacher_deltas) = student, teacher
+        losses = []
+        for s_score, s_delta, t_score, t_delta in zip(student_scores, student_deltas,
+                                                      teacher_scores, teacher_deltas):
+            same_size = t_score.shape[-2:] == s_score.shape[-2:]
+            if not same_size:
+                t_score = F.interpolate(t_score, size=s_score.shape[-2:], mode='bilinear',
+                                        align_corners=False)
+            probability = t_score.sigmoid()
+            loss = F.binary_cross_entropy_with_logits(s_score, probability)
+            if same_size:
+                weight = probability.repeat_interleave(s_delta.shape[1] // s_score.shape[1],
+                                                       dim=1)
+                error = F.smooth_l1_loss(s_delta, t_delta, reduction='none', beta=1 / 9)
+                loss = loss + (error * weight).sum() / weight.sum().clamp(min=1.0)
+            losses.append(loss)
+        return self.weight * torch.stack(losses).mean()
+
+
 def build_distiller(cfg) -> Distiller:
     """Build a distiller from a config dict; ``None`` or ``False`` means none."""
     if not cfg:

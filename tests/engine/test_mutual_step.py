@@ -178,6 +178,14 @@ def test_feature_distillation_adds_its_loss(model, data) -> None:
     assert STOCK_LOSSES <= set(log_vars)
 
 
+def test_rpn_output_distillation_adds_its_loss(model, data) -> None:
+    step = MutualTrainStep.from_config(mutual(distill=dict(type='RPNOutputDistiller')), model)
+    log_vars, recorder, _ = run_step(model, data, step)
+    assert len(recorder.passes) == 4 and len(recorder.grads_at_step) == 1
+    assert torch.isfinite(log_vars['loss_distill']) and log_vars['loss_distill'] > 0
+    assert STOCK_LOSSES <= set(log_vars)
+
+
 def test_a_distiller_on_a_missing_module_is_named(model, data) -> None:
     step = MutualTrainStep.from_config(
         mutual(distill=dict(type='FeatureDistiller', module='necks')), model)
