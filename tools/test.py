@@ -30,6 +30,9 @@ def parse_args() -> argparse.Namespace:
     add_runner_arguments(parser, 'the dir to save the results and logs')
     parser.add_argument('--widths', type=float, nargs='+', help='override the grid widths')
     parser.add_argument('--scales', type=float, nargs='+', help='override the grid scales')
+    parser.add_argument('--head-widths', type=float, nargs='+',
+                        help='override the grid head widths (neck and heads, for models '
+                             'trained with decoupled widths)')
     parser.add_argument('--out', '--dump', dest='out',
                         help='dump predictions to pickle files for offline evaluation, one per '
                              'configuration: OUT.pkl -> OUT_<configuration>.pkl (mmdet: '
@@ -91,6 +94,8 @@ def main() -> None:
         cfg.test_cfg.widths = tuple(args.widths)
     if args.scales:
         cfg.test_cfg.scales = tuple(args.scales)
+    if args.head_widths:
+        cfg.test_cfg.head_widths = tuple(args.head_widths)
     cfg.load_from = args.checkpoint
     cfg.custom_hooks = [*cfg.get('custom_hooks', []),
                         dict(type='CheckpointMatchHook', filename=args.checkpoint)]

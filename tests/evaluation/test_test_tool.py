@@ -63,6 +63,13 @@ def test_out_and_show_dir_write_one_set_per_configuration(setup, monkeypatch, tm
     assert not (tmp_path / 'results.pkl').exists()
 
 
+def test_head_widths_make_a_grid_dimension(setup, monkeypatch, tmp_path) -> None:
+    run_test_tool(monkeypatch, setup, tmp_path, ['--head-widths', '0.5'])
+    records = json.loads((tmp_path / 'per_config.json').read_text())['records']
+    assert [r['name'] for r in records] == ['w1.00_h0.50_s1', 'w0.25_h0.50_s1']
+    assert {r['head_width'] for r in records} == {0.5}
+
+
 def test_tta_runs_the_augmented_views_at_every_configuration(setup, monkeypatch, tmp_path):
     detector = setup['boxes_only']
     run_test_tool(monkeypatch, detector, tmp_path / 'plain', ['--out', tmp_path / 'plain.pkl'])
