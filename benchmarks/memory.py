@@ -56,6 +56,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--iteration', type=int, default=0,
                         help='the cohort of this training iteration runs (the config\'s '
                              'warm-up is left out: every iteration trains a cohort)')
+    parser.add_argument('--mmap-threshold', type=int, default=65536,
+                        help="glibc's MALLOC_MMAP_THRESHOLD_ for the workers, in bytes: "
+                             'blocks at least this large are mapped and go back to the '
+                             'system when freed (4096: nearly every tensor, so the resident '
+                             'set follows the live tensors)')
     parser.add_argument('--worker', choices=CASES, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -158,7 +163,8 @@ def main() -> None:
             command += ['--threads', str(args.threads)] if args.threads else []
             command += ['--height', str(args.height)] if args.height else []
             done = subprocess.run(command, capture_output=True, text=True, check=False,
-                                  env={**os.environ, **WORKER_ENV})
+                                  env={**os.environ, **WORKER_ENV,
+                                       'MALLOC_MMAP_THRESHOLD_': str(args.mmap_threshold)})
             if done.returncode:
                 print(done.stdout + done.stderr)
                 raise SystemExit(f'the {case!r} worker failed ({done.returncode})')
