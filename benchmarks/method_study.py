@@ -20,6 +20,9 @@ differ only where they differ in the demo too:
 - ``decoupled``: backbone width and head width (neck and heads) drawn independently in
   [0.25, 1], evaluated on every (width, head width, scale) of the grid.
 - ``decoupled_floor``: ``decoupled`` with the head width drawn in [0.5, 1].
+- ``decoupled_full_heads``: ``decoupled`` with one of the two middle configurations at
+  full head width (``full_head_passes=1``): narrow backbones also train under the full
+  heads, as backbone-only slimming trains them.
 - ``decoupled_rpn_distill``: ``decoupled`` plus in-place distillation of the RPN's
   outputs from the full configuration (``RPNOutputDistiller``).
 
@@ -76,18 +79,18 @@ INDEPENDENT_WIDTHS = (1.0, 0.5, 0.25)
 #: the number of proposals): a budget check allows this much above the budget.
 COST_TOLERANCE = 0.05
 #: The methods whose goal checks the report shows (the candidates for the default).
-CANDIDATES = ('decoupled', 'decoupled_floor', 'decoupled_rpn_distill', 'decoupled_warmup',
-              'mutualnet')
+CANDIDATES = ('decoupled', 'decoupled_full_heads', 'decoupled_floor', 'decoupled_rpn_distill',
+              'decoupled_warmup', 'mutualnet')
 #: Neck and heads at full width whatever the backbone's (the reference detectors).
 BACKBONE_ONLY = dict(head_width_range=(1.0, 1.0))
 DECOUPLED = dict(head_width_range=(0.25, 1.0))
 DECOUPLED_FLOOR = dict(head_width_range=(0.5, 1.0))
+DECOUPLED_FULL_HEADS = dict(head_width_range=(0.25, 1.0), full_head_passes=1)
 
 
-def head_grid(*head_widths: float) -> str:
-    """Config text evaluating every width with each of ``head_widths``."""
-    return (f'val_cfg = dict(head_widths={head_widths!r})\n'
-            f'test_cfg = dict(head_widths={head_widths!r})')
+def head_grid(*head_widths: float) -> dict:
+    """The evaluation grid: every width with each of ``head_widths``."""
+    return dict(head_widths=head_widths)
 
 
 @dataclass
@@ -101,8 +104,10 @@ class Run:
             run it continues.
         schedule: Length in epochs of the cosine learning-rate schedule (default
             ``epochs``); a run that others continue keeps theirs.
-        mutual: Keys merged into ``train_cfg.mutual`` of ``config``.
-        overrides: Further config text merged over ``config``.
+        mutual: Keys merged into ``train_cfg.mutual`` of ``config``; without
+            ``head_width_range`` the neck and heads follow the backbone's width.
+        grid: Keys merged into ``val_cfg`` and ``test_cfg`` (the evaluated grid);
+            without ``head_widths``, no head-width dimension.
         config: The config trained.
         after: The run whose last checkpoint this one resumes from (weights, optimizer,
             schedule and iteration count).
@@ -113,7 +118,7 @@ class Run:
     epochs: int
     schedule: Optional[int] = None
     mutual: Optional[dict] = None
-    overrides: str = ''
+    grid: Optional[dict] = None
     config: str = DEMO_CONFIG
     after: Optional[str] = None
 
@@ -122,8 +127,7 @@ def independent_runs(epochs: int) -> List[Run]:
     """One network per width, trained alone from scratch, evaluated at its width only."""
     return [Run(f'independent_w{width}', 'independent', epochs,
                 mutual=dict(NO_WARMUP, num_subnets=1, width_range=(width, width)),
-                overrides=f'val_cfg = dict(widths=({width},))\n'
-                          f'test_cfg = dict(widths=({width},))')
+                grid=dict(widths=(width,)))
             for width in INDEPENDENT_WIDTHS]
 
 
@@ -139,20 +143,23 @@ def quick_runs() -> List[Run]:
     return [
         Run('warmup', 'warmup', QUICK_WARMUP, schedule=total,
             mutual=dict(NO_WARMUP, num_subnets=1, width_range=(1.0, 1.0)),
-            overrides='val_cfg = dict(widths=(1.0,), scales=(1.0,))'),
+            grid=dict(widths=(1.0,), scales=(1.0,))),
         independent_w1,
         Run('mutualnet', 'mutualnet', mutual=NO_WARMUP, **after_warmup),
         Run('width_only', 'width_only', mutual=dict(NO_WARMUP, scales=(1.0,)),
             **after_warmup),
         Run('backbone_only', 'backbone_only', mutual=dict(NO_WARMUP, **BACKBONE_ONLY),
-            overrides=head_grid(1.0), **after_warmup),
+            grid=head_grid(1.0), **after_warmup),
         Run('decoupled', 'decoupled', mutual=dict(NO_WARMUP, **DECOUPLED),
-            overrides=head_grid(1.0, 0.5, 0.25), **after_warmup),
+            grid=head_grid(1.0, 0.5, 0.25), **after_warmup),
         Run('decoupled_floor', 'decoupled_floor', mutual=dict(NO_WARMUP, **DECOUPLED_FLOOR),
-            overrides=head_grid(1.0, 0.75, 0.5), **after_warmup),
+            grid=head_grid(1.0, 0.75, 0.5), **after_warmup),
+        Run('decoupled_full_heads', 'decoupled_full_heads',
+            mutual=dict(NO_WARMUP, **DECOUPLED_FULL_HEADS), grid=head_grid(1.0, 0.5, 0.25),
+            **after_warmup),
         Run('decoupled_rpn_distill', 'decoupled_rpn_distill',
             mutual=dict(NO_WARMUP, **DECOUPLED, **RPN_DISTILL),
-            overrides=head_grid(1.0, 0.5, 0.25), **after_warmup),
+            grid=head_grid(1.0, 0.5, 0.25), **after_warmup),
         Run('mutualnet_distill', 'mutualnet_distill', mutual=dict(NO_WARMUP, **DISTILL),
             **after_warmup),
         *independent_smaller,
@@ -169,11 +176,11 @@ def extended_runs() -> List[Run]:
         Run('width_only', 'width_only', EXTENDED_EPOCHS,
             mutual=dict(NO_WARMUP, scales=(1.0,))),
         Run('backbone_only', 'backbone_only', EXTENDED_EPOCHS,
-            mutual=dict(NO_WARMUP, **BACKBONE_ONLY), overrides=head_grid(1.0)),
+            mutual=dict(NO_WARMUP, **BACKBONE_ONLY), grid=head_grid(1.0)),
         Run('backbone_only_warmup', 'backbone_only_warmup', DEMO_EPOCHS,
-            mutual=BACKBONE_ONLY, overrides=head_grid(1.0)),
+            mutual=BACKBONE_ONLY, grid=head_grid(1.0)),
         Run('decoupled_warmup', 'decoupled_warmup', DEMO_EPOCHS, mutual=DECOUPLED,
-            overrides=head_grid(1.0, 0.5, 0.25)),
+            grid=head_grid(1.0, 0.5, 0.25)),
         *independent_runs(round(EXTENDED_EPOCHS * COHORT_PASSES / len(INDEPENDENT_WIDTHS))),
     ]
 
@@ -190,13 +197,14 @@ def schedule_options(run: Run) -> List[str]:
 
 
 def write_config(run: Run, work_dir: str) -> str:
-    """The run's config: ``run.config`` with its overrides, written into its work dir."""
+    """The run's config: ``run.config`` with its settings, written into its work dir."""
     path = osp.join(work_dir, f'study_{run.name}.py')
     with open(path, 'w') as f:
         f.write(f'# method study run {run.name!r} ({run.method})\n_base_ = {run.config!r}\n')
-        if run.mutual:
-            f.write(f'train_cfg = dict(mutual={run.mutual!r})\n')
-        f.write(run.overrides + '\n')
+        mutual = dict(dict(head_width_range=None), **(run.mutual or {}))
+        grid = dict(dict(head_widths=None), **(run.grid or {}))
+        f.write(f'train_cfg = dict(mutual={mutual!r})\n'
+                f'val_cfg = {grid!r}\ntest_cfg = {grid!r}\n')
     return path
 
 

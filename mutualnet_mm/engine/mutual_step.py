@@ -102,7 +102,7 @@ class MutualTrainStep:
         Keys: ``num_subnets`` (4), ``scales`` ((1.0,)), ``frames`` (None),
         ``width_range`` (default: the model's), ``head_width_range`` (None: the parts
         after the backbone follow its width; else their own range, see
-        :class:`CohortSampler`), ``rescaler``, ``distill``,
+        :class:`CohortSampler`), ``full_head_passes`` (0), ``rescaler``, ``distill``,
         ``skip_nonfinite`` (False), and the warm-up in which the full configuration
         trains alone: ``full_only_fraction`` (of the schedule, in [0, 1)) or
         ``full_only_iters`` (iterations; 0 if neither is set).
@@ -114,7 +114,7 @@ class MutualTrainStep:
         """
         cfg = dict(cfg or {})
         allowed = {'num_subnets', 'scales', 'frames', 'width_range', 'head_width_range',
-                   'rescaler', 'distill', 'skip_nonfinite', 'full_only_iters',
+                   'full_head_passes', 'rescaler', 'distill', 'skip_nonfinite', 'full_only_iters',
                    'full_only_fraction'}
         unknown = sorted(set(cfg) - allowed)
         if unknown:
@@ -135,7 +135,8 @@ class MutualTrainStep:
         sampler = CohortSampler(width_range, cfg.get('num_subnets', 4),
                                 cfg.get('scales', (1.0,)), cfg.get('frames'), seed,
                                 full_only_iterations(cfg, max_iters),
-                                None if head_width_range is None else tuple(head_width_range))
+                                None if head_width_range is None else tuple(head_width_range),
+                                cfg.get('full_head_passes', 0))
         # The config's, else the one registered for the model's data preprocessor.
         rescaler_cfg = cfg.get('rescaler') or rescale.default_rescaler(module)
         return cls(sampler, build_rescaler(rescaler_cfg), build_distiller(cfg.get('distill')),

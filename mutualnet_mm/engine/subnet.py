@@ -81,7 +81,9 @@ class CohortSampler:
     frame count) drawn from the lists. With ``head_width_range`` (decoupled widths) the
     parts after the backbone get a width of their own, drawn the same way and
     independently of the backbone's: the largest with the full configuration, the
-    smallest with the smallest width. A cohort depends only on the seed and the
+    smallest with the smallest width; ``full_head_passes`` of the middle configurations
+    (chosen at random) keep the full head width instead. A cohort depends only on the
+    seed and the
     iteration, so a resumed run draws the same cohorts as an uninterrupted one.
 
     Args:
@@ -95,15 +97,20 @@ class CohortSampler:
             (progressive warm-up: the shared weights learn before the cohort joins).
         head_width_range: ``(min, max)`` width of the parts after the backbone, drawn
             apart from the backbone's; ``None``: they follow the backbone's width.
+        full_head_passes: With ``head_width_range``: how many of the ``num_subnets - 2``
+            middle configurations run the neck and heads at their largest width (a
+            narrower backbone under the full heads, as backbone-only slimming trains).
     """
 
     def __init__(self, width_range: WidthRange, num_subnets: int = 4,
                  scales: Sequence[float] = (1.0,), frames: Optional[Sequence[int]] = None,
                  seed: int = 0, full_only_iters: int = 0,
-                 head_width_range: Optional[WidthRange] = None) -> None:
+                 head_width_range: Optional[WidthRange] = None,
+                 full_head_passes: int = 0) -> None:
         self.width_range = check_width_range(width_range, 'mutual')
         self.head_width_range = None if head_width_range is None else \
             check_width_range(head_width_range, 'mutual (head_width_range)')
+        self.full_head_passes = check_int(full_head_passes, 'mutual.full_head_passes', 0)
         self.full_only_iters = check_int(full_only_iters, 'mutual.full_only_iters', 0)
         self.num_subnets = check_int(num_subnets, 'mutual.num_subnets', 1)
         for key, (low, high) in (('width_range', self.width_range),
@@ -114,6 +121,11 @@ class CohortSampler:
                     f'widths of mutual.{key} {(low, high)} would be evaluated untrained; '
                     f'allowed: num_subnets >= 2, or num_subnets=1 with {key}=(w, w) to '
                     'train one width')
+        if self.full_head_passes and (self.head_width_range is None or
+                                      self.full_head_passes > self.num_subnets - 2):
+            raise ValueError(f'mutual.full_head_passes={self.full_head_passes} needs '
+                             'head_width_range and at most num_subnets - 2 '
+                             f'({max(self.num_subnets - 2, 0)}) middle configurations')
         self.scales = check_scales(scales)
         if frames is not None and (not frames or any(
                 not isinstance(f, int) or f < 1 for f in frames)):
@@ -138,6 +150,8 @@ class CohortSampler:
         # Drawn after the backbone's, so coupled runs draw the cohorts they always drew.
         heads = [None] * len(widths) if self.head_width_range is None else \
             self._draw_widths(rng, self.head_width_range)
+        for index in rng.sample(range(len(widths) - 1), self.full_head_passes):
+            heads[index] = self.head_width_range[1]
         cohort = [self.full]
         for width, head in zip(widths, heads):
             frames = None if self.frames is None else rng.choice(self.frames)

@@ -100,6 +100,23 @@ def test_decoupled_head_widths_are_drawn_apart_from_the_backbones() -> None:
         [round(c.width, 6) for c in sampler.cohort(3)]
 
 
+def test_full_head_passes_keep_full_heads_on_middle_configurations() -> None:
+    sampler = CohortSampler((0.25, 1.0), 4, SCALES, seed=2, head_width_range=(0.25, 1.0),
+                            full_head_passes=1)
+    narrow_under_full_heads = 0
+    for iteration in range(40):
+        cohort = sampler.cohort(iteration)
+        mids = cohort[1:-1]
+        assert sum(c.head_width == 1.0 for c in mids) >= 1
+        assert (cohort[-1].width, cohort[-1].head_width) == (0.25, 0.25)
+        narrow_under_full_heads += any(c.width < 0.5 and c.head_width == 1.0 for c in mids)
+    assert narrow_under_full_heads > 0
+    assert {i for i in range(40) if sampler.cohort(i)[1].head_width == 1.0} != set(range(40))
+    for bad in (dict(full_head_passes=1), dict(head_width_range=(0.25, 1.0), full_head_passes=3)):
+        with pytest.raises(ValueError, match='full_head_passes'):
+            CohortSampler((0.25, 1.0), 4, **bad)
+
+
 def test_one_subnet_needs_a_single_head_width() -> None:
     with pytest.raises(ValueError, match=r'narrower widths of mutual.head_width_range '
                                          r'\(0.5, 1.0\)'):
