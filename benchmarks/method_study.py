@@ -4,7 +4,10 @@ Every run trains the demo Mask R-CNN (``configs/demo/maskrcnn_mutual_r18_shapes.
 same data, recipe and seed) with only the compared setting changed, then evaluates every
 (width, scale) with the stock per-configuration loop. Two presets:
 
-``quick`` (default; about 13 minutes on 2 cores): the demo's recipe, shortened. The full
+``quick`` (default): the demo's recipe, shortened. Its first five runs (``warmup``,
+``mutualnet``, the three ``independent`` ones) take about 13 minutes on 2 cores; each
+further cohort run took 7-15 minutes here with 1-4 trainings sharing the 2 cores
+(``--runs`` picks some). The full
 network first trains alone for ``QUICK_WARMUP`` epochs (run ``warmup``); the cohort
 methods then each continue from that checkpoint for ``QUICK_COHORT`` epochs, so they
 differ only where they differ in the demo too:
