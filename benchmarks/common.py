@@ -133,6 +133,14 @@ def add_model_args(parser: argparse.ArgumentParser, size: int, batch_size: int,
     add_threads_arg(parser)
 
 
+def add_grid_args(parser: argparse.ArgumentParser, scales: bool = True) -> None:
+    """``--widths`` (and ``--scales``): the configurations measured, the demo's grid by
+    default."""
+    parser.add_argument('--widths', type=float, nargs='+', default=[1.0, 0.75, 0.5, 0.25])
+    if scales:
+        parser.add_argument('--scales', type=float, nargs='+', default=[1.0, 0.75, 0.5])
+
+
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--threads', type=int, default=None,
                         help="torch's intra-op threads (default: torch's own choice)")

@@ -21,6 +21,7 @@ from typing import Dict, List
 
 import torch
 from common import (
+    add_grid_args,
     add_threads_arg,
     build_model,
     describe,
@@ -43,7 +44,7 @@ ROI_PARTS = ('bbox_head', 'mask_head')
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--widths', type=float, nargs='+', default=[1.0, 0.75, 0.5, 0.25])
+    add_grid_args(parser, scales=False)
     parser.add_argument('--height', type=int, default=800)
     parser.add_argument('--width', type=int, default=1216)
     add_threads_arg(parser)

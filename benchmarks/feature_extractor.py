@@ -26,6 +26,7 @@ import torch
 from common import (
     REPO,
     Case,
+    add_grid_args,
     add_threads_arg,
     markdown_table,
     median,
@@ -50,7 +51,7 @@ MODELS = {
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS))
-    parser.add_argument('--widths', type=float, nargs='+', default=[1.0, 0.75, 0.5, 0.25])
+    add_grid_args(parser, scales=False)
     parser.add_argument('--repeats', type=int, default=5, help='timed rounds')
     parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
     parser.add_argument('--calls', type=int, default=3,

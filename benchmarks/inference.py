@@ -29,6 +29,7 @@ from typing import Dict, List
 import torch
 from common import (
     Case,
+    add_grid_args,
     add_model_args,
     build_model,
     config_on_generated_data,
@@ -59,8 +60,7 @@ SIDES = ('adaptive', 'exported', 'native')
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add_model_args(parser, size=128, batch_size=1, repeats=30)
-    parser.add_argument('--widths', type=float, nargs='+', default=[1.0, 0.75, 0.5, 0.25])
-    parser.add_argument('--scales', type=float, nargs='+', default=[1.0, 0.75, 0.5])
+    add_grid_args(parser)
     parser.add_argument('--checkpoint', help='adaptive weights (default: random)')
     parser.add_argument('--calls', type=int, default=3,
                         help='consecutive calls per timed sample: a deployed model runs many '

@@ -21,6 +21,7 @@ import time
 import torch
 from common import (
     Case,
+    add_grid_args,
     add_model_args,
     build_model,
     config_on_generated_data,
@@ -45,8 +46,7 @@ GOAL = 0.05
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add_model_args(parser, size=128, batch_size=1, repeats=30)
-    parser.add_argument('--widths', type=float, nargs='+', default=[1.0, 0.75, 0.5, 0.25])
-    parser.add_argument('--scales', type=float, nargs='+', default=[1.0, 0.75, 0.5])
+    add_grid_args(parser)
     parser.add_argument('--switches', type=int, default=48,
                         help='switches per timed sample (cycling through the grid)')
     return parser.parse_args()
