@@ -6,9 +6,8 @@ channels follow the incoming tensor (``slim_in``); output channels follow
 channel plan (``slim_out``). Depthwise convolutions follow their input. Batch norms
 normalize with the first ``c`` entries of their affine parameters and running statistics.
 """
-import weakref
 from collections import OrderedDict
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -18,7 +17,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 #: Sliced parameter sets an evaluating layer keeps (one per input/output channel count).
 SLICES_PER_LAYER = 4
-_eval_slices: Dict[int, OrderedDict] = {}
 
 
 def evaluating(x) -> bool:
@@ -26,42 +24,43 @@ def evaluating(x) -> bool:
     return not torch.is_grad_enabled() and not isinstance(x, torch.fx.Proxy)
 
 
-def stamp(tensors: tuple) -> tuple:
-    """Which tensors these are and at which version (in-place changes bump it)."""
-    items = []
-    for tensor in tensors:
-        items += (id(tensor), -1 if tensor is None else tensor._version)
-    return tuple(items)
-
-
-def kept_slices(layer: nn.Module, key: tuple, sources: tuple,
-                make: Callable[[], tuple]) -> tuple:
-    """``make()``, a layer's sliced tensors for ``key``, reused while ``sources`` are unchanged.
+def kept_slices(layer: 'SlimmableLayer', key: tuple, sources: tuple,
+                make: Callable[..., tuple], *args) -> tuple:
+    """``make(*args)``, a layer's sliced tensors for ``key``, reused while ``sources`` are
+    unchanged.
 
     Without gradients (evaluation, BN calibration) a layer at a fixed width slices the
     same tensors on every call, and a convolution copies a weight sliced along its
     inputs (not contiguous) each time: at batch 1 and small inputs that work rivals the
-    arithmetic. The layer keeps up to :data:`SLICES_PER_LAYER` results instead. One is
-    valid while every source is the same tensor at the same version: an in-place change
-    (optimizer step, ``load_state_dict``, ``copy_``) or a reassignment discards it, and
-    so does a move to another device or dtype (:meth:`SlimmableLayer._apply`). Writes
-    through ``tensor.data`` bypass the version counter, as they bypass autograd. Kept
-    slices cost memory: at most the layer's weights once more over four widths below 1
-    (a prefix along the outputs is a view and costs nothing).
+    arithmetic. The layer keeps up to :data:`SLICES_PER_LAYER` results instead, in its
+    own ``_kept_slices`` (never pickled or deep-copied). One is valid while every source
+    is the same tensor at the same version: an in-place change (optimizer step,
+    ``load_state_dict``, ``copy_``) or a reassignment discards it, and so does a move to
+    another device or dtype (:meth:`SlimmableLayer._apply`). Writes through
+    ``tensor.data`` bypass the version counter, as they bypass autograd. Kept slices
+    cost memory: at most the layer's weights once more over four widths below 1 (a
+    prefix along the outputs is a view and costs nothing). This runs on every layer of
+    every evaluating forward, so the hit path is a few comparisons, nothing more.
     """
-    current = stamp(sources)
-    slices = _eval_slices.get(id(layer))
-    if slices is None:
-        slices = _eval_slices[id(layer)] = OrderedDict()
-        weakref.finalize(layer, _eval_slices.pop, id(layer), None)
-    entry = slices.get(key)
-    if entry is not None and entry[0] == current:
-        return entry[2]
-    value = make()
-    slices[key] = (current, sources, value)  # holding the sources keeps their ids unique
-    slices.move_to_end(key)
-    if len(slices) > SLICES_PER_LAYER:
-        slices.popitem(last=False)
+    kept = layer._kept_slices
+    if kept is None:
+        kept = layer.__dict__['_kept_slices'] = OrderedDict()
+    else:
+        entry = kept.get(key)
+        if entry is not None:
+            kept_sources, versions, value = entry
+            for kept_source, source, version in zip(kept_sources, sources, versions):
+                if kept_source is not source or (
+                        source is not None and source._version != version):
+                    break
+            else:
+                return value
+    value = _contiguous(make(*args))
+    # holding the sources keeps them alive, so an identical one is the same tensor
+    kept[key] = (sources, tuple(-1 if t is None else t._version for t in sources), value)
+    kept.move_to_end(key)
+    if len(kept) > SLICES_PER_LAYER:
+        kept.popitem(last=False)
     return value
 
 
@@ -142,25 +141,24 @@ class SlimmableLayer:
     active_out_channels: Optional[int] = None
     #: Attributes a width change sets (see :class:`~mutualnet_mm.ops.WidthSnapshot`).
     width_state: tuple = ('active_out_channels',)
+    #: Sliced tensors kept for evaluation (:func:`kept_slices`); made on first use.
+    _kept_slices: Optional[OrderedDict] = None
 
     def _active_out(self, full: int) -> int:
         if not self.slim_out or self.active_out_channels is None:
             return full
         return self.active_out_channels
 
-    def _weight_and_bias(self) -> tuple:
-        # straight from the parameter table: nn.Module.__getattr__ costs more than the
-        # whole lookup of kept slices
-        parameters = self._parameters  # type: ignore[attr-defined]
-        return parameters['weight'], parameters['bias']
-
     def _current_parameters(self, x: Tensor, dim: int = 1) -> tuple:
         """The sliced parameters for input ``x`` (channels along ``dim``): kept ones when
         evaluating (:func:`kept_slices`), else views from ``_sliced_parameters``."""
         if evaluating(x):
+            # straight from the parameter table: nn.Module.__getattr__ costs more than
+            # the whole lookup of kept slices
+            parameters = self._parameters  # type: ignore[attr-defined]
             return kept_slices(self, (x.shape[dim], self.active_out_channels),
-                               self._weight_and_bias(),
-                               lambda: _contiguous(self._sliced_parameters(x)))
+                               (parameters['weight'], parameters['bias']),
+                               self._sliced_parameters, x)
         return self._sliced_parameters(x)
 
     def _sliced_parameters(self, x: Tensor) -> tuple:
@@ -168,8 +166,14 @@ class SlimmableLayer:
 
     def _apply(self, fn, *args, **kwargs):
         """Discard kept slices when parameters move (``to``, ``half``, ...)."""
-        _eval_slices.pop(id(self), None)
+        self.__dict__.pop('_kept_slices', None)
         return super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
+
+    def __getstate__(self) -> dict:
+        """The module's state without its kept slices (pickling, ``copy.deepcopy``)."""
+        state = dict(super().__getstate__())  # type: ignore[misc]
+        state.pop('_kept_slices', None)
+        return state
 
     def set_active_out_channels(self, channels: Optional[int]) -> None:
         """Set how many output channels the layer computes (``None``: all)."""
@@ -213,7 +217,7 @@ class _SlimmableConvMixin(SlimmableLayer):
                               type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
-        weight, bias, groups = self.sliced_parameters(x)
+        weight, bias, groups = self._current_parameters(x)
         padding = self.padding
         if self.padding_mode != 'zeros':
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
@@ -339,11 +343,12 @@ class _SlimmableBatchNormBase(SlimmableLayer, _BatchNorm):
         if not self.training and evaluating(x):
             buffers = self._buffers
             if buffers['running_mean'] is not None:
+                parameters = self._parameters
                 weight, bias, mean, var = kept_slices(
                     self, (x.shape[1], x.dim()),
-                    (*self._weight_and_bias(), buffers['running_mean'],
+                    (parameters['weight'], parameters['bias'], buffers['running_mean'],
                      buffers['running_var']),
-                    lambda: self._eval_tensors(x))
+                    self._eval_tensors, x)
                 return torch.batch_norm(x, weight, bias, mean, var, False, 0.0, self.eps,
                                         torch.backends.cudnn.enabled)
         args = (x, self.running_mean, self.running_var, self.weight, self.bias,

@@ -1,5 +1,6 @@
 """Slimmable layers against torch's functional ops on sliced weights."""
-import gc
+import copy
+import pickle
 
 import pytest
 import torch
@@ -246,10 +247,10 @@ def test_evaluation_reuses_kept_slices_until_the_weight_changes() -> None:
     x = torch.randn(2, 4)
     with torch.no_grad():
         linear(x)
-        kept = list(layers._eval_slices[id(linear)].values())[0][2][0]
+        kept = list(linear._kept_slices.values())[0][2][0]
         assert kept.is_contiguous() and torch.equal(kept, linear.weight[:3, :4])
         linear(x)
-        assert list(layers._eval_slices[id(linear)].values())[0][2][0] is kept
+        assert list(linear._kept_slices.values())[0][2][0] is kept
         linear.weight.mul_(2)  # in place: a new version of the weight
         assert torch.equal(linear(x), F.linear(x, linear.weight[:3, :4], linear.bias[:3]))
         linear.load_state_dict({'weight': torch.randn(5, 6), 'bias': torch.randn(5)})
@@ -286,8 +287,19 @@ def test_slices_kept_per_layer_are_bounded() -> None:
         for channels in range(2, 2 + 2 * layers.SLICES_PER_LAYER):
             conv.set_active_out_channels(channels)
             assert conv(torch.randn(1, channels, 2, 2)).shape[1] == channels
-    key = id(conv)
-    assert len(layers._eval_slices[key]) == layers.SLICES_PER_LAYER
-    del conv
-    gc.collect()
-    assert key not in layers._eval_slices  # a layer's slices go with it
+    assert len(conv._kept_slices) == layers.SLICES_PER_LAYER
+    kept = [value[2][0] for value in conv._kept_slices.values()]
+    assert [w.shape[:2] for w in kept] == [(c, c) for c in range(6, 10)]  # the latest four
+
+
+def test_kept_slices_are_not_copied_or_pickled() -> None:
+    conv = SlimmableConv2d(8, 8, 3, bias=False)
+    conv.set_active_out_channels(4)
+    x = torch.randn(1, 4, 5, 5)
+    with torch.no_grad():
+        expected = conv(x)
+        for twin in (copy.deepcopy(conv), pickle.loads(pickle.dumps(conv))):
+            assert twin._kept_slices is None  # the copy keeps none of the original's
+            assert torch.equal(twin(x), expected)
+            twin.weight.mul_(0)  # the copy's own weights, not the original's slices
+            assert not twin(x).any() and torch.equal(conv(x), expected)
