@@ -190,6 +190,18 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
+    """The median over rounds of ``numerator / denominator`` timed in the same round.
+
+    Two sides timed in one round share its load, so the per-round ratio cancels what
+    drifts between rounds, where a ratio of the two medians does not.
+    """
+    if len(numerator) != len(denominator):
+        raise ValueError(f'paired samples need as many rounds on each side, got '
+                         f'{len(numerator)} and {len(denominator)}')
+    return median([a / b for a, b in zip(numerator, denominator)])
+
+
 def spread(values: Sequence[float]) -> str:
     """Lower and upper quartile relative to the median, e.g. ``-2%/+3%``."""
     if len(values) < 2:

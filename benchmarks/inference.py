@@ -2,15 +2,19 @@
 
 For each configuration (width x scale) three models run ``predict`` on the same
 preprocessed image (batch 1), already rescaled to the configuration (outside the timed
-region; the width is set before timing too):
+region; the adaptive network's width is restored before timing, from a ``WidthSnapshot``
+as ``AdaptiveInferencer`` does):
 
 - adaptive: the slimmable detector at that width;
 - exported: ``export_config_and_weights`` + ``build_stock_model`` (stock mmdet, its sliced
   weights);
-- native: a fresh stock detector built from the same stock config (random weights).
+- native: a fresh stock detector built from the same stock config, loaded with the same
+  weights (``load_state_dict``): the box post-processing (NMS, mask pasting) does work
+  that depends on the weights, so a network with other weights is not the same work.
 
 Goals: adaptive / native <= 1.03 for ``predict`` and <= 1.05 for ``extract_feat``, and
-exported / native <= 1.02. The RoI heads' work
+exported / native <= 1.02; each ratio is the median over rounds of the two sides'
+times in the same round (``paired_ratio``). The RoI heads' work
 depends on how many boxes pass the score threshold, which depends on the weights:
 ``test_cfg.rcnn.score_thr`` is set to 0 so every model keeps ``max_per_img`` detections
 (the table shows the counts of proposals, at most the RPN's ``max_per_img``, and of
@@ -38,6 +42,7 @@ from common import (
     generated_data,
     markdown_table,
     median,
+    paired_ratio,
     print_footer,
     print_header,
     spread,
@@ -49,7 +54,7 @@ from mutualnet_mm.deploy import build_stock_model, export_config_and_weights, lo
 from mutualnet_mm.engine.rescale import DetBatchRescaler
 from mutualnet_mm.engine.subnet import SubnetConfig
 from mutualnet_mm.evaluation import count_cost
-from mutualnet_mm.ops import set_width
+from mutualnet_mm.ops import WidthSnapshot, set_width
 
 GOAL_ADAPTIVE = 1.03
 GOAL_FEATURES = 1.05
@@ -101,13 +106,39 @@ def discordant_pairs(names: List[str], gflops: List[float],
     return pairs
 
 
+def side_ratio(times: Dict[str, List[float]], config: str, side: str, other: str,
+               suffix: str = '') -> float:
+    """``side`` / ``other`` at ``config`` (``suffix``: which call), paired by round."""
+    return paired_ratio(times[f'{config} {side}{suffix}'], times[f'{config} {other}{suffix}'])
+
+
+def split_ratios(point: dict, warmup: int) -> Dict[str, float]:
+    """Features adaptive / native for the first call of each sample and the later ones
+    (paired by round, warm-up rounds left out)."""
+    ratios = {}
+    for key, samples in (('first', point['first_call']), ('later', point['later_calls'])):
+        if samples['native'][warmup:]:
+            ratios[f'feat_{key}_adaptive_native'] = paired_ratio(
+                samples['adaptive'][warmup:], samples['native'][warmup:])
+    return ratios
+
+
 def _grid_point(model, cfg, config: SubnetConfig, rescaler, batch: dict, calls: int) -> dict:
     """The three models of ``config``, its input, and the timed cases (predict, features)."""
     inputs, samples = rescaler(batch['inputs'], batch['data_samples'], config)
     stock_cfg, state_dict = export_config_and_weights(model, cfg, config)
+    # the switch AdaptiveInferencer makes: set_width walks the whole model, and doing
+    # that right before a timed sample made it 0.5-1.9% slower in 3 ad-hoc runs (it disturbs the
+    # caches), which a deployed model switching configuration does not pay
+    snapshot = WidthSnapshot(model, config.width)
     models = {'adaptive': model, 'exported': build_stock_model(stock_cfg, state_dict),
               'native': build_model(stock_cfg, seed=1).eval()}
+    models['native'].load_state_dict(state_dict)
     outputs: Dict[str, list] = {}
+    # per sample: the first extract_feat call (after other models ran) and the mean of
+    # the later ones, to tell a cold start from the steady state
+    first_call: Dict[str, List[float]] = {side: [] for side in SIDES}
+    later_calls: Dict[str, List[float]] = {side: [] for side in SIDES}
 
     def predict(side: str, repeat: int = 1) -> None:
         with torch.no_grad():
@@ -115,20 +146,24 @@ def _grid_point(model, cfg, config: SubnetConfig, rescaler, batch: dict, calls: 
                 outputs[side] = models[side](inputs, samples, mode='predict')
 
     def features(side: str) -> None:
+        clock = time.perf_counter
+        ends = [clock()]
         with torch.no_grad():
             for _ in range(calls):
                 models[side].extract_feat(inputs)
-
-    def set_adaptive_width() -> None:
-        set_width(model, config.width)
+                ends.append(clock())
+        first_call[side].append(ends[1] - ends[0])
+        if calls > 1:
+            later_calls[side].append((ends[-1] - ends[1]) / (calls - 1))
 
     cases = []
     timed_predict = partial(predict, repeat=calls)
     for run, suffix in ((timed_predict, ''), (features, ' features')):
         cases += [Case(f'{config.name} {side}{suffix}', lambda run=run, side=side: run(side),
-                       setup=set_adaptive_width if side == 'adaptive' else None)
+                       setup=snapshot.restore if side == 'adaptive' else None)
                   for side in SIDES]
     return dict(models=models, outputs=outputs, predict=predict, cases=cases,
+                first_call=first_call, later_calls=later_calls,
                 input='x'.join(map(str, inputs.shape[-2:])))
 
 
@@ -164,25 +199,28 @@ def main() -> None:
                  for side in SIDES]
         name = config.name
         ms = {side: median(times[f'{name} {side}']) * 1000 / args.calls for side in SIDES}
-        feat_ms = {side: median(times[f'{name} {side} features']) * 1000 / args.calls
-                   for side in SIDES}
+        ratio = partial(side_ratio, times, name)
         rows.append(dict(
             config=name, input=point['input'], gflops=cost['total']['gmacs'],
             **{f'{side}_ms': ms[side] for side in SIDES},
             quartiles='; '.join(spread(times[f'{name} {side}']) for side in SIDES),
-            adaptive_native=ms['adaptive'] / ms['native'],
-            exported_native=ms['exported'] / ms['native'],
-            adaptive_exported=ms['adaptive'] / ms['exported'],
-            feat_adaptive_native=feat_ms['adaptive'] / feat_ms['native'],
-            feat_exported_native=feat_ms['exported'] / feat_ms['native'],
+            adaptive_native=ratio('adaptive', 'native'),
+            exported_native=ratio('exported', 'native'),
+            adaptive_exported=ratio('adaptive', 'exported'),
+            feat_adaptive_native=ratio('adaptive', 'native', ' features'),
+            feat_exported_native=ratio('exported', 'native', ' features'),
+            **split_ratios(point, args.warmup),
             proposals='/'.join(map(str, boxes)),
             detections='/'.join(str(detections(point['outputs'][side])) for side in SIDES)))
 
     print(f'\nmedian latency of predict per call, batch 1 ({args.repeats} interleaved rounds '
           f'of {args.calls} consecutive calls, '
-          f'{args.warmup} warm-up); quartiles in the order adaptive; exported; native; '
+          f'{args.warmup} warm-up); ratios: medians of the per-round ratios; quartiles in the '
+          'order adaptive; exported; native; '
           'proposals and detections adaptive/exported/native; feat_*: the same ratios for '
-          'extract_feat alone (backbone and neck: no weight-dependent box post-processing):')
+          'extract_feat alone (backbone and neck: no weight-dependent box post-processing), '
+          'feat_first / feat_later: of the first call of each sample (after the other '
+          'models ran) and of the later calls:')
     print(markdown_table(rows))
     worst_adaptive = max(row['adaptive_native'] for row in rows)
     worst_exported = max(row['exported_native'] for row in rows)
@@ -200,7 +238,10 @@ def main() -> None:
           f'{"met" if worst_features <= GOAL_FEATURES else "missed"} '
           f'({sum(r["feat_adaptive_native"] > GOAL_FEATURES for r in rows)} of {len(rows)} '
           'over)')
-    for key in ('adaptive_exported', 'feat_adaptive_native', 'feat_exported_native'):
+    for key in ('adaptive_exported', 'feat_adaptive_native', 'feat_exported_native',
+                'feat_first_adaptive_native', 'feat_later_adaptive_native'):
+        if key not in rows[0]:
+            continue
         values = [row[key] for row in rows]
         print(f'{key}: median {median(values):.3f}, range {min(values):.3f}-{max(values):.3f}')
 
