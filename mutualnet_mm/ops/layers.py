@@ -43,24 +43,21 @@ def kept_slices(layer: 'SlimmableLayer', key: tuple, sources: tuple,
     every evaluating forward, so the hit path is a few comparisons, nothing more.
     """
     kept = layer._kept_slices
-    count = len(sources)
     if kept is None:
         kept = layer.__dict__['_kept_slices'] = OrderedDict()
     else:
-        # one flat tuple per entry, (*sources, *versions, *value): the first call after
-        # other work finds few of these in the caches, so each object read costs
         entry = kept.get(key)
         if entry is not None:
-            for index in range(count):
-                source = sources[index]
-                if entry[index] is not source or (
-                        source is not None and source._version != entry[count + index]):
+            kept_sources, versions, value = entry
+            for kept_source, source, version in zip(kept_sources, sources, versions):
+                if kept_source is not source or (
+                        source is not None and source._version != version):
                     break
             else:
-                return entry[2 * count:]
+                return value
     value = _contiguous(make(*args))
     # holding the sources keeps them alive, so an identical one is the same tensor
-    kept[key] = (*sources, *(-1 if t is None else t._version for t in sources), *value)
+    kept[key] = (sources, tuple(-1 if t is None else t._version for t in sources), value)
     kept.move_to_end(key)
     if len(kept) > SLICES_PER_LAYER:
         kept.popitem(last=False)

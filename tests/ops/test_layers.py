@@ -247,10 +247,10 @@ def test_evaluation_reuses_kept_slices_until_the_weight_changes() -> None:
     x = torch.randn(2, 4)
     with torch.no_grad():
         linear(x)
-        kept = list(linear._kept_slices.values())[0][4]  # (weight, bias, 2 versions, *slices)
+        kept = list(linear._kept_slices.values())[0][2][0]
         assert kept.is_contiguous() and torch.equal(kept, linear.weight[:3, :4])
         linear(x)
-        assert list(linear._kept_slices.values())[0][4] is kept
+        assert list(linear._kept_slices.values())[0][2][0] is kept
         linear.weight.mul_(2)  # in place: a new version of the weight
         assert torch.equal(linear(x), F.linear(x, linear.weight[:3, :4], linear.bias[:3]))
         linear.load_state_dict({'weight': torch.randn(5, 6), 'bias': torch.randn(5)})
@@ -288,7 +288,7 @@ def test_slices_kept_per_layer_are_bounded() -> None:
             conv.set_active_out_channels(channels)
             assert conv(torch.randn(1, channels, 2, 2)).shape[1] == channels
     assert len(conv._kept_slices) == layers.SLICES_PER_LAYER
-    kept = [entry[4] for entry in conv._kept_slices.values()]
+    kept = [value[2][0] for value in conv._kept_slices.values()]
     assert [w.shape[:2] for w in kept] == [(c, c) for c in range(6, 10)]  # the latest four
 
 
