@@ -127,9 +127,9 @@ def _grid_point(model, cfg, config: SubnetConfig, rescaler, batch: dict, calls: 
     """The three models of ``config``, its input, and the timed cases (predict, features)."""
     inputs, samples = rescaler(batch['inputs'], batch['data_samples'], config)
     stock_cfg, state_dict = export_config_and_weights(model, cfg, config)
-    # the switch AdaptiveInferencer makes: set_width walks the whole model, and doing
-    # that right before a timed sample made it 0.5-1.9% slower in 3 ad-hoc runs (it disturbs the
-    # caches), which a deployed model switching configuration does not pay
+    # the switch AdaptiveInferencer makes: set_width walks the whole model, and doing that
+    # right before a timed sample made the sample 0.5-1.9% slower in 3 ad-hoc runs, a cost
+    # a deployed model switching configuration does not pay
     snapshot = WidthSnapshot(model, config.width)
     models = {'adaptive': model, 'exported': build_stock_model(stock_cfg, state_dict),
               'native': build_model(stock_cfg, seed=1).eval()}
