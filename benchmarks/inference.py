@@ -113,13 +113,14 @@ def side_ratio(times: Dict[str, List[float]], config: str, side: str, other: str
 
 
 def split_ratios(point: dict, warmup: int) -> Dict[str, float]:
-    """Features adaptive / native for the first call of each sample and the later ones
-    (paired by round, warm-up rounds left out)."""
+    """Features adaptive / native and exported / native for the first call of each sample
+    and the later ones (paired by round, warm-up rounds left out)."""
     ratios = {}
     for key, samples in (('first', point['first_call']), ('later', point['later_calls'])):
         if samples['native'][warmup:]:
-            ratios[f'feat_{key}_adaptive_native'] = paired_ratio(
-                samples['adaptive'][warmup:], samples['native'][warmup:])
+            for side in ('adaptive', 'exported'):
+                ratios[f'feat_{key}_{side}_native'] = paired_ratio(
+                    samples[side][warmup:], samples['native'][warmup:])
     return ratios
 
 
@@ -239,7 +240,8 @@ def main() -> None:
           f'({sum(r["feat_adaptive_native"] > GOAL_FEATURES for r in rows)} of {len(rows)} '
           'over)')
     for key in ('adaptive_exported', 'feat_adaptive_native', 'feat_exported_native',
-                'feat_first_adaptive_native', 'feat_later_adaptive_native'):
+                'feat_first_adaptive_native', 'feat_first_exported_native',
+                'feat_later_adaptive_native', 'feat_later_exported_native'):
         if key not in rows[0]:
             continue
         values = [row[key] for row in rows]
