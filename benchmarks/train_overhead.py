@@ -32,6 +32,7 @@ from common import (
     generated_data,
     markdown_table,
     median,
+    paired_ratio,
     print_footer,
     print_header,
     scope_of,
@@ -181,9 +182,8 @@ def main() -> None:
           "detector's plain train_step at each configuration:")
     print(markdown_table(table))
     ratio = median(times['mutual']) / median(sums['stock'])
-    per_round = [m / s for m, s in zip(times['mutual'], sums['stock'])]
     print(f'\nmutual / sum of stock: {ratio:.3f} (ratio of medians; median of per-round '
-          f'ratios {median(per_round):.3f}); goal <= {GOAL}: '
+          f'ratios {paired_ratio(times["mutual"], sums["stock"]):.3f}); goal <= {GOAL}: '
           f'{"met" if ratio <= GOAL else "missed"}')
     step_ratio = median(times['mutual']) / median(sums['adaptive'])
     layer_ratio = median(sums['adaptive']) / median(sums['stock'])

@@ -83,8 +83,8 @@ class CohortSampler:
     independently of the backbone's: the largest with the full configuration, the
     smallest with the smallest width; ``full_head_passes`` of the middle configurations
     (chosen at random) keep the full head width instead. A cohort depends only on the
-    seed and the
-    iteration, so a resumed run draws the same cohorts as an uninterrupted one.
+    seed and the iteration, so a resumed run draws the same cohorts as an uninterrupted
+    one.
 
     Args:
         width_range: ``(min, max)`` width.
