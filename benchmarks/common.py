@@ -14,6 +14,7 @@ import io
 import os
 import os.path as osp
 import platform
+import random
 import shutil
 import statistics
 import sys
@@ -157,32 +158,48 @@ class Case:
 
 
 def time_interleaved(cases: Sequence[Case], repeats: int, warmup: int = 1,
-                     clock: Callable[[], float] = time.perf_counter) -> Dict[str, List[float]]:
+                     clock: Callable[[], float] = time.perf_counter, block: int = 1,
+                     seed: int = 0) -> Dict[str, List[float]]:
     """Wall times (seconds) of each case, the cases taking turns round after round.
 
-    Rounds alternate the order (A B C, then C B A, ...), so no case always runs first or
-    right after another one.
+    The cases come in blocks of ``block`` consecutive ones (the sides of one
+    comparison). Every round runs the blocks in a new random order and the cases of each
+    block in a new random order (seeded): the sides of a comparison run next to each
+    other, under the same load, and none always runs first, last or right after a given
+    case, which would leave the caches and the allocator warm for it every time.
+    (Reversing every other round instead runs the first and the last case twice in a
+    row at each round boundary.)
 
     Args:
-        cases: The sides compared.
+        cases: The sides compared, ``block`` by ``block``.
         repeats: Timed rounds; each runs every case once.
         warmup: Untimed rounds first (lazy initialization, allocator, caches).
+        clock: The timer.
+        block: How many consecutive cases run together.
+        seed: Seed of the orders.
 
     Returns:
         ``{case name: [seconds per round]}``.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f'need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}')
+    if block < 1 or len(cases) % block:
+        raise ValueError(f'{len(cases)} cases do not split into blocks of {block}')
     times: Dict[str, List[float]] = {case.name: [] for case in cases}
+    blocks = [list(cases[i:i + block]) for i in range(0, len(cases), block)]
+    shuffle = random.Random(seed).shuffle
     for round_index in range(warmup + repeats):
-        for case in (cases if round_index % 2 == 0 else cases[::-1]):
-            if case.setup is not None:
-                case.setup()
-            start = clock()
-            case.run()
-            elapsed = clock() - start
-            if round_index >= warmup:
-                times[case.name].append(elapsed)
+        shuffle(blocks)
+        for sides in blocks:
+            shuffle(sides)
+            for case in sides:
+                if case.setup is not None:
+                    case.setup()
+                start = clock()
+                case.run()
+                elapsed = clock() - start
+                if round_index >= warmup:
+                    times[case.name].append(elapsed)
     return times
 
 

@@ -98,7 +98,7 @@ def main() -> None:
                      setup=lambda model=adaptive, width=width: set_width(model, width)),
                 Case(f'{name} w{width} native',
                      timed_features(natives[width], inputs, args.calls))]
-        times = time_interleaved(cases, args.repeats, args.warmup)
+        times = time_interleaved(cases, args.repeats, args.warmup, block=2)
         for width in widths:
             a, n = (times[f'{name} w{width} {side}'] for side in ('adaptive', 'native'))
             ms_a, ms_n = median(a) * 1000 / args.calls, median(n) * 1000 / args.calls

@@ -187,8 +187,9 @@ def main() -> None:
     grid = [_grid_point(model, cfg, config, rescaler, batch, args.calls) for config in configs]
     cases = [case for point in grid for case in point['cases']]
     print(f'{len(configs)} configurations x {len(cases) // len(configs)} cases, all '
-          'interleaved in every round', flush=True)
-    times = time_interleaved(cases, args.repeats, args.warmup)
+          'in every round: the three sides of a case together, blocks and sides in a new '
+          'random order each round', flush=True)
+    times = time_interleaved(cases, args.repeats, args.warmup, block=len(SIDES))
 
     rows: List[Dict[str, object]] = []
     for config, point in zip(configs, grid):
