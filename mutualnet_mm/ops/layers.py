@@ -33,14 +33,16 @@ def kept_slices(layer: 'SlimmableLayer', key: tuple, sources: tuple,
     same tensors on every call, and a convolution copies a weight sliced along its
     inputs (not contiguous) each time: at batch 1 and small inputs that work rivals the
     arithmetic. The layer keeps up to :data:`SLICES_PER_LAYER` results instead, in its
-    own ``_kept_slices`` (never pickled or deep-copied). One is valid while every source
-    is the same tensor at the same version: an in-place change (optimizer step,
-    ``load_state_dict``, ``copy_``) or a reassignment discards it, and so does a move to
-    another device or dtype (:meth:`SlimmableLayer._apply`). Writes through
-    ``tensor.data`` bypass the version counter, as they bypass autograd. Kept slices
-    cost memory: at most the layer's weights once more over four widths below 1 (a
-    prefix along the outputs is a view and costs nothing). This runs on every layer of
-    every evaluating forward, so the hit path is a few comparisons, nothing more.
+    own ``_kept_slices`` (never pickled or deep-copied), each valid while every source is
+    the same tensor. A result made only of views of the sources (a batch norm's prefix
+    slices, a prefix along a weight's outputs) follows in-place changes by itself; one
+    holding a copy is also checked against the sources' versions, so an in-place change
+    (optimizer step, ``load_state_dict``, ``copy_``) discards it. A reassignment discards
+    either, and so does a move to another device or dtype (:meth:`SlimmableLayer._apply`).
+    Writes through ``tensor.data`` bypass the version counter, as they bypass autograd,
+    and a kept view does not see its source's storage replaced (``set_``). Kept copies cost memory: at most the layer's weights once more over four widths
+    below 1. This runs on every layer of every evaluating forward, so the hit path is a
+    few comparisons and reads no more tensors than it must.
     """
     kept = layer._kept_slices
     if kept is None:
@@ -49,19 +51,33 @@ def kept_slices(layer: 'SlimmableLayer', key: tuple, sources: tuple,
         entry = kept.get(key)
         if entry is not None:
             kept_sources, versions, value = entry
-            for kept_source, source, version in zip(kept_sources, sources, versions):
-                if kept_source is not source or (
-                        source is not None and source._version != version):
+            for kept_source, source in zip(kept_sources, sources):
+                if kept_source is not source:
                     break
             else:
-                return value
+                if versions is None:
+                    return value
+                for source, version in zip(sources, versions):
+                    if source is not None and source._version != version:
+                        break
+                else:
+                    return value
     value = _contiguous(make(*args))
     # holding the sources keeps them alive, so an identical one is the same tensor
-    kept[key] = (sources, tuple(-1 if t is None else t._version for t in sources), value)
+    versions = None if all(_follows(t, sources) for t in value) else tuple(
+        -1 if t is None else t._version for t in sources)
+    kept[key] = (sources, versions, value)
     kept.move_to_end(key)
     if len(kept) > SLICES_PER_LAYER:
         kept.popitem(last=False)
     return value
+
+
+def _follows(value, sources: tuple) -> bool:
+    """Whether ``value`` is no tensor, or one of ``sources`` or a view of one."""
+    return not isinstance(value, Tensor) or any(
+        source is not None and (value is source or value._base is source)
+        for source in sources)
 
 
 def _contiguous(tensors: tuple) -> tuple:

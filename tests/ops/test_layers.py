@@ -261,6 +261,20 @@ def test_evaluation_reuses_kept_slices_until_the_weight_changes() -> None:
         assert linear(x.double()).dtype == torch.float64
 
 
+def test_kept_views_cost_no_copy_and_follow_their_weights() -> None:
+    conv = SlimmableConv2d(8, 6, 1)
+    conv.set_active_out_channels(3)
+    x = torch.randn(1, 8, 2, 2)  # all inputs: the weight's prefix of outputs is a view
+    with torch.no_grad():
+        conv(x)
+        weight, bias, _ = list(conv._kept_slices.values())[0][2]
+        assert weight._base is conv.weight and bias._base is conv.bias
+        conv.weight.mul_(-3.0)
+        conv.bias.add_(1.0)
+        assert torch.equal(conv(x), F.conv2d(x, conv.weight[:3], conv.bias[:3]))
+        assert list(conv._kept_slices.values())[0][2][0] is weight  # still the same view
+
+
 def test_evaluation_norm_follows_its_running_statistics() -> None:
     norm = randomized_bn(SlimmableBatchNorm2d(8)).eval()
     x = torch.randn(2, 4, 3, 3)
