@@ -1,9 +1,10 @@
 """Every test starts from the registry scope the session started with, and without the
-visualizers of earlier tests: none leaks."""
+visualizers of earlier tests: none leaks. CUDA tests run in full float32."""
 from collections import OrderedDict
 from typing import Iterator
 
 import pytest
+import torch
 from mmengine.registry import DefaultScope
 from mmengine.visualization import Visualizer
 
@@ -37,3 +38,13 @@ def fresh_visualizers(monkeypatch) -> None:
     # DetVisualizationHook handed a plain Visualizer).
     for cls in _visualizer_classes():
         monkeypatch.setattr(cls, '_instance_dict', OrderedDict())
+
+
+@pytest.fixture
+def exact_float32() -> Iterator[None]:
+    """Full float32 convolutions and matrix products on CUDA (no TF32) while a test runs:
+    a slimmable module and its stock twin then compare to the CPU suite's tolerances."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -43,10 +43,11 @@ def max_difference(a: Any, b: Any) -> float:
 
 
 def stock_twin(module: nn.Module, width: float) -> nn.Module:
-    """The stock module at ``width``, loaded with ``module``'s sliced weights (strict)."""
+    """The stock module at ``width``, loaded with ``module``'s sliced weights (strict), on
+    ``module``'s device."""
     stock = module.build_stock(width)
     stock.load_state_dict(slice_state_dict(module, stock.state_dict()), strict=True)
-    return stock
+    return stock.to(next(module.parameters()).device)
 
 
 def assert_matches_stock(module: nn.Module, width: float, make_inputs: Callable[[float], Any],
