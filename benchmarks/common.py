@@ -22,6 +22,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -140,6 +141,23 @@ def add_grid_args(parser: argparse.ArgumentParser, scales: bool = True) -> None:
     parser.add_argument('--widths', type=float, nargs='+', default=[1.0, 0.75, 0.5, 0.25])
     if scales:
         parser.add_argument('--scales', type=float, nargs='+', default=[1.0, 0.75, 0.5])
+
+
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--device', default='cpu',
+                        help="where the models run: 'cpu' or 'cuda' (times synchronized)")
+
+
+def synchronizer(device: str) -> Callable[[], None]:
+    """What a timed case calls before reading the clock: waits for queued GPU work."""
+    if torch.device(device).type == 'cuda':
+        return partial(torch.cuda.synchronize, device)
+    return lambda: None
+
+
+def print_device(device: str) -> None:
+    if torch.device(device).type == 'cuda':
+        print(f'device: {torch.cuda.get_device_name(device)}', flush=True)
 
 
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:

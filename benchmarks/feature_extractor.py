@@ -26,13 +26,16 @@ import torch
 from common import (
     REPO,
     Case,
+    add_device_arg,
     add_grid_args,
     add_threads_arg,
     markdown_table,
     median,
+    print_device,
     print_footer,
     print_header,
     spread,
+    synchronizer,
     time_interleaved,
 )
 from mmengine.config import Config
@@ -56,19 +59,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
     parser.add_argument('--calls', type=int, default=3,
                         help='consecutive calls per timed sample (default: 3)')
-    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    add_device_arg(parser)
     add_threads_arg(parser)
     return parser.parse_args()
 
 
 def timed_features(model: torch.nn.Module, inputs: torch.Tensor, calls: int):
     """A case body: ``calls`` feature extractions, synchronized on a GPU."""
+    sync = synchronizer(str(inputs.device))
+
     def run() -> None:
         with torch.no_grad():
             for _ in range(calls):
                 model.extract_feat(inputs)
-        if inputs.is_cuda:
-            torch.cuda.synchronize()
+        sync()
     return run
 
 
@@ -76,8 +80,7 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     print_header('Feature extractor: adaptive vs. native (batch 1, eval, no gradients)', args)
-    if args.device.startswith('cuda'):
-        print(f'device: {torch.cuda.get_device_name(args.device)}', flush=True)
+    print_device(args.device)
     rows: List[Dict[str, object]] = []
     for name in args.models:
         config_path, (height, width_px) = MODELS[name]

@@ -23,6 +23,7 @@ its measured latencies: Spearman's rank correlation over the grid, and the pairs
 GFLOPs order and latency order disagree.
 
     python benchmarks/inference.py                 # demo Mask R-CNN, 128 px
+    python benchmarks/inference.py --device cuda   # on a GPU (mmcv with CUDA ops)
 """
 import argparse
 import itertools
@@ -33,6 +34,7 @@ from typing import Dict, List
 import torch
 from common import (
     Case,
+    add_device_arg,
     add_grid_args,
     add_model_args,
     build_model,
@@ -43,9 +45,11 @@ from common import (
     markdown_table,
     median,
     paired_ratio,
+    print_device,
     print_footer,
     print_header,
     spread,
+    synchronizer,
     time_interleaved,
 )
 from scipy.stats import spearmanr
@@ -66,6 +70,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add_model_args(parser, size=128, batch_size=1, repeats=30)
     add_grid_args(parser)
+    add_device_arg(parser)
     parser.add_argument('--checkpoint', help='adaptive weights (default: random)')
     parser.add_argument('--calls', type=int, default=3,
                         help='consecutive calls per timed sample: a deployed model runs many '
@@ -124,7 +129,8 @@ def split_ratios(point: dict, warmup: int) -> Dict[str, float]:
     return ratios
 
 
-def _grid_point(model, cfg, config: SubnetConfig, rescaler, batch: dict, calls: int) -> dict:
+def _grid_point(model, cfg, config: SubnetConfig, rescaler, batch: dict, calls: int,
+                device: str) -> dict:
     """The three models of ``config``, its input, and the timed cases (predict, features)."""
     inputs, samples = rescaler(batch['inputs'], batch['data_samples'], config)
     stock_cfg, state_dict = export_config_and_weights(model, cfg, config)
@@ -135,6 +141,9 @@ def _grid_point(model, cfg, config: SubnetConfig, rescaler, batch: dict, calls: 
     models = {'adaptive': model, 'exported': build_stock_model(stock_cfg, state_dict),
               'native': build_model(stock_cfg, seed=1).eval()}
     models['native'].load_state_dict(state_dict)
+    for side in ('exported', 'native'):
+        models[side].to(device)
+    sync = synchronizer(device)
     outputs: Dict[str, list] = {}
     # per sample: the first extract_feat call (after other models ran) and the mean of
     # the later ones, to tell a cold start from the steady state
@@ -145,6 +154,7 @@ def _grid_point(model, cfg, config: SubnetConfig, rescaler, batch: dict, calls: 
         with torch.no_grad():
             for _ in range(repeat):
                 outputs[side] = models[side](inputs, samples, mode='predict')
+        sync()
 
     def features(side: str) -> None:
         clock = time.perf_counter
@@ -152,6 +162,7 @@ def _grid_point(model, cfg, config: SubnetConfig, rescaler, batch: dict, calls: 
         with torch.no_grad():
             for _ in range(calls):
                 models[side].extract_feat(inputs)
+                sync()
                 ends.append(clock())
         first_call[side].append(ends[1] - ends[0])
         if calls > 1:
@@ -172,19 +183,22 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     print_header('Inference latency: adaptive vs. exported vs. native stock (batch 1)', args)
+    print_device(args.device)
     root = generated_data(args.size, num_train=2, root=args.data_root)
     cfg = config_on_generated_data(args.config, root, args.size, batch_size=1)
     cfg.model.test_cfg.rcnn.score_thr = 0.0
     model = build_model(cfg).eval()
     if args.checkpoint:
         load_adaptive_weights(model, args.checkpoint)
+    model.to(args.device)
     with torch.no_grad():
         batch = model.data_preprocessor(first_batch(cfg, 'test_dataloader'), False)
     rescaler = DetBatchRescaler()
     print(describe(model) + '\n', flush=True)
 
     configs = [SubnetConfig(w, s) for w, s in itertools.product(args.widths, args.scales)]
-    grid = [_grid_point(model, cfg, config, rescaler, batch, args.calls) for config in configs]
+    grid = [_grid_point(model, cfg, config, rescaler, batch, args.calls, args.device)
+            for config in configs]
     cases = [case for point in grid for case in point['cases']]
     print(f'{len(configs)} configurations x {len(cases) // len(configs)} cases, all '
           'in every round: the three sides of a case together, blocks and sides in a new '

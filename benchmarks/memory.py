@@ -19,7 +19,12 @@ Cases, each in its own process, rounds interleaved:
   its forward, as passes after the first one of a mutual step run: the peak of one pass
   that accumulates into existing gradients.
 
+On a GPU (``--device cuda``) the figures are torch's own: the peak of allocated CUDA
+memory (``torch.cuda.max_memory_allocated``) over what was allocated before the first
+iteration, i.e. live tensors exactly, with no allocator or page rounding.
+
     python benchmarks/memory.py                    # demo Mask R-CNN, 128 px, batch 8
+    python benchmarks/memory.py --device cuda      # on a GPU (mmcv with CUDA ops)
 """
 import argparse
 import copy
@@ -30,6 +35,7 @@ import sys
 import time
 
 from common import (
+    add_device_arg,
     add_model_args,
     build_model,
     config_on_generated_data,
@@ -38,6 +44,7 @@ from common import (
     generated_data,
     markdown_table,
     median,
+    print_device,
     print_footer,
     print_header,
     scope_of,
@@ -53,6 +60,7 @@ WORKER_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536'}
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add_model_args(parser, size=128, batch_size=8, repeats=3)
+    add_device_arg(parser)
     parser.add_argument('--iteration', type=int, default=0,
                         help='the cohort of this training iteration runs (the config\'s '
                              'warm-up is left out: every iteration trains a cohort)')
@@ -98,14 +106,14 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     cfg = config_on_generated_data(args.config, args.data_root, args.size, args.batch_size)
     data = first_batch(cfg)
-    model, optim_wrapper, step = build_mutual_side(cfg)
+    model, optim_wrapper, step = build_mutual_side(cfg, device=args.device)
     if args.worker == 'mutual':
         def run():
             return step(model, data, optim_wrapper, args.iteration)
     else:
         if args.worker.startswith('plain stock'):
             stock_cfg = stock_model_config(model, cfg.model, step.sampler.full.width)
-            model = build_model(cfg, stock_cfg).train()
+            model = build_model(cfg, stock_cfg).to(args.device).train()
             with DefaultScope.overwrite_default_scope(scope_of(cfg)):
                 optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
         gradients_first = args.worker.endswith('gradients first')
@@ -117,12 +125,23 @@ def worker(args: argparse.Namespace) -> None:
                         param.grad = torch.zeros_like(param)
             return model.train_step(data, optim_wrapper)
     gc.collect()
-    before = _status_kb('VmRSS')
-    method = 'VmHWM after clear_refs' if reset_peak() else 'ru_maxrss (no clear_refs)'
+    cuda = torch.device(args.device).type == 'cuda'
+    if cuda:
+        torch.cuda.synchronize(args.device)
+        torch.cuda.reset_peak_memory_stats(args.device)
+        before = torch.cuda.memory_allocated(args.device) // 1024
+        method = 'torch.cuda.max_memory_allocated'
+    else:
+        before = _status_kb('VmRSS')
+        method = 'VmHWM after clear_refs' if reset_peak() else 'ru_maxrss (no clear_refs)'
     peaks = []
     for _ in range(ITERATIONS):
         run()
-        peaks.append(_peak_kb(method))
+        if cuda:
+            torch.cuda.synchronize(args.device)
+            peaks.append(torch.cuda.max_memory_allocated(args.device) // 1024)
+        else:
+            peaks.append(_peak_kb(method))
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     print(json.dumps(dict(case=args.worker, before_mb=before / 1024,
                           first_mb=(peaks[0] - before) / 1024,
@@ -144,11 +163,12 @@ def main() -> None:
         return
     started = time.perf_counter()
     print_header('Peak memory: mutual vs. plain training iteration', args)
+    print_device(args.device)
     args.data_root = generated_data((args.height or args.size, args.size),
                                     num_train=args.batch_size, root=args.data_root)
     cfg = config_on_generated_data(args.config, args.data_root, args.size, args.batch_size)
     from train_overhead import build_mutual_side
-    model, _, step = build_mutual_side(cfg)
+    model, _, step = build_mutual_side(cfg)  # on the CPU: only its cohort is printed
     print(f'cohort of the mutual iteration ({args.iteration}): '
           + ', '.join(c.name for c in step.sampler.cohort(args.iteration)))
     print(describe(model) + '\n', flush=True)
@@ -159,7 +179,8 @@ def main() -> None:
         for case in CASES:
             command = [sys.executable, __file__, '--worker', case, '--config', args.config,
                        '--size', str(args.size), '--batch-size', str(args.batch_size),
-                       '--iteration', str(args.iteration), '--data-root', args.data_root]
+                       '--iteration', str(args.iteration), '--data-root', args.data_root,
+                       '--device', args.device]
             command += ['--threads', str(args.threads)] if args.threads else []
             command += ['--height', str(args.height)] if args.height else []
             done = subprocess.run(command, capture_output=True, text=True, check=False,
@@ -186,7 +207,8 @@ def main() -> None:
             row[f'{label}_ratio'] = median(values) / plain[key]
         row['params_mb'] = median([r['params_mb'] for r in results[case]])
         rows.append(row)
-    print(f'\npeak increase of the resident set over the one before the first iteration, MB '
+    measured = 'allocated CUDA memory' if method.startswith('torch.cuda') else 'the resident set'
+    print(f'\npeak increase of {measured} over that before the first iteration, MB '
           f'({method}; median and range of {args.repeats} fresh processes per case; ratios '
           'to plain stock; params_mb: the size of the parameters, i.e. of one set of '
           'gradients):')

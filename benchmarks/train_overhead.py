@@ -13,6 +13,7 @@ With ``--profile N`` the script profiles N mutual iterations with cProfile inste
 prints the functions taking the most time.
 
     python benchmarks/train_overhead.py            # demo Mask R-CNN, 128 px, batch 8
+    python benchmarks/train_overhead.py --device cuda   # on a GPU (mmcv with CUDA ops)
 """
 import argparse
 import copy
@@ -24,6 +25,7 @@ import time
 import torch
 from common import (
     Case,
+    add_device_arg,
     add_model_args,
     build_model,
     config_on_generated_data,
@@ -33,10 +35,12 @@ from common import (
     markdown_table,
     median,
     paired_ratio,
+    print_device,
     print_footer,
     print_header,
     scope_of,
     spread,
+    synchronizer,
     time_interleaved,
 )
 from mmengine.optim import build_optim_wrapper
@@ -52,6 +56,7 @@ GOAL = 1.10
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     add_model_args(parser, size=128, batch_size=8, repeats=10)
+    add_device_arg(parser)
     parser.add_argument('--iteration', type=int, default=0,
                         help='the cohort of this training iteration is timed (the config\'s '
                              'warm-up is left out: every iteration trains a cohort)')
@@ -60,9 +65,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def build_mutual_side(cfg, seed: int = 0):
-    """The adaptive model in training mode, its optimizer and the mutual step."""
-    model = build_model(cfg, seed=seed).train()
+def build_mutual_side(cfg, seed: int = 0, device: str = 'cpu'):
+    """The adaptive model in training mode on ``device``, its optimizer and the mutual step."""
+    model = build_model(cfg, seed=seed).to(device).train()
     optim_wrapper = _optim_wrapper(cfg, model)
     # Without the warm-up (the full network alone), every iteration trains a cohort.
     mutual = {key: value for key, value in (cfg.train_cfg.get('mutual') or {}).items()
@@ -127,10 +132,12 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     print_header('Training overhead: mutual iteration vs. plain stock iterations', args)
+    print_device(args.device)
+    sync = synchronizer(args.device)
     root = generated_data((args.height or args.size, args.size), num_train=args.batch_size,
                           root=args.data_root)
     cfg = config_on_generated_data(args.config, root, args.size, args.batch_size)
-    model, optim_wrapper, step = build_mutual_side(cfg)
+    model, optim_wrapper, step = build_mutual_side(cfg, device=args.device)
     data = first_batch(cfg)
     cohort = step.sampler.cohort(args.iteration)
     print(describe(model) + '\n', flush=True)
@@ -140,8 +147,8 @@ def main() -> None:
         return
 
     mutual_batch = [None]
-    cases = [Case('mutual', lambda: step(model, mutual_batch[0], optim_wrapper,
-                                         args.iteration),
+    cases = [Case('mutual', lambda: (step(model, mutual_batch[0], optim_wrapper,
+                                          args.iteration), sync()),
                   setup=lambda: mutual_batch.__setitem__(0, copy.deepcopy(data)))]
     # The breakdown: the adaptive model's own plain train_step at each configuration
     # (a copy, so the mutual side's weights are not touched).
@@ -150,14 +157,14 @@ def main() -> None:
     rows = []
     for index, config in enumerate(cohort):
         stock_cfg = stock_model_config(model, cfg.model, config.width)
-        stock = build_model(cfg, stock_cfg, seed=index).train()
+        stock = build_model(cfg, stock_cfg, seed=index).to(args.device).train()
         size = max(1, round(args.size * config.scale))
         scaled_data = first_batch(config_on_generated_data(args.config, root, size,
                                                            args.batch_size))
         cases.append(_plain_case(f'stock {config.name}', stock, _optim_wrapper(cfg, stock),
-                                 scaled_data))
+                                 scaled_data, sync))
         cases.append(_plain_case(f'adaptive {config.name}', adaptive, adaptive_optim,
-                                 scaled_data, width=config.width))
+                                 scaled_data, sync, width=config.width))
         rows.append(dict(config=config.name,
                          input='x'.join(map(str, scaled_data['inputs'][0].shape[-2:])),
                          stock_backbone=', '.join(
@@ -199,8 +206,9 @@ def _optim_wrapper(cfg, model):
         return build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
 
 
-def _plain_case(name: str, model, optim_wrapper, data: dict, width=None) -> Case:
-    """A plain ``train_step`` on a fresh copy of ``data`` (at ``width`` if given)."""
+def _plain_case(name: str, model, optim_wrapper, data: dict, sync, width=None) -> Case:
+    """A plain ``train_step`` on a fresh copy of ``data`` (at ``width`` if given), then
+    ``sync()``."""
     holder = [None]
 
     def setup() -> None:
@@ -208,7 +216,7 @@ def _plain_case(name: str, model, optim_wrapper, data: dict, width=None) -> Case
             set_width(model, width)
         holder[0] = copy.deepcopy(data)
 
-    return Case(name, lambda: model.train_step(holder[0], optim_wrapper), setup)
+    return Case(name, lambda: (model.train_step(holder[0], optim_wrapper), sync()), setup)
 
 
 if __name__ == '__main__':
