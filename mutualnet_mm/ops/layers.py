@@ -40,9 +40,10 @@ def kept_slices(layer: 'SlimmableLayer', key: tuple, sources: tuple,
     (optimizer step, ``load_state_dict``, ``copy_``) discards it. A reassignment discards
     either, and so does a move to another device or dtype (:meth:`SlimmableLayer._apply`).
     Writes through ``tensor.data`` bypass the version counter, as they bypass autograd,
-    and a kept view does not see its source's storage replaced (``set_``). Kept copies cost memory: at most the layer's weights once more over four widths
-    below 1. This runs on every layer of every evaluating forward, so the hit path is a
-    few comparisons and reads no more tensors than it must.
+    and a kept view does not see its source's storage replaced (``set_``). Kept copies
+    cost memory: at most the layer's weights once more over four widths below 1. This
+    runs on every layer of every evaluating forward, so the hit path is a few comparisons
+    and reads no more tensors than it must.
     """
     kept = layer._kept_slices
     if kept is None:
