@@ -63,12 +63,11 @@ except Exception:
     print('cpu')
 EOF
 }
-have=$(ops_kind)
-if [ "$have" = cuda ] || { [ "$have" = cpu ] && [ "$cuda_ops" != 1 ]; }; then
-  log "mmcv with $have ops is already in $site"
-else
-  start=$SECONDS
-  if [ "$cuda_ops" = 1 ]; then
+# build_mmcv cuda|cpu: build mmcv 2.1.0 as a wheel with those ops and install it
+build_mmcv() {
+  local built start=$SECONDS build_env
+  if [ "$1" = cuda ]; then
+    local arch
     arch=$("$py" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability(0))")
     log "building mmcv 2.1.0 with CUDA ops for compute capability $arch"
     build_env=(FORCE_CUDA=1 "TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$arch}")
@@ -79,13 +78,25 @@ else
   built=$(mktemp -d)
   env "${build_env[@]}" MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$py" -m pip wheel \
     -q --no-index --no-deps --no-build-isolation --disable-pip-version-check -w "$built" \
-    "$wheels"/mmcv-2.1.0.tar.gz
+    "$wheels"/mmcv-2.1.0.tar.gz || return 1
   "$py" -m pip install -q --no-index --no-deps --upgrade --disable-pip-version-check \
-    --target "$site" "$built"/mmcv-*.whl
+    --target "$site" "$built"/mmcv-*.whl || return 1
   if [ -n "${GPU_CHECK_WHEEL_OUT:-}" ]; then
     mkdir -p "$GPU_CHECK_WHEEL_OUT" && cp "$built"/mmcv-*.whl "$GPU_CHECK_WHEEL_OUT"/
   fi
   log "mmcv built in $(( SECONDS - start )) s: $(ops_kind) ops"
+}
+have=$(ops_kind)
+if [ "$have" = cuda ] || { [ "$have" = cpu ] && [ "$cuda_ops" != 1 ]; }; then
+  log "mmcv with $have ops is already in $site"
+elif [ "$cuda_ops" = 1 ] && ! command -v nvcc >/dev/null \
+    && [ ! -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]; then
+  log "no nvcc here (PATH, CUDA_HOME): mmcv gets CPU ops; the detection-head steps skip or fail"
+  build_mmcv cpu
+elif [ "$cuda_ops" = 1 ]; then
+  build_mmcv cuda || { log "the CUDA build failed: mmcv gets CPU ops instead"; build_mmcv cpu; }
+else
+  build_mmcv cpu
 fi
 "$py" "$repo/tools/patch_mmaction.py"
 # mmpretrain 1.2.0 and mmaction2 1.2.0 load their multimodal models when transformers >=
