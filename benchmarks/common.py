@@ -22,7 +22,6 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -148,11 +147,15 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
                         help="where the models run: 'cpu' or 'cuda' (times synchronized)")
 
 
-def synchronizer(device: str) -> Callable[[], None]:
-    """What a timed case calls before reading the clock: waits for queued GPU work."""
-    if torch.device(device).type == 'cuda':
-        return partial(torch.cuda.synchronize, device)
-    return lambda: None
+def device_clock(device: str) -> Callable[[], float]:
+    """``time.perf_counter`` that first waits for the work queued on ``device`` (a GPU)."""
+    if torch.device(device).type != 'cuda':
+        return time.perf_counter
+
+    def clock() -> float:
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+    return clock
 
 
 def print_device(device: str) -> None:
@@ -192,7 +195,7 @@ def time_interleaved(cases: Sequence[Case], repeats: int, warmup: int = 1,
         cases: The sides compared, ``block`` by ``block``.
         repeats: Timed rounds; each runs every case once.
         warmup: Untimed rounds first (lazy initialization, allocator, caches).
-        clock: The timer.
+        clock: The timer (:func:`device_clock` for work on a GPU).
         block: How many consecutive cases run together.
         seed: Seed of the orders.
 

@@ -29,13 +29,13 @@ from common import (
     add_device_arg,
     add_grid_args,
     add_threads_arg,
+    device_clock,
     markdown_table,
     median,
     print_device,
     print_footer,
     print_header,
     spread,
-    synchronizer,
     time_interleaved,
 )
 from mmengine.config import Config
@@ -65,14 +65,11 @@ def parse_args() -> argparse.Namespace:
 
 
 def timed_features(model: torch.nn.Module, inputs: torch.Tensor, calls: int):
-    """A case body: ``calls`` feature extractions, synchronized on a GPU."""
-    sync = synchronizer(str(inputs.device))
-
+    """A case body: ``calls`` feature extractions."""
     def run() -> None:
         with torch.no_grad():
             for _ in range(calls):
                 model.extract_feat(inputs)
-        sync()
     return run
 
 
@@ -101,7 +98,8 @@ def main() -> None:
                      setup=lambda model=adaptive, width=width: set_width(model, width)),
                 Case(f'{name} w{width} native',
                      timed_features(natives[width], inputs, args.calls))]
-        times = time_interleaved(cases, args.repeats, args.warmup, block=2)
+        times = time_interleaved(cases, args.repeats, args.warmup, device_clock(args.device),
+                                 block=2)
         for width in widths:
             a, n = (times[f'{name} w{width} {side}'] for side in ('adaptive', 'native'))
             ms_a, ms_n = median(a) * 1000 / args.calls, median(n) * 1000 / args.calls

@@ -40,6 +40,7 @@ from common import (
     build_model,
     config_on_generated_data,
     describe,
+    device_clock,
     first_batch,
     generated_data,
     markdown_table,
@@ -49,7 +50,6 @@ from common import (
     print_footer,
     print_header,
     spread,
-    synchronizer,
     time_interleaved,
 )
 from scipy.stats import spearmanr
@@ -143,7 +143,7 @@ def _grid_point(model, cfg, config: SubnetConfig, rescaler, batch: dict, calls: 
     models['native'].load_state_dict(state_dict)
     for side in ('exported', 'native'):
         models[side].to(device)
-    sync = synchronizer(device)
+    clock = device_clock(device)
     outputs: Dict[str, list] = {}
     # per sample: the first extract_feat call (after other models ran) and the mean of
     # the later ones, to tell a cold start from the steady state
@@ -154,15 +154,12 @@ def _grid_point(model, cfg, config: SubnetConfig, rescaler, batch: dict, calls: 
         with torch.no_grad():
             for _ in range(repeat):
                 outputs[side] = models[side](inputs, samples, mode='predict')
-        sync()
 
     def features(side: str) -> None:
-        clock = time.perf_counter
         ends = [clock()]
         with torch.no_grad():
             for _ in range(calls):
                 models[side].extract_feat(inputs)
-                sync()
                 ends.append(clock())
         first_call[side].append(ends[1] - ends[0])
         if calls > 1:
@@ -203,7 +200,8 @@ def main() -> None:
     print(f'{len(configs)} configurations x {len(cases) // len(configs)} cases, all '
           'in every round: the three sides of a case together, blocks and sides in a new '
           'random order each round', flush=True)
-    times = time_interleaved(cases, args.repeats, args.warmup, block=len(SIDES))
+    times = time_interleaved(cases, args.repeats, args.warmup, device_clock(args.device),
+                             block=len(SIDES))
 
     rows: List[Dict[str, object]] = []
     for config, point in zip(configs, grid):

@@ -125,8 +125,7 @@ def worker(args: argparse.Namespace) -> None:
                         param.grad = torch.zeros_like(param)
             return model.train_step(data, optim_wrapper)
     gc.collect()
-    cuda = torch.device(args.device).type == 'cuda'
-    if cuda:
+    if torch.device(args.device).type == 'cuda':
         torch.cuda.synchronize(args.device)
         torch.cuda.reset_peak_memory_stats(args.device)
         before = torch.cuda.memory_allocated(args.device) // 1024
@@ -137,11 +136,7 @@ def worker(args: argparse.Namespace) -> None:
     peaks = []
     for _ in range(ITERATIONS):
         run()
-        if cuda:
-            torch.cuda.synchronize(args.device)
-            peaks.append(torch.cuda.max_memory_allocated(args.device) // 1024)
-        else:
-            peaks.append(_peak_kb(method))
+        peaks.append(_peak_kb(method, args.device))
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     print(json.dumps(dict(case=args.worker, before_mb=before / 1024,
                           first_mb=(peaks[0] - before) / 1024,
@@ -149,7 +144,11 @@ def worker(args: argparse.Namespace) -> None:
                           params_mb=params / 2**20, method=method)))
 
 
-def _peak_kb(method: str) -> int:
+def _peak_kb(method: str, device: str) -> int:
+    if method.startswith('torch.cuda'):
+        import torch
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) // 1024
     if method.startswith('VmHWM'):
         return _status_kb('VmHWM')
     import resource

@@ -30,6 +30,7 @@ from common import (
     build_model,
     config_on_generated_data,
     describe,
+    device_clock,
     first_batch,
     generated_data,
     markdown_table,
@@ -40,7 +41,6 @@ from common import (
     print_header,
     scope_of,
     spread,
-    synchronizer,
     time_interleaved,
 )
 from mmengine.optim import build_optim_wrapper
@@ -133,7 +133,6 @@ def main() -> None:
     started = time.perf_counter()
     print_header('Training overhead: mutual iteration vs. plain stock iterations', args)
     print_device(args.device)
-    sync = synchronizer(args.device)
     root = generated_data((args.height or args.size, args.size), num_train=args.batch_size,
                           root=args.data_root)
     cfg = config_on_generated_data(args.config, root, args.size, args.batch_size)
@@ -147,8 +146,8 @@ def main() -> None:
         return
 
     mutual_batch = [None]
-    cases = [Case('mutual', lambda: (step(model, mutual_batch[0], optim_wrapper,
-                                          args.iteration), sync()),
+    cases = [Case('mutual', lambda: step(model, mutual_batch[0], optim_wrapper,
+                                         args.iteration),
                   setup=lambda: mutual_batch.__setitem__(0, copy.deepcopy(data)))]
     # The breakdown: the adaptive model's own plain train_step at each configuration
     # (a copy, so the mutual side's weights are not touched).
@@ -162,9 +161,9 @@ def main() -> None:
         scaled_data = first_batch(config_on_generated_data(args.config, root, size,
                                                            args.batch_size))
         cases.append(_plain_case(f'stock {config.name}', stock, _optim_wrapper(cfg, stock),
-                                 scaled_data, sync))
+                                 scaled_data))
         cases.append(_plain_case(f'adaptive {config.name}', adaptive, adaptive_optim,
-                                 scaled_data, sync, width=config.width))
+                                 scaled_data, width=config.width))
         rows.append(dict(config=config.name,
                          input='x'.join(map(str, scaled_data['inputs'][0].shape[-2:])),
                          stock_backbone=', '.join(
@@ -177,7 +176,7 @@ def main() -> None:
     print(flush=True)
 
     torch.manual_seed(0)
-    times = time_interleaved(cases, args.repeats, args.warmup)
+    times = time_interleaved(cases, args.repeats, args.warmup, device_clock(args.device))
     sums = {side: [sum(times[name][i] for name in times if name.startswith(side + ' '))
                    for i in range(args.repeats)] for side in ('stock', 'adaptive')}
     table = [dict(side=name, median_s=median(values), quartiles=spread(values))
@@ -206,9 +205,8 @@ def _optim_wrapper(cfg, model):
         return build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
 
 
-def _plain_case(name: str, model, optim_wrapper, data: dict, sync, width=None) -> Case:
-    """A plain ``train_step`` on a fresh copy of ``data`` (at ``width`` if given), then
-    ``sync()``."""
+def _plain_case(name: str, model, optim_wrapper, data: dict, width=None) -> Case:
+    """A plain ``train_step`` on a fresh copy of ``data`` (at ``width`` if given)."""
     holder = [None]
 
     def setup() -> None:
@@ -216,7 +214,7 @@ def _plain_case(name: str, model, optim_wrapper, data: dict, sync, width=None) -
             set_width(model, width)
         holder[0] = copy.deepcopy(data)
 
-    return Case(name, lambda: (model.train_step(holder[0], optim_wrapper), sync()), setup)
+    return Case(name, lambda: model.train_step(holder[0], optim_wrapper), setup)
 
 
 if __name__ == '__main__':
