@@ -23,6 +23,7 @@ its measured latencies: Spearman's rank correlation over the grid, and the pairs
 GFLOPs order and latency order disagree.
 
     python benchmarks/inference.py                 # demo Mask R-CNN, 128 px
+    python benchmarks/inference.py --calls 10 --repeats 60   # the goals' run, 11 min
     python benchmarks/inference.py --device cuda   # on a GPU (mmcv with CUDA ops)
 """
 import argparse
