@@ -98,6 +98,13 @@ def build_model(cfg: Config, model_cfg: Optional[dict] = None, seed: int = 0) ->
             model_cfg if model_cfg is not None else cfg.model)))
 
 
+def keep_every_detection(cfg: Config) -> None:
+    """Set the box head's score threshold to 0: it then keeps ``max_per_img`` detections
+    whatever the (random) weights score, so the mask head and the post-processing do the
+    same amount of work on every network compared."""
+    cfg.model.test_cfg.rcnn.score_thr = 0.0
+
+
 def describe(model: torch.nn.Module) -> str:
     """Which parts of ``model`` slim, and its parameter count."""
     from mutualnet_mm.ops import slimmable_modules

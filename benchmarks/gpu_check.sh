@@ -9,7 +9,8 @@
 #   GPU_CHECK_STEPS="tests features" bash benchmarks/gpu_check.sh   # some steps
 #   MMCV_CUDA_OPS=0 bash benchmarks/gpu_check.sh   # mmcv with CPU ops only (faster build;
 #                                                  # the detection heads cannot run on the GPU)
-# Steps, in order: tests (the CUDA tests: tests/*/test_*cuda*.py), features (feature_extractor.py), inference
+# Steps, in order: tests (the CUDA tests: tests/*/test_*cuda*.py), features
+# (feature_extractor.py: extract_feat, and predict with CUDA ops), inference
 # (inference.py, the demo grid), train (train_overhead.py, demo and COCO size), memory
 # (memory.py, demo and COCO size). Each prints its wall time.
 #
@@ -110,8 +111,10 @@ coco=(--config configs/maskrcnn_mutual_r50.py --height 800 --size 1216 --batch-s
 # only the CUDA test modules: the others need packages a GPU image may lack
 wanted tests && timed tests "$py" -m pytest -q -rs -m cuda -p no:cacheprovider \
   tests/*/test_*cuda*.py
+# predict runs mmdet's heads on the GPU: only with mmcv's CUDA ops
+predict=--predict; [ "$(ops_kind)" = cuda ] || predict=--no-predict
 wanted features && timed features "$py" benchmarks/feature_extractor.py --device cuda \
-  --repeats 20 --calls 10
+  --repeats 20 --calls 10 "$predict"
 wanted inference && timed inference "$py" benchmarks/inference.py --device cuda \
   --calls 10 --repeats 10
 wanted train && timed train-demo "$py" benchmarks/train_overhead.py --device cuda --repeats 10

@@ -44,6 +44,7 @@ from common import (
     device_clock,
     first_batch,
     generated_data,
+    keep_every_detection,
     markdown_table,
     median,
     paired_ratio,
@@ -184,7 +185,7 @@ def main() -> None:
     print_device(args.device)
     root = generated_data(args.size, num_train=2, root=args.data_root)
     cfg = config_on_generated_data(args.config, root, args.size, batch_size=1)
-    cfg.model.test_cfg.rcnn.score_thr = 0.0
+    keep_every_detection(cfg)
     model = build_model(cfg).eval()
     if args.checkpoint:
         load_adaptive_weights(model, args.checkpoint)
