@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo) against one: the mutual step, BN calibration, random states.
+"""Two CPU processes (gloo) against one: the mutual step, BN calibration, random states,
+kept slices.
 
 Each process runs the real ``MutualTrainStep`` on a real ``MMDistributedDataParallel``
 with a real ``OptimWrapper`` on its half of every global batch; one process runs the
@@ -17,7 +18,7 @@ from mmengine.optim import OptimWrapper
 
 from mutualnet_mm.engine import MutualTrainStep, SubnetConfig, VideoBatchRescaler, calibrate_bn
 from mutualnet_mm.engine.hooks import RANDOM_STATE_KEY, TorchRandomStateHook
-from mutualnet_mm.ops import SlimmableSyncBatchNorm
+from mutualnet_mm.ops import SlimmableSyncBatchNorm, set_width
 from mutualnet_mm.tools_common import leave_distributed
 
 from .tiny_video_net import build, make_batches, shard
@@ -69,6 +70,35 @@ def worker(rank: int, out_dir: str) -> None:
         leave_distributed()  # the DDP models first, then the group (else a hang, seen)
 
 
+def evaluate_at_half_width(model: torch.nn.Module) -> torch.Tensor:
+    """Logits at width 0.5 without gradients: the slimmable layers use kept slices."""
+    model.eval()
+    set_width(model, 0.5)
+    with torch.no_grad():
+        logits = model(make_batches(1, 2, seed=2)[0]['inputs'])
+    set_width(model, 1.0)
+    model.train()
+    return logits
+
+
+def kept_slices_under_ddp(rank: int) -> dict:
+    """Evaluations of a model whose layers kept slices of its first weights, after DDP's
+    broadcast from rank 0 (each rank starts from its own weights) and after a mutual
+    step, each beside the weights it should have used."""
+    module = build(seed=rank)
+    first = evaluate_at_half_width(module)
+    ddp = MMDistributedDataParallel(module=module, device_ids=None, broadcast_buffers=False)
+    results = dict(first=first)
+    for stage, batches in (('broadcast', []),
+                           ('step', [shard(make_batches(1, GLOBAL_BATCH, seed=3)[0], rank,
+                                           WORLD_SIZE)])):
+        train(ddp, module, batches)
+        results[stage] = evaluate_at_half_width(module)
+        results[f'{stage}_weights'] = {k: v.detach().clone()
+                                       for k, v in module.state_dict().items()}
+    return results
+
+
 def run_rank(rank: int, out_dir: str) -> None:
     """One rank's training, calibration and random-state gather; its results to a file."""
     module = build()
@@ -96,7 +126,7 @@ def run_rank(rank: int, out_dir: str) -> None:
     torch.save(dict(params={k: v.detach().clone() for k, v in module.state_dict().items()},
                     passes=module.passes, bn=dict(bn_model.bn1.named_buffers()),
                     own_state=torch.get_rng_state(), gathered=checkpoint[RANDOM_STATE_KEY],
-                    sync_bn_error=sync_bn_error),
+                    sync_bn_error=sync_bn_error, kept=kept_slices_under_ddp(rank)),
                Path(out_dir) / f'rank{rank}.pth')
 
 
@@ -169,3 +199,15 @@ def test_checkpoint_carries_every_ranks_random_state(ranks) -> None:
 def test_sync_batch_norm_on_cpu_processes_says_what_to_use(ranks) -> None:
     for rank in ranks:
         assert 'SyncBN' in rank['sync_bn_error'] and "type='BN'" in rank['sync_bn_error']
+
+
+def test_kept_slices_follow_ddp_broadcast_and_steps(ranks) -> None:
+    # Rank 1 started from other weights, kept slices of them, then received rank 0's.
+    assert not torch.equal(ranks[0]['kept']['first'], ranks[1]['kept']['first'])
+    for rank in ranks:
+        kept = rank['kept']
+        assert not torch.equal(kept['broadcast'], kept['step'])  # the step changed them
+        for stage in ('broadcast', 'step'):
+            fresh = build()  # no kept slices: slices its weights as they are now
+            fresh.load_state_dict(kept[f'{stage}_weights'])
+            assert torch.equal(kept[stage], evaluate_at_half_width(fresh)), stage
