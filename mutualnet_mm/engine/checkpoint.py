@@ -34,7 +34,7 @@ import math
 import os
 import pickle
 import re
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
 import mmengine.runner.checkpoint as mmengine_checkpoint
@@ -42,13 +42,13 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer, print_log
 
+from .checkpoint_scan import CheckpointRefusedError, scan_checkpoint
+
 #: Statistics methods that ``HistoryBuffer`` pickles by reference.
 HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
 #: Numpy dtypes a checkpoint may hold (``dtype.str`` without the byte order).
 NUMERIC_DTYPES = ('b1', 'i1', 'i2', 'i4', 'i8', 'u1', 'u2', 'u4', 'u8', 'f2', 'f4', 'f8',
                   'c8', 'c16')
-#: Deepest nesting of containers accepted in a checkpoint.
-MAX_NESTING = 200
 
 # Bytes that numpy arrays may still take in the load in progress (None: no load of
 # ``load_checkpoint_safely`` in progress, e.g. a direct ``torch.load``).
@@ -232,33 +232,54 @@ def allow_mmengine_checkpoint_classes() -> None:
     ])
 
 
-def _resolve(value: Any, depth: int = 0) -> Any:
+def _check_tensor(value: torch.Tensor) -> None:
+    """A tensor must have data and be no larger than its storage.
+
+    A stride-0 view of one element with 3e8 elements would take gigabytes once copied; a
+    meta tensor of 1e12 elements takes them once moved to a device.
+    """
+    if value.is_meta:
+        _refuse(f'a meta-device tensor of shape {tuple(value.shape)} (tensors need data)')
+    if value.numel() * value.element_size() > value.untyped_storage().nbytes():
+        _refuse(f'a tensor of shape {tuple(value.shape)} and strides {value.stride()} '
+                f'larger than its storage ({value.untyped_storage().nbytes()} bytes)')
+
+
+def _resolve(value: Any, done: Dict[int, Tuple[Any, Any]]) -> Any:
     """``value`` with array and dtype holders replaced by numpy objects; tensors checked.
 
-    A tensor must not be a view larger than its storage (a stride-0 view of one element
-    with 3e8 elements would take gigabytes once copied).
+    Each object is resolved once however often it is referenced (``done`` maps its id to
+    the object and its result, keeping both alive), so shared references cost nothing.
+    Dict keys and set members are checked too. The nesting depth was bounded by
+    :func:`~mutualnet_mm.engine.checkpoint_scan.scan_checkpoint`.
     """
-    if depth > MAX_NESTING:
-        _refuse(f'containers nested deeper than {MAX_NESTING}')
+    if id(value) in done:
+        return done[id(value)][1]
+    result = value
+    done[id(value)] = (value, result)  # a container reached again inside itself
     if isinstance(value, torch.Tensor):
-        if value.numel() * value.element_size() > value.untyped_storage().nbytes():
-            _refuse(f'a tensor of shape {tuple(value.shape)} and strides {value.stride()} '
-                    f'larger than its storage ({value.untyped_storage().nbytes()} bytes)')
-        return value
-    if isinstance(value, CheckedArray):
+        _check_tensor(value)
+    elif isinstance(value, CheckedArray):
         if value.array is None:
             _refuse('a numpy array without data')
-        return value.array
-    if isinstance(value, CheckedDtype):
-        return value.resolve()
-    if isinstance(value, dict):
+        result = value.array
+    elif isinstance(value, CheckedDtype):
+        result = value.resolve()
+    elif isinstance(value, dict):
         for key in list(value):
-            value[key] = _resolve(value[key], depth + 1)
+            _resolve(key, done)
+            value[key] = _resolve(value[key], done)
     elif isinstance(value, list):
-        value[:] = [_resolve(item, depth + 1) for item in value]
+        value[:] = [_resolve(item, done) for item in value]
+    elif isinstance(value, (set, frozenset)):
+        for item in value:
+            _resolve(item, done)
     elif type(value) is tuple:
-        return tuple(_resolve(item, depth + 1) for item in value)
-    return value
+        items = tuple(_resolve(item, done) for item in value)
+        if any(new is not old for new, old in zip(items, value)):
+            result = items
+    done[id(value)] = (value, result)
+    return result
 
 
 def _drop_obeyed_content(checkpoint: Any, path: str) -> None:
@@ -354,7 +375,16 @@ def load_checkpoint_safely(path: Union[str, os.PathLike],
     allow_mmengine_checkpoint_classes()
     token = _array_budget.set([os.path.getsize(path)])
     try:
-        checkpoint = _resolve(torch.load(path, map_location=map_location, weights_only=True))
+        scan_checkpoint(path)
+        checkpoint = _resolve(torch.load(path, map_location=map_location, weights_only=True),
+                              {})
+    except CheckpointRefusedError as error:
+        raise pickle.UnpicklingError(
+            f'refused to load {path!r}: it holds {error}. A checkpoint may hold tensors within '
+            'their storage, plain containers and scalars, numeric numpy arrays and the mmengine '
+            'objects of mutualnet_mm.engine.checkpoint, together no larger than twice the '
+            'file. Never load it with weights_only=False unless you trust its source.'
+        ) from error
     except pickle.UnpicklingError as error:
         refused = _refused_globals(path, error)
         if not refused:

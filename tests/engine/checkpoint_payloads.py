@@ -1,5 +1,6 @@
 """Crafted checkpoints, each carrying one attack with a harmless, visible effect."""
 import pathlib
+import zipfile
 from typing import Any, Callable, Dict
 
 import numpy as np
@@ -68,4 +69,55 @@ def config_writing(marker: pathlib.Path) -> str:
 def save(path: pathlib.Path, extra: Dict[str, Any]) -> pathlib.Path:
     """A checkpoint with a small state dict plus ``extra``."""
     torch.save({'state_dict': {'w': torch.ones(2)}, **extra}, path)
+    return path
+
+
+# Payloads that the loader must bound before unpickling (harmless sizes: the ratio of what
+# they ask for to their file size is what counts).
+def big_bytearray(size: int = 50_000_000) -> _Reduce:
+    """``bytearray(size)``: an allowed call that allocates ``size`` bytes from a few."""
+    return _Reduce(bytearray, (size,))
+
+
+def shared_lists(depth: int) -> list:
+    """``x = [x, x]`` nested ``depth`` deep: linear in the file, 2**depth paths."""
+    node: list = []
+    for _ in range(depth):
+        node = [node, node]
+    return node
+
+
+def shared_tuples(depth: int) -> tuple:
+    """``x = (x, x)`` nested ``depth`` deep (a walk that rebuilds tuples doubles per level)."""
+    node: tuple = ()
+    for _ in range(depth):
+        node = (node, node)
+    return node
+
+
+def deep_tuple_key_pickle(depth: int) -> bytes:
+    """A protocol-2 pickle of ``{((...(),),): None}``: a tuple ``depth`` deep as a dict key.
+
+    Python's pickler recurses too deeply to write it; these are its opcodes.
+    """
+    return b'\x80\x02})' + b'\x85' * depth + b'Ns.'
+
+
+def with_data_pickle(path: pathlib.Path, data_pickle: bytes) -> pathlib.Path:
+    """Replace the pickle of torch checkpoint ``path`` (its storages stay)."""
+    with zipfile.ZipFile(path) as archive:
+        members = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as archive:
+        for name, data in members:
+            archive.writestr(name, data_pickle if name.endswith('/data.pkl') else data)
+    return path
+
+
+def deflated(path: pathlib.Path) -> pathlib.Path:
+    """Rewrite checkpoint ``path`` with DEFLATE-compressed members (torch reads them)."""
+    with zipfile.ZipFile(path) as archive:
+        members = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
     return path
