@@ -118,10 +118,6 @@ class _Node:
         self.hashable = False
 
 
-def _depth(value: Any) -> int:
-    return value.depth if isinstance(value, _Node) else 1
-
-
 def _paths(value: Any) -> int:
     return value.paths if isinstance(value, _Node) else 1
 
