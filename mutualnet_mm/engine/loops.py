@@ -17,7 +17,7 @@ from mmengine.utils import ProgressBar
 from ..checks import check_int
 from ..evaluation.cost import count_cost
 from ..evaluation.fingerprint import weights_fingerprint
-from ..evaluation.latency import measure_latency
+from ..evaluation.latency import check_latency_options, measure_latency
 from ..evaluation.results import format_table, write_results
 from ..ops import set_width, width_range_of
 from .calibration import build_calibration_loader, calibrate_bn
@@ -165,10 +165,8 @@ class _PerConfigMixin:
         self.metric = metric
         self.count_flops = count_flops
         self.latency = None if latency is None else dict(latency)
-        unknown = set(self.latency or {}) - {'repeats', 'warmup'}
-        if unknown:
-            raise KeyError(f'unknown latency key(s) {sorted(unknown)}; allowed: '
-                           "['repeats', 'warmup']")
+        if self.latency is not None:  # checked now, not after a training epoch
+            check_latency_options(self.latency, f'{type(self).__name__}.latency')
 
     def _calibration_batches(self):
         """A loader over the training set, separate from the training loop's own.

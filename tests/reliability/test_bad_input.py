@@ -92,6 +92,21 @@ def test_negative_calibration_batches() -> None:
     assert loop.num_calibration_batches == 0
 
 
+@pytest.mark.parametrize('latency, message', [
+    (dict(repeats=0), r'latency\.repeats must be an integer >= 1, got 0'),
+    (dict(repeats=-3), r'latency\.repeats must be an integer >= 1, got -3'),
+    (dict(warmup=float('nan')), r'latency\.warmup must be an integer >= 0, got nan'),
+    (dict(repeats=2.5), r'latency\.repeats must be an integer >= 1, got 2\.5'),
+])
+def test_bad_latency_options(latency: dict, message: str) -> None:
+    loop = PerConfigValLoop.__new__(PerConfigValLoop)  # only the grid settings
+    loop._runner = SimpleNamespace(model=build())
+    with pytest.raises(ValueError, match=r'PerConfigValLoop\.' + message):
+        loop._setup_grid(None, (1.0,), dict(num_batches=0), RESCALER, None, False, latency)
+    loop._setup_grid(None, (1.0,), dict(num_batches=0), RESCALER, None, False,
+                     dict(repeats=1, warmup=0))
+
+
 def test_unknown_backbone_depth() -> None:
     init_default_scope('mmdet')
     with pytest.raises(ValueError, match=r'depth must be one of \[18, 34, 50, 101, 152\], '
