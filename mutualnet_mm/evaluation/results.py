@@ -9,9 +9,11 @@ the manifest, so a set caught half renamed is refused, never mixed.
 import csv
 import hashlib
 import json
+import math
 import os
 import os.path as osp
 import re
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..fileio import atomic_write, fsync_file, remove_if_exists, temporary_path
@@ -84,6 +86,12 @@ def check_in_result_set(path: str) -> None:
                          f'files in place; rerun it: {REGENERATE_QUERY_TABLE}')
 
 
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is an int or float (not a bool) other than NaN and infinity."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
 def _is_dominated(record: dict, others: Sequence[dict], metric: str, cost: str) -> bool:
     return any(o[cost] <= record[cost] and o[metric] >= record[metric] and
                (o[cost] < record[cost] or o[metric] > record[metric]) for o in others)
@@ -92,9 +100,10 @@ def _is_dominated(record: dict, others: Sequence[dict], metric: str, cost: str) 
 def pareto_front(records: Sequence[dict], metric: str, cost: str = 'gflops') -> List[dict]:
     """Records no other record beats on both ``cost`` (lower) and ``metric`` (higher).
 
-    Returned in increasing cost.
+    Returned in increasing cost. Records without a finite number for both are left out.
     """
-    usable = [r for r in records if r.get(metric) is not None and r.get(cost) is not None]
+    usable = [r for r in records if is_finite_number(r.get(metric)) and
+              is_finite_number(r.get(cost))]
     front = [r for r in usable if not _is_dominated(r, usable, metric, cost)]
     unique = {(r[cost], r[metric]): r for r in sorted(front, key=lambda r: -r['width'])}
     return sorted(unique.values(), key=lambda r: r[cost])
@@ -109,12 +118,32 @@ class QueryTable:
         cost: The budget axis (``gflops`` or ``latency_ms``).
         checkpoint: The fingerprint of the weights measured
             (:func:`~mutualnet_mm.evaluation.fingerprint.weights_fingerprint`).
+        source: Where the entries come from, for messages.
+
+    Raises:
+        ValueError: no entries, or an entry without a finite number for its width,
+            scale, cost or metric (a NaN metric would win every budget), or with a
+            head width that is not a number.
     """
 
     def __init__(self, entries: Sequence[dict], metric: str, cost: str = 'gflops',
-                 checkpoint: Optional[str] = None) -> None:
+                 checkpoint: Optional[str] = None, source: str = 'the query table') -> None:
         if not entries:
             raise ValueError('a query table needs at least one configuration')
+        needed = ('width', 'scale', cost, metric)
+        for index, entry in enumerate(entries):
+            bad = [key for key in needed if not isinstance(entry, dict) or
+                   not is_finite_number(entry.get(key))]
+            if bad:
+                found = {key: entry.get(key) for key in bad} if isinstance(entry, dict) \
+                    else entry
+                raise ValueError(f'{source}: entry {index} lacks a finite number for {bad} '
+                                 f'(it has {found!r}); every entry needs finite numbers for '
+                                 f'{list(needed)}')
+            head_width = entry.get('head_width')
+            if head_width is not None and not is_finite_number(head_width):
+                raise ValueError(f'{source}: entry {index} has head_width {head_width!r}; '
+                                 'allowed: a number, or no head_width')
         self.entries = sorted(entries, key=lambda e: e[cost])
         self.metric = metric
         self.cost = cost
@@ -124,9 +153,17 @@ class QueryTable:
     def from_records(cls, records: Sequence[dict], metric: str, cost: str = 'gflops',
                      checkpoint: Optional[str] = None) -> 'QueryTable':
         keep = ('name', 'width', 'head_width', 'scale', 'frames', 'input_shape', cost, metric)
+        left_out = [r for r in records if r.get(metric) is not None and r.get(cost) is not None
+                    and not (is_finite_number(r[metric]) and is_finite_number(r[cost]))]
+        if left_out:
+            warnings.warn(
+                f'the query table by {metric!r} and {cost!r} leaves out {len(left_out)} of '
+                f'{len(records)} configurations whose values are not finite numbers: '
+                + ', '.join(f'{r.get("name")} ({metric} {r[metric]!r}, {cost} {r[cost]!r})'
+                            for r in left_out), stacklevel=2)
         front = pareto_front(records, metric, cost)
         if not front:
-            raise ValueError(f'no record has both {metric!r} and {cost!r}')
+            raise ValueError(f'no record has finite numbers for both {metric!r} and {cost!r}')
         return cls([{k: r.get(k) for k in keep if k in r or k != 'head_width'} for r in front],
                    metric, cost, checkpoint)
 
@@ -152,7 +189,8 @@ class QueryTable:
 
         Raises:
             ValueError: ``data`` is not a query table, lacks a key, or has an entry
-                without its width, scale, cost or metric (``source`` is named).
+                without a finite number for its width, scale, cost or metric (``source``
+                is named).
         """
         if not isinstance(data, dict) or data.get('version') not in (1, QUERY_TABLE_VERSION):
             raise ValueError(f'{source} is not a mutualnet_mm query table (expected '
@@ -164,20 +202,7 @@ class QueryTable:
         if not isinstance(entries, list):
             raise ValueError(f'{source}: "entries" must be a list, got '
                              f'{type(entries).__name__}')
-        needed = ('width', 'scale', cost, metric)
-        for index, entry in enumerate(entries):
-            bad = [key for key in needed if not isinstance(entry, dict) or
-                   isinstance(entry.get(key), bool) or
-                   not isinstance(entry.get(key), (int, float))]
-            if bad:
-                raise ValueError(f'{source}: entry {index} lacks a number for {bad}; every '
-                                 f'entry needs numbers for {list(needed)}')
-            head_width = entry.get('head_width')
-            if head_width is not None and (isinstance(head_width, bool) or
-                                           not isinstance(head_width, (int, float))):
-                raise ValueError(f'{source}: entry {index} has head_width {head_width!r}; '
-                                 'allowed: a number, or no head_width')
-        return cls(entries, metric, cost, data.get('checkpoint'))
+        return cls(entries, metric, cost, data.get('checkpoint'), source)
 
     def save(self, path: str) -> None:
         """Write the table as JSON (through a temporary file: never half written)."""
@@ -248,7 +273,9 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
         records: One dict per configuration (width, scale, gflops, metrics, ...).
         out_dir: Target directory.
         metric: The metric the query table maximizes (``None``: no metric yet; only the
-            JSON and CSV tables are written).
+            JSON and CSV tables are written, as when no configuration has a finite value
+            of it). Configurations whose metric or cost is NaN or infinite are left out of
+            the query tables, with a warning.
         extra_costs: Further budget axes with a query table each (e.g. ``latency_ms``
             writes ``query_table_latency_ms.json``).
         checkpoint: The fingerprint of the weights evaluated, recorded in every file.
@@ -261,7 +288,7 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
                              'records': list(records)}),
         'csv': lambda path: _write_csv(records, path)}
     names = {'json': 'per_config.json', 'csv': 'per_config.csv'}
-    if metric is not None and any(r.get(metric) is not None for r in records):
+    if metric is not None and any(is_finite_number(r.get(metric)) for r in records):
         tables = {'query_table': QueryTable.from_records(records, metric,
                                                          checkpoint=checkpoint)}
         tables.update({f'query_table_{cost}': QueryTable.from_records(records, metric, cost,
@@ -272,6 +299,9 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
             names[kind] = f'{kind}.json'
         writers['plot'] = lambda path: plot_results(records, metric, path)
         names['plot'] = 'per_config.png'
+    elif metric is not None and any(r.get(metric) is not None for r in records):
+        warnings.warn(f'no configuration has a finite {metric!r}: the query tables and the '
+                      'plot are not written', stacklevel=2)
     paths = {kind: osp.join(out_dir, name) for kind, name in names.items()}
     staged: Dict[str, str] = {}
     try:

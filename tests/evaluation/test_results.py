@@ -199,8 +199,9 @@ def test_query_table_of_other_weights_or_of_none_is_refused(tmp_path: Path) -> N
     ('{"version": 2, "metric": "m", "cost": "gflops", "entries": {}}',
      '"entries" must be a list, got dict'),
     ('{"version": 2, "metric": "m", "cost": "gflops", "entries": [{"width": 1, "scale": 1, '
-     '"m": 0.1}]}', r"entry 0 lacks a number for \['gflops'\]; every entry needs numbers for "
-                    r"\['width', 'scale', 'gflops', 'm'\]"),
+     '"m": 0.1}]}', r"entry 0 lacks a finite number for \['gflops'\] \(it has \{'gflops': "
+                    r"None\}\); every entry needs finite numbers for \['width', 'scale', "
+                    r"'gflops', 'm'\]"),
 ])
 def test_query_table_that_does_not_parse_names_the_file(tmp_path: Path, content: str,
                                                          message: str) -> None:
@@ -208,6 +209,42 @@ def test_query_table_that_does_not_parse_names_the_file(tmp_path: Path, content:
     path.write_text(content)
     with pytest.raises(ValueError, match=f"query table '{path}'.*{message}"):
         QueryTable.load(str(path))
+
+
+@pytest.mark.parametrize('value', ['NaN', 'Infinity', '-Infinity', '1e999'])
+@pytest.mark.parametrize('key', ['m', 'gflops'])
+def test_query_table_with_a_non_finite_value_is_refused(tmp_path: Path, key: str,
+                                                        value: str) -> None:
+    entries = [{'width': 1.0, 'scale': 1.0, 'gflops': 2.0, 'm': 0.3},
+               {'width': 0.5, 'scale': 1.0, 'gflops': 0.5, 'm': 0.2}]
+    entries[1][key] = 'VALUE'  # Python's json reads (and writes) NaN and Infinity
+    path = tmp_path / 'query_table.json'
+    path.write_text(json.dumps({'version': 2, 'metric': 'm', 'cost': 'gflops',
+                                'entries': entries}).replace('"VALUE"', value))
+    with pytest.raises(ValueError, match=rf"query table '{path}': entry 1 lacks a finite "
+                                         rf"number for \['{key}'\] \(it has \{{'{key}': "
+                                         r"-?(nan|inf)\}\); every entry needs finite numbers"):
+        QueryTable.load(str(path))
+
+
+def test_a_configuration_with_a_nan_metric_is_left_out_of_the_front(tmp_path: Path) -> None:
+    cheap_nan = record(0.25, 0.5, 0.1, float('nan'))  # would be on the front, and win 0.1
+    with pytest.warns(UserWarning, match=r"the query table by 'coco/bbox_mAP' and 'gflops' "
+                                         r'leaves out 1 of 7 configurations whose values are '
+                                         r'not finite numbers: w0\.25_s0\.5 \(coco/bbox_mAP '
+                                         r'nan, gflops 0\.1\)'):
+        write_results(RECORDS + [cheap_nan], str(tmp_path), METRIC)
+    text = (tmp_path / 'query_table.json').read_text()
+    assert 'NaN' not in text
+    table = QueryTable.load(str(tmp_path / 'query_table.json'))
+    assert table.entries == QueryTable.from_records(RECORDS, METRIC).entries
+    assert [r['name'] for r in pareto_front(RECORDS + [cheap_nan], METRIC)] == \
+        [e['name'] for e in table.entries]
+    # No finite metric at all: only the tables are written, with a warning.
+    with pytest.warns(UserWarning, match="no configuration has a finite 'coco/bbox_mAP'"):
+        paths = write_results([cheap_nan], str(tmp_path), METRIC)
+    assert set(paths) == {'json', 'csv', 'manifest'}
+    assert not (tmp_path / 'query_table.json').exists()
 
 
 def test_weights_fingerprint_ignores_bn_statistics_only() -> None:
