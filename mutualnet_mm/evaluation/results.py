@@ -56,6 +56,9 @@ def read_json(path: str, what: str, expected: str) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f'{what} {path!r} does not parse as JSON ({error}); expected '
                          f'{expected}') from error
+    except RecursionError:  # raised while unwinding: the traceback would be as deep
+        raise ValueError(f'{what} {path!r} is nested too deeply to parse as JSON; expected '
+                         f'{expected}') from None
 
 
 def check_in_result_set(path: str) -> None:

@@ -202,6 +202,8 @@ def test_query_table_of_other_weights_or_of_none_is_refused(tmp_path: Path) -> N
      '"m": 0.1}]}', r"entry 0 lacks a finite number for \['gflops'\] \(it has \{'gflops': "
                     r"None\}\); every entry needs finite numbers for \['width', 'scale', "
                     r"'gflops', 'm'\]"),
+    ('[' * 100_000 + ']' * 100_000, 'is nested too deeply to parse as JSON; expected a JSON '
+                                    'object with version 2'),
 ])
 def test_query_table_that_does_not_parse_names_the_file(tmp_path: Path, content: str,
                                                          message: str) -> None:
