@@ -4,16 +4,18 @@ Without them, mmdet and mmaction2 report a missing data root or annotation file 
 dataset building, a corrupt annotation JSON without naming the file, and a missing image
 only when that sample is first loaded (possibly hours into training, inside a dataloader
 worker). mmdet also drops or ignores some annotations without a word: boxes under a
-pixel, categories the file does not declare, and RLE masks under
-``LoadAnnotations(poly2mask=False)``. ``tools/train.py`` and ``tools/test.py`` run
+pixel, NaN boxes, annotations of images the file does not list, categories it does not
+declare, polygons under 3 points and RLE masks under ``LoadAnnotations(poly2mask=False)``;
+and it trains on boxes of infinite width. ``tools/train.py`` and ``tools/test.py`` run
 :func:`check_data_config` before building the runner; errors name the config entry, the
 path and what is expected. Remote paths (``s3://...``) are not checked.
 """
 import json
+import math
 import os.path as osp
 import sys
 import warnings
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import mmcv
 from mmengine.utils import track_iter_progress
@@ -50,29 +52,53 @@ def _leaf_datasets(dataset: dict, where: str) -> Iterator[Tuple[dict, str]]:
         yield dataset, where
 
 
-def _pipeline_ignores_rle(dataset: dict) -> bool:
-    """Whether the dataset's pipeline loads masks with ``poly2mask=False``."""
+def _mask_loader(dataset: dict) -> Optional[dict]:
+    """The ``LoadAnnotations`` of the dataset's pipeline if it loads masks, else None."""
     for transform in dataset.get('pipeline') or []:
         if isinstance(transform, dict) and \
                 str(transform.get('type', '')).rpartition('.')[2] == 'LoadAnnotations' and \
-                transform.get('with_mask') and transform.get('poly2mask', True) is False:
-            return True
-    return False
+                transform.get('with_mask'):
+            return transform
+    return None
 
 
-def _examples(annotations: List[dict]) -> str:
-    shown = ', '.join(f'id {a.get("id")!r} (bbox {a.get("bbox")!r}, category_id '
+def _examples(annotations: List[dict], field: str = 'bbox') -> str:
+    shown = ', '.join(f'id {a.get("id")!r} ({field} {a.get(field)!r}, category_id '
                       f'{a.get("category_id")!r})' for a in annotations[:_EXAMPLES])
     return shown + (', ...' if len(annotations) > _EXAMPLES else '')
 
 
-def _check_annotations(content: dict, path: str, where: str, ignores_rle: bool) -> None:
+def _lacks_a_polygon(annotation: dict) -> bool:
+    """Whether mmdet's ``LoadAnnotations`` finds no usable polygon in the annotation's mask.
+
+    It keeps the polygons of 6 or more coordinates (3 points), an even number, and ignores
+    an instance left with none, box included.
+    """
+    segmentation = annotation.get('segmentation')
+    return bool(segmentation) and isinstance(segmentation, list) and \
+        all(isinstance(polygon, list) for polygon in segmentation) and \
+        not any(len(polygon) >= 6 and len(polygon) % 2 == 0 for polygon in segmentation)
+
+
+#: Why mmdet drops an annotation, by the field the examples show.
+_DROP_REASONS = {
+    'image_id': 'for an image_id that is not in images',
+    'bbox': 'for their box (width or height under 1 pixel, area <= 0, or outside the image)',
+    'segmentation': 'for their polygons (none has 3 points, i.e. 6 coordinates, or more: the '
+                    'pipeline loads masks and ignores such an instance, box included)',
+}
+
+
+def _check_annotations(content: dict, path: str, where: str,
+                       mask_loader: Optional[dict]) -> None:
     """Raise for annotations mmdet would drop by mistake; warn for those it drops by design.
 
-    Undeclared category ids and RLE masks under ``poly2mask=False`` are errors: the file or
-    the pipeline is wrong, and whole classes or datasets vanish. Boxes under a pixel or
-    outside the image are a warning: mmdet drops them on purpose and real datasets hold a
-    few.
+    Undeclared category ids, RLE masks under ``poly2mask=False`` and boxes that are not
+    finite are errors: the file or the pipeline is wrong, and whole classes or datasets
+    vanish (or an infinite box is trained). Boxes under a pixel or outside the image,
+    annotations of images the file does not list, and (when the pipeline loads masks)
+    polygons under 3 points are a warning: mmdet drops them on purpose and real datasets
+    hold a few.
     """
     images = {image.get('id'): image for image in content['images']}
     category_ids = {category.get('id') for category in content['categories']}
@@ -84,7 +110,7 @@ def _check_annotations(content: dict, path: str, where: str, ignores_rle: bool) 
             f'have a category_id that is not in its categories (ids '
             f'{sorted(category_ids, key=str)}), e.g. {_examples(undeclared)}; mmdet would '
             f'drop them without a word. Declare the categories or fix the category_id values')
-    if ignores_rle:
+    if mask_loader is not None and mask_loader.get('poly2mask', True) is False:
         rle = [a for a in annotations if isinstance(a.get('segmentation'), dict)
                and not a.get('iscrowd', False)]
         if rle:
@@ -94,7 +120,8 @@ def _check_annotations(content: dict, path: str, where: str, ignores_rle: bool) 
                 f"{where}.pipeline's LoadAnnotations(poly2mask=False) ignores every such "
                 f'instance, box included. Set poly2mask=True there or convert the masks to '
                 f'polygons')
-    dropped = []
+    non_finite = []
+    dropped: Dict[str, List[dict]] = {field: [] for field in _DROP_REASONS}
     for annotation in annotations:  # the conditions of mmdet's CocoDataset.parse_data_info
         bbox = annotation.get('bbox')
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(
@@ -103,18 +130,32 @@ def _check_annotations(content: dict, path: str, where: str, ignores_rle: bool) 
                              f'{annotation.get("id")!r} has bbox {bbox!r}; expected '
                              f'[x, y, width, height], four numbers')
         x, y, w, h = bbox
-        image = images.get(annotation.get('image_id'), {})
-        inside_w = min(x + w, image.get('width', x + w)) - max(x, 0)
-        inside_h = min(y + h, image.get('height', y + h)) - max(y, 0)
-        if w < 1 or h < 1 or annotation.get('area', 1) <= 0 or inside_w <= 0 or \
-                inside_h <= 0:
-            dropped.append(annotation)
-    if dropped:
+        image = images.get(annotation.get('image_id'))
+        if not all(math.isfinite(v) for v in bbox):
+            non_finite.append(annotation)
+        elif image is None:  # mmdet reads the annotations of the listed images only
+            dropped['image_id'].append(annotation)
+        elif w < 1 or h < 1 or annotation.get('area', 1) <= 0 or \
+                min(x + w, image.get('width', x + w)) - max(x, 0) <= 0 or \
+                min(y + h, image.get('height', y + h)) - max(y, 0) <= 0:
+            dropped['bbox'].append(annotation)
+        elif mask_loader is not None and not annotation.get('iscrowd', False) and \
+                _lacks_a_polygon(annotation):
+            dropped['segmentation'].append(annotation)
+    if non_finite:
+        raise ValueError(
+            f'{where}.ann_file {path!r}: {len(non_finite)} of {len(annotations)} annotations '
+            f'have a bbox that is not finite (NaN or infinite), e.g. {_examples(non_finite)}; '
+            'mmdet would drop some without a word and train on others (an infinite width or '
+            'height). Fix or remove them: every bbox must be four finite numbers')
+    count = sum(len(found) for found in dropped.values())
+    if count:
         warnings.warn(
-            f'{where}.ann_file {path!r}: mmdet drops {len(dropped)} of {len(annotations)} '
-            f'annotations ({len(dropped) / len(annotations):.1%}) for their box (width or '
-            f'height under 1 pixel, area <= 0, or outside the image), e.g. '
-            f'{_examples(dropped)}', DroppedAnnotationsWarning, stacklevel=2)
+            f'{where}.ann_file {path!r}: mmdet drops {count} of {len(annotations)} annotations '
+            f'({count / len(annotations):.1%}): ' + '; '.join(
+                f'{len(found)} {_DROP_REASONS[field]}, e.g. {_examples(found, field)}'
+                for field, found in dropped.items() if found),
+            DroppedAnnotationsWarning, stacklevel=2)
 
 
 def _unreadable(path: str) -> Optional[str]:
@@ -175,7 +216,7 @@ def _check_coco(path: str, where: str, images_dir: Optional[str], num_files: Opt
         raise ValueError(f'{where}.ann_file {path!r} is not a COCO annotation file: it lacks '
                          f'{missing}; expected a JSON object with keys {list(COCO_KEYS)}')
     if dataset is not None:
-        _check_annotations(content, path, where, _pipeline_ignores_rle(dataset))
+        _check_annotations(content, path, where, _mask_loader(dataset))
     if images_dir is None or _is_remote(images_dir):
         return
     _check_images(content['images'][:num_files], images_dir, path, where,
@@ -213,7 +254,8 @@ def check_dataset_config(dataset: dict, where: str, num_files: Optional[int] = F
         FileNotFoundError: The data root, the annotation file or a listed sample is missing.
         ValueError: The annotation file is not valid JSON, not a COCO file where one is
             expected, or an empty list; an image does not decode; a training annotation
-            has an undeclared category or an RLE mask the pipeline ignores.
+            has an undeclared category, an RLE mask the pipeline ignores or a bbox that is
+            not finite.
     """
     for config, place in _leaf_datasets(dataset, where):
         data_root = config.get('data_root') or ''

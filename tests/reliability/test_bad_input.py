@@ -206,26 +206,54 @@ def test_annotation_of_an_undeclared_category(broken: Path, tmp_path: Path) -> N
         check_data_config(config(broken, tmp_path), ['train'])
 
 
-def test_boxes_mmdet_drops_are_counted(broken: Path, tmp_path: Path) -> None:
+def test_annotations_mmdet_drops_are_counted(broken: Path, tmp_path: Path) -> None:
     def degenerate(content: dict) -> None:
-        content['annotations'][0]['bbox'][2] = 0  # zero width
-        content['annotations'][2]['bbox'][3] = -4  # negative height
-        content['annotations'][3]['area'] = 0
+        annotations = content['annotations']
+        annotations[0]['bbox'][2] = 0  # zero width
+        annotations[2]['bbox'][3] = -4  # negative height
+        annotations[3]['area'] = 0
+        annotations[4]['image_id'] = 999  # not in images
+        annotations[5]['segmentation'] = [[1.0, 2.0, 30.0, 40.0]]  # 2 points
+        annotations[6]['segmentation'] = [[1.0, 2.0], [5.0, 6.0, 7.0, 8.0, 9.0]]
 
     ann_file = edit_annotations(broken, degenerate)
-    total = len(json.loads(ann_file.read_text())['annotations'])
+    annotations = json.loads(ann_file.read_text())['annotations']
+    total = len(annotations)
     with pytest.warns(DroppedAnnotationsWarning,
-                      match=rf"ann_file '{ann_file}': mmdet drops 3 of {total} annotations "
-                            rf'\({3 / total:.1%}\) for their box \(width or height under 1 '
-                            r'pixel, area <= 0, or outside the image\), e\.g\. id 1 \(bbox '
-                            r'\[[\d.]+, [\d.]+, 0, '):
+                      match=rf"ann_file '{ann_file}': mmdet drops 6 of {total} annotations "
+                            rf'\({6 / total:.1%}\): 1 for an image_id that is not in images, '
+                            rf"e\.g\. id {annotations[4]['id']} \(image_id 999, category_id "
+                            r'\d\); 3 for their box \(width or height under 1 pixel, area <= 0, '
+                            r'or outside the image\), e\.g\. id 1 \(bbox \[[\d.]+, [\d.]+, 0, .*'
+                            r'; 2 for their polygons \(none has 3 points, .*\), e\.g\. id '
+                            rf"{annotations[5]['id']} \(segmentation \[\[1\.0, 2\.0, 30\.0, "
+                            r'40\.0\]\]'):
         check_data_config(config(broken, tmp_path), ['train'])
-    # The count is mmdet's own.
+    # The count is mmdet's own: what CocoDataset keeps and its LoadAnnotations does not ignore.
     dataset = CocoDataset(data_root=str(broken), ann_file=str(ann_file),
                           data_prefix=dict(img='train/'), lazy_init=True,
                           metainfo=dict(classes=COCO_SHAPES_CLASSES))
-    kept = sum(len(info['instances']) for info in dataset.load_data_list())
-    assert kept == total - 3
+    load = TRANSFORMS.build(dict(type='LoadAnnotations', with_bbox=True, with_mask=True,
+                                 poly2mask=False))
+    trained = 0
+    for info in dataset.load_data_list():
+        results = load(dict(info, ori_shape=(info['height'], info['width'])))
+        trained += int((~results['gt_ignore_flags']).sum())
+    assert trained == total - 6
+
+
+@pytest.mark.parametrize('coordinate, value', [(2, float('inf')), (2, float('nan')),
+                                               (0, float('-inf'))])
+def test_non_finite_box(broken: Path, tmp_path: Path, coordinate: int, value: float) -> None:
+    def poison(content: dict) -> None:
+        content['annotations'][1]['bbox'][coordinate] = value  # json writes NaN, Infinity
+
+    ann_file = edit_annotations(broken, poison)
+    total = len(json.loads(ann_file.read_text())['annotations'])
+    with pytest.raises(ValueError, match=rf"ann_file '{ann_file}': 1 of {total} annotations "
+                                         r'have a bbox that is not finite \(NaN or infinite\), '
+                                         r'e\.g\. id 2 \(bbox \[.*(nan|inf).*\]'):
+        check_data_config(config(broken, tmp_path), ['train'])
 
 
 @pytest.fixture(scope='module')
