@@ -74,7 +74,7 @@ def prepare(model: nn.Module, width: float, scale: float = 1.0,
     if isinstance(calibration, (str, os.PathLike)) and \
             not os.fspath(calibration).endswith('.py'):
         stats = load_bn_stats(os.fspath(calibration), weights_fingerprint(module),
-                              'the model')
+                              'the model', module)
         if config not in stats:
             raise KeyError(f'{os.fspath(calibration)!r} holds no BN statistics of '
                            f'{config.name}; it holds {[c.name for c in stats]}')

@@ -61,26 +61,69 @@ class BNStateSwitch:
         torch._foreach_copy_(self._targets, self._sources)
 
 
-@torch.no_grad()
-def load_bn_state(model: nn.Module, state: BNState) -> None:
-    """Copy ``state`` into the running statistics of ``model``'s batch norms.
+def _problem(stat: str, value: Tensor, shape: Optional[torch.Size]) -> Optional[str]:
+    """What is wrong with one statistic, or None.
+
+    Args:
+        stat: ``running_mean`` or ``running_var``.
+        value: The statistic.
+        shape: The norm's shape of it (one value per channel); None: not checked.
+    """
+    if shape is not None and value.shape != shape:
+        return (f'has shape {tuple(value.shape)}; the norm has {tuple(shape)} (one value per '
+                'channel)')
+    values = value.detach().double()
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        return (f'holds {int(bad.sum())} non-finite values (e.g. {values[bad][0].item()}); '
+                'allowed: finite numbers')
+    if stat == 'running_var' and (values < 0).any():
+        return (f'holds {int((values < 0).sum())} negative values (e.g. '
+                f'{values[values < 0][0].item():g}); allowed: variances >= 0')
+    return None
+
+
+def check_bn_state(state: BNState, source: str, model: Optional[nn.Module] = None) -> None:
+    """Raise unless every statistic is finite, every variance >= 0 and (with ``model``)
+    ``state`` has exactly the model's batch norms with their shapes.
+
+    Args:
+        state: The statistics of one configuration.
+        source: Where they come from, for messages.
+        model: The model they are for (None: names and shapes are not checked).
 
     Raises:
         KeyError: the batch norms of ``model`` and ``state`` differ (one is named).
-        ValueError: a statistic has another shape than the norm's (named).
+        ValueError: a statistic has another shape than the norm's, a non-finite value or
+            (a variance) a negative one; the norm and the statistic are named.
     """
-    norms = _norms(model)
-    missing = [name for name in norms if name not in state]
-    extra = [name for name in state if name not in norms]
-    if missing or extra:
-        raise KeyError(f'BN statistics do not fit {type(model).__name__}: '
-                       + (f'no statistics for {missing[0]!r}' if missing
-                          else f'the model has no batch norm {extra[0]!r}'))
-    for name, norm in norms.items():
+    norms = None if model is None else _norms(model)
+    if norms is not None:
+        missing = [name for name in norms if name not in state]
+        extra = [name for name in state if name not in norms]
+        if missing or extra:
+            raise KeyError(f'{source}: not the batch norms of {type(model).__name__}: '
+                           + (f'no statistics for {missing[0]!r}' if missing
+                              else f'the model has no batch norm {extra[0]!r}'))
+    for name, pair in state.items():
+        for stat, value in zip(('running_mean', 'running_var'), pair):
+            problem = _problem(stat, value,
+                               None if norms is None else getattr(norms[name], stat).shape)
+            if problem is not None:
+                raise ValueError(f'{source}: {name}.{stat} {problem}')
+
+
+@torch.no_grad()
+def load_bn_state(model: nn.Module, state: BNState,
+                  source: str = 'the BN statistics') -> None:
+    """Copy ``state`` into the running statistics of ``model``'s batch norms.
+
+    Raises:
+        KeyError, ValueError: as :func:`check_bn_state` (``source`` is named).
+    """
+    check_bn_state(state, source, model)
+    for name, norm in _norms(model).items():
         mean, var = state[name]
-        if mean.shape != norm.running_mean.shape:
-            raise ValueError(f'BN statistics of {name!r} have shape {tuple(mean.shape)}, '
-                             f'the norm has {tuple(norm.running_mean.shape)}')
         norm.running_mean.copy_(mean)
         norm.running_var.copy_(var)
 
@@ -134,18 +177,25 @@ def _entry_config(path: str, index: int, entry: object) -> SubnetConfig:
 
 
 def load_bn_stats(path: str, checkpoint: Optional[str] = None,
-                  checkpoint_name: str = 'the model') -> Dict[SubnetConfig, BNState]:
+                  checkpoint_name: str = 'the model',
+                  model: Optional[nn.Module] = None) -> Dict[SubnetConfig, BNState]:
     """Load statistics saved by :func:`save_bn_stats` (``weights_only``).
 
     Args:
         path: The file.
         checkpoint: The fingerprint of the model they are for (``None``: no check).
         checkpoint_name: Where that model's weights come from, for messages.
+        model: The model they are for: every entry must have its batch norms and their
+            shapes (``None``: no check).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not a statistics file, lacks a key, or (with
-            ``checkpoint``) was calibrated on other weights or records none.
+        KeyError: (with ``model``) an entry lacks a batch norm of the model or has one
+            it does not.
+        ValueError: the file is not a statistics file, lacks a key, holds a non-finite
+            statistic or a negative variance (with ``model``: or a statistic of another
+            shape than its norm's), or (with ``checkpoint``) was calibrated on other
+            weights or records none.
     """
     data = load_checkpoint_safely(path)
     if not isinstance(data, dict) or data.get('version') not in (1, BN_STATS_VERSION) or \
@@ -153,8 +203,12 @@ def load_bn_stats(path: str, checkpoint: Optional[str] = None,
         raise ValueError(f'{path!r} is not a mutualnet_mm BN statistics file (a dict with '
                          f'version {BN_STATS_VERSION}, "checkpoint" and a list of "entries", '
                          f'written by tools/calibrate_bn_stats.py)')
-    stats = {_entry_config(path, i, e): {name: tuple(pair) for name, pair in e['stats'].items()}
-             for i, e in enumerate(data['entries'])}
+    stats = {}
+    for index, entry in enumerate(data['entries']):
+        config = _entry_config(path, index, entry)
+        stats[config] = {name: tuple(pair) for name, pair in entry['stats'].items()}
+        check_bn_state(stats[config], f'BN statistics file {path!r}, entry {index} '
+                                      f'({config.name})', model)
     if checkpoint is not None:
         check_fingerprint(f'BN statistics file {path!r}', data.get('checkpoint'), checkpoint,
                           checkpoint_name, REGENERATE_BN_STATS)

@@ -102,7 +102,7 @@ class AdaptiveInferencer:
             config_of(entry) for table in tables for entry in table.entries))
         self.rescaler = task_rescaler(self.model, self.cfg)
         if bn_stats is not None:
-            stats = load_bn_stats(os.fspath(bn_stats), self.fingerprint, name) \
+            stats = load_bn_stats(os.fspath(bn_stats), self.fingerprint, name, self.model) \
                 if isinstance(bn_stats, (str, os.PathLike)) else dict(bn_stats)
             missing = [c.name for c in self.configs if c not in stats]
             if missing:

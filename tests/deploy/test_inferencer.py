@@ -12,6 +12,7 @@ from mutualnet_mm.deploy import (
     AdaptiveInferencer,
     build_adaptive_model,
     calibrate_bn_stats,
+    load_bn_state,
     load_bn_stats,
     save_bn_stats,
 )
@@ -218,3 +219,40 @@ def test_bn_stats_files_without_a_fingerprint_or_keys_are_refused(
         Path(truncated).write_bytes(f.read()[:200])
     with pytest.raises(ValueError, match=f"'{truncated}' is not a readable checkpoint"):
         load_bn_stats(truncated)
+
+
+@pytest.mark.parametrize('stat, value, problem', [
+    (1, torch.ones(1), r'running_var has shape \(1,\); the norm has \(32,\) \(one value per '
+                       r'channel\)'),
+    (1, -torch.ones(32), r'running_var holds 32 negative values \(e\.g\. -1\); allowed: '
+                         r'variances >= 0'),
+    (0, torch.full((32,), float('nan')), r'running_mean holds 32 non-finite values \(e\.g\. '
+                                         r'nan\); allowed: finite numbers'),
+    (1, torch.full((32,), float('inf')), r'running_var holds 32 non-finite values'),
+])
+def test_bn_stats_of_a_bad_shape_or_value_are_refused(
+        demo_cfg, demo_checkpoint, bn_stats_path, tmp_path, stat: int, value: torch.Tensor,
+        problem: str) -> None:
+    name = 'backbone.layer1.0.bn1'
+    data = torch.load(bn_stats_path, weights_only=True)
+    pair = list(data['entries'][2]['stats'][name])
+    assert pair[stat].shape == (32,)
+    pair[stat] = value
+    data['entries'][2]['stats'][name] = tuple(pair)
+    bad = str(tmp_path / 'bad.pth')
+    torch.save(data, bad)
+    config = SubnetConfig.from_record(data['entries'][2])
+    message = rf"BN statistics file '{bad}', entry 2 \({config.name}\): {name}\.{problem}"
+    with pytest.raises(ValueError, match=message):
+        AdaptiveInferencer(demo_cfg, demo_checkpoint, GFLOPS_TABLE, bn_stats=bad)
+    model = build_adaptive_model(demo_cfg, demo_checkpoint)
+    with pytest.raises(ValueError, match=message):
+        load_bn_stats(bad, model=model)
+    if stat == 0 or value.shape == (32,):  # values need no model to be refused
+        with pytest.raises(ValueError, match=message):
+            load_bn_stats(bad)
+    # In memory, without a file: the same check, before anything is copied.
+    before = model.state_dict()[f'{name}.running_var'].clone()
+    with pytest.raises(ValueError, match=rf'the BN statistics: {name}\.{problem}'):
+        load_bn_state(model, {n: tuple(p) for n, p in data['entries'][2]['stats'].items()})
+    assert torch.equal(model.state_dict()[f'{name}.running_var'], before)
