@@ -59,9 +59,10 @@ def main() -> None:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume checkpoint {args.resume!r} does not exist')
         cfg.resume, cfg.load_from = True, args.resume
-    if args.resume is not None:  # the same architecture, or a clear error
+    if args.resume is not None:  # the same architecture and a usable meta, or a clear error
         filename = None if args.resume == 'auto' else args.resume
         cfg.custom_hooks = [*cfg.get('custom_hooks', []),
+                            dict(type='ResumeMetaCheckHook', filename=filename),
                             dict(type='CheckpointMatchHook', filename=filename)]
     use_safe_checkpoint_hook(cfg)
     check_data_config(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'],

@@ -2,6 +2,7 @@
 from .calibration import calibrate_bn
 from .checkpoint import allow_mmengine_checkpoint_classes, load_checkpoint_safely
 from .checkpoint_hook import SafeCheckpointHook
+from .checkpoint_meta import ResumeMetaCheckHook, check_resume_meta
 from .distill import Distiller, FeatureDistiller, LogitDistiller, RPNOutputDistiller
 from .loops import (
                     MutualEpochBasedTrainLoop,
@@ -17,7 +18,8 @@ __all__ = [
     'ClsBatchRescaler', 'CohortSampler', 'DetBatchRescaler', 'Distiller', 'FeatureDistiller',
     'LogitDistiller', 'RPNOutputDistiller',
     'MutualEpochBasedTrainLoop', 'MutualIterBasedTrainLoop', 'MutualTrainStep',
-    'NonFiniteLossError', 'PerConfigTestLoop', 'PerConfigValLoop', 'SafeCheckpointHook',
+    'NonFiniteLossError', 'PerConfigTestLoop', 'PerConfigValLoop', 'ResumeMetaCheckHook',
+    'SafeCheckpointHook',
     'SubnetConfig', 'VideoBatchRescaler', 'allow_mmengine_checkpoint_classes', 'calibrate_bn',
-    'load_checkpoint_safely',
+    'check_resume_meta', 'load_checkpoint_safely',
 ]

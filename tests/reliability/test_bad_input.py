@@ -23,6 +23,7 @@ from mutualnet_mm.datasets import (
     generate_coco_shapes,
 )
 from mutualnet_mm.datasets.checks import DroppedAnnotationsWarning, check_data_config
+from mutualnet_mm.deploy import build_adaptive_model
 from mutualnet_mm.engine import MutualTrainStep, NonFiniteLossError, PerConfigValLoop
 from mutualnet_mm.engine.hooks import check_state_dict_fits
 from mutualnet_mm.engine.subnet import check_scales
@@ -324,6 +325,32 @@ def test_corrupt_or_truncated_checkpoint(tmp_path: Path, damage: str) -> None:
     with pytest.raises(ValueError, match=rf"'{path}' is not a readable checkpoint \(truncated "
                                          r'or corrupt\)'):
         _load_checkpoint(str(path))
+
+
+@pytest.mark.parametrize('meta, message', [
+    ({'epoch': 1, 'iter': 10**9}, r'meta\.iter 1000000000 is beyond the schedule of this run '
+                                  r'\(max_iters 2\), so resuming would train nothing'),
+    ({'epoch': 1, 'iter': 1e9}, r'meta\.iter must be an integer >= 0, got 1000000000\.0'),
+    ({'epoch': '1', 'iter': 1}, r"meta\.epoch must be an integer >= 0, got '1'"),
+    ({'epoch': 0, 'iter': 0, 'seed': 2**40}, r'meta\.seed is 1099511627776; allowed: an '
+                                             r'integer from 0 to 2\*\*32 - 1'),
+])
+def test_resuming_a_checkpoint_with_a_bad_meta(data: Path, tmp_path: Path, monkeypatch,
+                                               meta: dict, message: str) -> None:
+    config = write_config(tmp_path / 'config.py', data, 'train_cfg = dict(max_epochs=2)\n')
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    checkpoint = work_dir / 'epoch_1.pth'
+    model = build_adaptive_model(Config.fromfile(str(config)))
+    hub = {'log_scalars': {}, 'runtime_info': {}, 'resumed_keys': {}}
+    torch.save({'meta': meta, 'state_dict': model.state_dict(), 'message_hub': hub}, checkpoint)
+    with pytest.raises(ValueError, match=rf"checkpoint '{checkpoint}': {message}"):
+        run_tool('train.py', [config, '--work-dir', work_dir, '--resume', checkpoint],
+                 monkeypatch)
+    (work_dir / 'last_checkpoint').write_text(str(checkpoint))  # automatic resume
+    with pytest.raises(ValueError, match=rf"checkpoint '{checkpoint}': {message}"):
+        run_tool('train.py', [config, '--work-dir', work_dir, '--resume'], monkeypatch)
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['epoch_1.pth']
 
 
 def test_checkpoint_of_another_architecture(data: Path, tmp_path: Path, monkeypatch) -> None:
