@@ -2,9 +2,10 @@
 
 Every benchmark builds its detector from a config (by default the CPU demo Mask R-CNN),
 feeds it the generated shapes data (:func:`generate_coco_shapes`, written to a temporary
-folder), times the things it compares in interleaved rounds (A, B, A, B, ...: a change of
-machine load hits every side alike; every other round runs in reverse order) and prints
-medians and their ratios as Markdown tables.
+folder), times the things it compares in interleaved rounds (every round runs every side,
+the sides of one comparison next to each other, in a new seeded random order: a change of
+machine load hits every side alike) and prints medians, paired ratios and the machine as
+Markdown tables.
 """
 import argparse
 import atexit
@@ -245,6 +246,23 @@ def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> fl
         raise ValueError(f'paired samples need as many rounds on each side, got '
                          f'{len(numerator)} and {len(denominator)}')
     return median([a / b for a, b in zip(numerator, denominator)])
+
+
+def add_target_arg(parser: argparse.ArgumentParser, flag: str = '--target',
+                   what: str = 'the ratio') -> None:
+    """An optional target for a printed ratio (``None``: no target, nothing judged)."""
+    parser.add_argument(flag, type=float, default=None, metavar='RATIO',
+                        help=f'also print whether {what} is within RATIO (default: none)')
+
+
+def target_note(values: Sequence[float], target: Optional[float]) -> str:
+    """``''`` without a target; otherwise whether every value is within ``target``."""
+    if target is None:
+        return ''
+    over = sum(value > target for value in values)
+    if not over:
+        return f'; within target (<= {target})'
+    return f'; {over} of {len(values)} over target (<= {target})'
 
 
 def spread(values: Sequence[float]) -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check (issue 17): on a machine with a CUDA GPU and PyTorch, install the OpenMMLab
+# GPU check: on a machine with a CUDA GPU and PyTorch, install the OpenMMLab
 # stack from local files, build mmcv 2.1.0 with CUDA ops, run the CUDA tests, then the
 # inference, training and memory benchmarks on the GPU (absolute times and the same ratios
 # as on the CPU).
@@ -15,7 +15,7 @@
 # (memory.py, demo and COCO size). Each prints its wall time.
 #
 # The wheels come from $GPU_CHECK_WHEELS (default .whl/, not tracked): fill it on a machine
-# with network access for the GPU machine's Python (3.12 in our lease):
+# with network access for the GPU machine's Python (here 3.12):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
 #     mmengine==0.10.7 mmdet==3.3.0 mmaction2==1.2.0 mmpretrain==1.2.0 addict yapf termcolor \

@@ -365,10 +365,10 @@ def best_within(records: Sequence[dict], budget: float) -> Optional[float]:
 
 
 def goal_checks(by_method: Dict[str, List[dict]], candidate: str) -> List[dict]:
-    """The issue's goal for ``candidate``, against every other method: at each point of
-    the other's Pareto front (every configuration for ``independent``) that the
-    candidate's cost range reaches, the candidate's best bbox mAP within that point's
-    cost is at least the point's."""
+    """Whether ``candidate`` is as accurate as every other method: at each point of the
+    other's Pareto front (every configuration for ``independent``) that the candidate's
+    cost range reaches, is the candidate's best bbox mAP within that point's cost at least
+    the point's?"""
     bbox = METRICS[0]
     ours = by_method[candidate]
     lowest = min(r['gflops'] for r in ours) / (1 + COST_TOLERANCE)
