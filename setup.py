@@ -4,6 +4,7 @@ setup(
     name='mutualnet_mm',
     version='0.1.0',
     description='MutualNet width-resolution mutual learning for OpenMMLab',
+    license='Apache-2.0',
     packages=find_packages(include=('mutualnet_mm', 'mutualnet_mm.*')),
     python_requires='>=3.10',
     install_requires=[
