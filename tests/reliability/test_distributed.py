@@ -24,9 +24,8 @@ from mutualnet_mm.tools_common import leave_distributed
 from .tiny_video_net import build, make_batches, shard
 
 # Meant to keep the multi-process tests on one xdist worker (make test: --dist
-# loadgroup), but with pytest-xdist 3.8 these modules were seen running on both workers
-# at once (30 Nov 2026; not investigated): each must be safe beside the others (file
-# stores or ports from free_port()).
+# loadgroup); pytest-xdist 3.8 may still run these modules on both workers at once, so
+# each must be safe beside the others (file stores or ports from free_port()).
 pytestmark = pytest.mark.xdist_group('multiprocess')
 
 WORLD_SIZE = 2
