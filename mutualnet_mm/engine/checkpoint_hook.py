@@ -1,13 +1,13 @@
 """A ``CheckpointHook`` that loses no run to a kill, a preemption or a full disk."""
 import atexit
-import errno
-import glob
 import multiprocessing
 import multiprocessing.synchronize
 import os
 import os.path as osp
-import shutil
+import re
 import signal
+import stat
+import string
 import threading
 from collections import deque
 from typing import Callable, List, Optional
@@ -18,21 +18,24 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
-from ..fileio import fsync_directory, fsync_file, remove_if_exists, write_text_atomically
+from ..fileio import (
+    create_temporary,
+    fsync_directory,
+    fsync_file,
+    remove_if_exists,
+    remove_regular_file,
+    remove_stale_temporaries,
+    temporary_path,
+    write_error,
+    write_text_atomically,
+)
 
 #: Exit status of a run stopped by SIGTERM: 128 + 15, what a process killed by SIGTERM
 #: reports, so that Slurm/Kubernetes see an unfinished job (0 would mark it complete and
 #: it would never be resumed).
 PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
-
-#: Suffix of the temporary files checkpoints are written to before they are renamed.
-PARTIAL_SUFFIX = '.saving'
-
-
-def is_inside(path: str, directory: str) -> bool:
-    """Whether ``path`` resolves (symbolic links followed) to a file inside ``directory``."""
-    real, root = osp.realpath(path), osp.realpath(directory)
-    return real != root and osp.commonpath([real, root]) == root
+#: The file naming the latest checkpoint, in the work dir.
+LAST_CHECKPOINT = 'last_checkpoint'
 
 
 class IgnoreSigtermInWorker:
@@ -64,19 +67,23 @@ class IgnoreSigtermInWorker:
 class SafeCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` (same arguments), saving so that no run is lost.
 
-    - A checkpoint is written to ``<name>.saving`` in its directory, fsynced and renamed
-      into place; ``last_checkpoint`` is then replaced the same way; only then are the
-      checkpoints beyond ``max_keep_ckpts`` and the previous best checkpoint removed. A
+    - A checkpoint is written to ``.<name>.<pid>.tmp.pth`` in its directory (created
+      exclusively, never through a symbolic link), fsynced and renamed into place;
+      ``last_checkpoint`` is then replaced the same way; only then are the checkpoints
+      beyond ``max_keep_ckpts`` and the previous best checkpoint removed. A
       kill at any point leaves a complete checkpoint that ``last_checkpoint`` names (the
       stock hook removes the old checkpoint first and writes the new one in place).
     - A failed write (full disk, quota, I/O error) raises an ``OSError`` naming the
       directory, the free space and the size of the previous checkpoint, and leaves the
       previous checkpoint, ``last_checkpoint`` and no temporary file behind.
     - File names read back from a resumed checkpoint's ``message_hub.runtime_info``
-      (``best_ckpt*``, ``last_ckpt``: paths; ``keep_ckpt_ids``: integers formatted into
-      ``filename_tmpl``) are used only if they lie inside the checkpoint directory; the
-      others are dropped with a warning, so a crafted checkpoint cannot make the run
-      delete files elsewhere.
+      (``best_ckpt*``, ``last_ckpt``: paths; ``keep_ckpt_ids``: integers >= 0 formatted
+      into ``filename_tmpl``) are used only if they name regular files in the checkpoint
+      directory named as this hook names checkpoints (:meth:`is_checkpoint_name`); the
+      others are dropped with a warning. The hook removes only regular files it named,
+      never a directory or a link's target, so a crafted checkpoint cannot make the run
+      delete anything else. At the start, temporaries of interrupted saves (regular files
+      of exactly the temporary form, of processes no longer running) are removed.
     - On SIGTERM (preemption) the run finishes its iteration, saves a resumable
       checkpoint, logs the command that resumes it and exits with status 143
       (:data:`PREEMPTED_EXIT_CODE`). Under DDP the flag is reduced across ranks after
@@ -105,21 +112,23 @@ class SafeCheckpointHook(CheckpointHook):
         hub = runner.message_hub
         ids = hub.runtime_info.get('keep_ckpt_ids')
         if ids is not None and not (isinstance(ids, list) and all(
-                isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids)):
             runner.logger.warning(f'ignoring keep_ckpt_ids {ids!r} of the resumed checkpoint: '
-                                  'a list of integers is allowed')
+                                  'a list of integers >= 0 is allowed')
             hub.pop_info('keep_ckpt_ids')
         super().before_train(runner)  # sets self.out_dir, trims keep_ckpt_ids
         if is_main_process() and self._is_local():
-            for partial in glob.glob(osp.join(glob.escape(self.out_dir), '*' + PARTIAL_SUFFIX)):
-                runner.logger.warning(f'removing {partial}, left by an interrupted save')
-                os.remove(partial)
+            for directory in dict.fromkeys((self.out_dir, runner.work_dir)):
+                for partial in remove_stale_temporaries(directory, self.is_checkpoint_name):
+                    runner.logger.warning(f'removed {partial}, left by an interrupted save')
         for key in [k for k in hub.runtime_info if k == 'last_ckpt' or k.startswith('best_ckpt')]:
             path = hub.runtime_info[key]
-            if isinstance(path, str) and self._inside_out_dir(path):
+            if isinstance(path, str) and self._is_own_checkpoint(path):
                 continue
-            runner.logger.warning(f'ignoring {key} {path!r} of the resumed checkpoint: only '
-                                  f'files inside {self.out_dir} are allowed')
+            runner.logger.warning(
+                f'ignoring {key} {path!r} of the resumed checkpoint: only regular files '
+                f'inside {self.out_dir} named as this hook names checkpoints '
+                f'({self.filename_tmpl!r} with a number, best_<metric>_ before it) are allowed')
             hub.pop_info(key)
             if key == 'best_ckpt' and getattr(self, 'best_ckpt_path', None) is not None:
                 self.best_ckpt_path = None
@@ -220,15 +229,20 @@ class SafeCheckpointHook(CheckpointHook):
                                    backend_args=self.backend_args, **kwargs)
             return
         path = osp.join(self.out_dir, filename)
-        partial = path + PARTIAL_SUFFIX
+        partial = temporary_path(path)
         try:
-            runner.save_checkpoint(self.out_dir, filename + PARTIAL_SUFFIX,
+            if is_main_process():  # (mmengine saves on the main process only)
+                os.makedirs(self.out_dir, exist_ok=True)
+                create_temporary(partial)
+            runner.save_checkpoint(self.out_dir, osp.basename(partial),
                                    self.file_client_args, backend_args=self.backend_args,
                                    **kwargs)
             if is_main_process():
                 fsync_file(partial)
                 os.replace(partial, path)
                 fsync_directory(self.out_dir)
+        except FileExistsError:  # something not ours has the temporary's name
+            raise
         except OSError as error:
             remove_if_exists(partial)
             raise OSError(error.errno, self._write_error(filename, previous, error)) from error
@@ -238,13 +252,12 @@ class SafeCheckpointHook(CheckpointHook):
 
     def _mark_last(self, runner) -> None:
         """Point ``last_checkpoint`` at the checkpoint just written (atomically)."""
-        marker = osp.join(runner.work_dir, 'last_checkpoint')
-        write_text_atomically(marker, self.last_ckpt, marker + PARTIAL_SUFFIX)
+        write_text_atomically(osp.join(runner.work_dir, LAST_CHECKPOINT), self.last_ckpt)
 
     @staticmethod
     def _last_checkpoint(runner) -> Optional[str]:
         """The checkpoint ``last_checkpoint`` names, if it is a file."""
-        marker = osp.join(runner.work_dir, 'last_checkpoint')
+        marker = osp.join(runner.work_dir, LAST_CHECKPOINT)
         if not osp.isfile(marker):
             return None
         with open(marker) as f:
@@ -253,36 +266,47 @@ class SafeCheckpointHook(CheckpointHook):
 
     def _write_error(self, filename: str, previous: Optional[str], error: OSError) -> str:
         """What failed, where, the free space and what the previous checkpoint takes."""
-        try:
-            free = f'{shutil.disk_usage(self.out_dir).free / 2**20:.1f} MiB free'
-        except OSError:  # the directory could not even be created
-            free = 'free space unknown'
         need = (f'the previous checkpoint {previous} takes {osp.getsize(previous) / 2**20:.1f} '
                 'MiB' if previous else 'no previous checkpoint to compare with')
         kept = f'last_checkpoint still names {previous}' if previous else 'no earlier one'
-        hint = (' (disk full: free space there and resume with --resume)'
-                if error.errno in (errno.ENOSPC, errno.EDQUOT) else '')
-        return (f'could not save checkpoint {filename} in {self.out_dir}: {error.strerror}'
-                f'{hint}; {free}, {need}; {kept}')
+        return (write_error(error, f'checkpoint {filename}', self.out_dir,
+                            'resume with --resume') + f', {need}; {kept}')
 
     def _remove(self, path: str) -> bool:
-        """Remove a checkpoint file or (DeepSpeed) directory; whether there was one."""
-        if self.file_backend.isfile(path):
-            self.file_backend.remove(path)
-        elif self.file_backend.isdir(path):
-            self.file_backend.rmtree(path)
-        else:
+        """Remove a checkpoint this hook wrote (a regular file); whether there was one."""
+        if self._is_local():
+            return remove_regular_file(path)
+        if not self.file_backend.isfile(path):
             return False
+        self.file_backend.remove(path)
         return True
 
     def _is_local(self) -> bool:
         return isinstance(getattr(self.file_backend, 'client', self.file_backend), LocalBackend)
 
-    def _inside_out_dir(self, path: str) -> bool:
-        if self._is_local():
-            return is_inside(path, self.out_dir)
-        root = self.out_dir.rstrip('/') + '/'
-        return path.startswith(root) and '..' not in path[len(root):].split('/')
+    def is_checkpoint_name(self, name: str) -> bool:
+        """Whether this hook names files ``name``: ``filename_tmpl`` with a number,
+        ``best_<metric>_`` before it, ``iter_N.pth`` (saved on SIGTERM) or
+        ``last_checkpoint``."""
+        template = ''.join(re.escape(literal) + (r'\d+' if field is not None else '')
+                           for literal, field, _, _ in string.Formatter().parse(
+                               self.filename_tmpl))
+        return name == LAST_CHECKPOINT or re.fullmatch(
+            rf'(best_[^/]+_)?{template}|iter_\d+\.pth', name) is not None
+
+    def _is_own_checkpoint(self, path: str) -> bool:
+        """Whether ``path`` is a regular file in the checkpoint directory named as this hook
+        names checkpoints (a link, a directory or any other name is not)."""
+        directory, name = osp.split(path)
+        if name == LAST_CHECKPOINT or not self.is_checkpoint_name(name):
+            return False
+        if not self._is_local():
+            return directory == self.out_dir.rstrip('/')
+        try:
+            return osp.samefile(directory, self.out_dir) and \
+                stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:  # missing
+            return False
 
     # ------------------------------------------------------------- preemption
     def _on_sigterm(self, signum: int, frame) -> None:

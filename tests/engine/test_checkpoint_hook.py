@@ -15,7 +15,6 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import mutualnet_mm  # noqa: F401  (registers SafeCheckpointHook)
-from mutualnet_mm.engine.checkpoint_hook import PARTIAL_SUFFIX
 
 from .test_checkpoint import TinyDataset, TinyRegressor
 
@@ -56,7 +55,8 @@ class FilesAtSave(Hook):
         self.seen: List[List[str]] = []
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        self.seen.append(sorted(p.name for p in Path(runner.work_dir).glob('*.pth')))
+        self.seen.append(sorted(p.name for p in Path(runner.work_dir).glob('*.pth')
+                                if not p.name.startswith('.')))  # not the temporary
 
 
 def make_runner(work_dir: Path, hook: dict, max_iters: int = 4, resume: bool = False,
@@ -83,7 +83,7 @@ def make_runner(work_dir: Path, hook: dict, max_iters: int = 4, resume: bool = F
 
 def checkpoint_files(directory: Path) -> List[str]:
     return sorted(p.name for p in directory.iterdir() if p.is_file() and
-                  p.suffix in ('.pth', PARTIAL_SUFFIX) or p.name == 'last_checkpoint')
+                  p.suffix == '.pth' or p.name == 'last_checkpoint')
 
 
 @pytest.mark.parametrize('args', [
@@ -142,7 +142,32 @@ def test_runtime_info_cannot_name_files_outside_the_work_dir(tmp_path):
     assert f"ignoring best_ckpt '{victim}'" in log
     assert f"ignoring last_ckpt '{victim}'" in log
     assert "ignoring keep_ckpt_ids ['x/../../victim', 1, 2]" in log
-    assert f'only files inside {work_dir} are allowed' in log
+    assert f'only regular files inside {work_dir} named as this hook names checkpoints' in log
+    assert (work_dir / 'best_acc_iter_4.pth').is_file()
+
+
+@pytest.mark.parametrize('kind', ['directory', 'user file'])
+def test_runtime_info_naming_anything_but_a_checkpoint_is_ignored(tmp_path, kind):
+    work_dir = tmp_path / 'work'
+    hook = dict(type='SafeCheckpointHook', interval=1, by_epoch=False, max_keep_ckpts=1,
+                save_best='acc', rule='greater')
+    make_runner(work_dir, hook, max_iters=2).train()
+    if kind == 'directory':
+        kept = work_dir / 'data'
+        kept.mkdir()
+        (kept / 'images.txt').write_text('a user\'s data')
+    else:
+        kept = work_dir / 'notes.pth'
+        kept.write_text('a user\'s notes')
+    crafted = torch.load(work_dir / 'iter_2.pth', weights_only=True)
+    crafted['message_hub']['runtime_info'].update(best_ckpt=str(kept), best_score=-1.0)
+    torch.save(crafted, work_dir / 'iter_2.pth')
+
+    runner = make_runner(work_dir, hook, resume=True)
+    runner.train()  # a new best at iterations 3 and 4: the previous best is removed
+    assert kept.exists() and (kind == 'user file' or (kept / 'images.txt').is_file())
+    log = (work_dir / runner.timestamp / f'{runner.timestamp}.log').read_text()
+    assert f"ignoring best_ckpt '{kept}' of the resumed checkpoint" in log
     assert (work_dir / 'best_acc_iter_4.pth').is_file()
 
 
@@ -150,7 +175,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     put = LocalBackend.put
 
     def fill_disk(self, obj: bytes, filepath) -> None:
-        if str(filepath).endswith(f'iter_2.pth{PARTIAL_SUFFIX}'):
+        if str(filepath).endswith(f'.iter_2.pth.{os.getpid()}.tmp.pth'):
             with open(filepath, 'wb') as f:
                 f.write(obj[:100])
             raise OSError(errno.ENOSPC, 'No space left on device')
@@ -172,13 +197,42 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert torch.load(tmp_path / 'iter_1.pth', weights_only=True)['meta']['iter'] == 1
 
 
-def test_leftover_partial_files_are_removed(tmp_path):
-    tmp_path.mkdir(exist_ok=True)
-    leftover = tmp_path / f'iter_7.pth{PARTIAL_SUFFIX}'
-    leftover.write_bytes(b'half a checkpoint')
-    make_runner(tmp_path, dict(type='SafeCheckpointHook', interval=2, by_epoch=False)).train()
-    assert not leftover.exists()
-    assert os.path.isfile(tmp_path / 'iter_4.pth')
+DEAD_PID = 99999999  # above any pid_max: no such process
+
+
+def test_only_our_leftover_temporaries_are_removed(tmp_path):
+    work_dir, victim = tmp_path / 'work', tmp_path / 'victim.pth'
+    work_dir.mkdir()
+    victim.write_text('not a checkpoint of this run')
+    leftovers = [work_dir / f'.iter_7.pth.{DEAD_PID}.tmp.pth',
+                 work_dir / f'.last_checkpoint.{DEAD_PID}.tmp']
+    kept = [work_dir / 'notes.saving', work_dir / f'.notes.txt.{DEAD_PID}.tmp.txt',
+            work_dir / 'iter_7.pth.saving']
+    for path in leftovers + kept:
+        path.write_bytes(b'half a checkpoint')
+    (work_dir / 'outputs.saving').mkdir()  # a directory stopped every start
+    link = work_dir / f'.iter_9.pth.{DEAD_PID}.tmp.pth'
+    link.symlink_to(victim)
+    make_runner(work_dir, dict(type='SafeCheckpointHook', interval=2, by_epoch=False)).train()
+    assert not any(p.exists() for p in leftovers)
+    assert all(p.read_bytes() == b'half a checkpoint' for p in kept)
+    assert (work_dir / 'outputs.saving').is_dir() and link.is_symlink()
+    assert victim.read_text() == 'not a checkpoint of this run'
+    assert os.path.isfile(work_dir / 'iter_4.pth')
+
+
+def test_a_link_at_the_temporary_name_is_never_written_through(tmp_path):
+    work_dir, victim = tmp_path / 'work', tmp_path / 'victim.pth'
+    work_dir.mkdir()
+    victim.write_text('not a checkpoint of this run')
+    link = work_dir / f'.iter_2.pth.{os.getpid()}.tmp.pth'
+    link.symlink_to(victim)
+    runner = make_runner(work_dir, dict(type='SafeCheckpointHook', interval=2,
+                                        by_epoch=False))
+    with pytest.raises(FileExistsError, match=f"'{link}' exists and is not a regular file"):
+        runner.train()
+    assert victim.read_text() == 'not a checkpoint of this run' and link.is_symlink()
+    assert not (work_dir / 'iter_2.pth').exists()
 
 
 def test_train_tool_swaps_the_stock_hook_keeping_its_arguments():
