@@ -4,7 +4,9 @@ The files of one evaluation form a result set: they are written to temporary fil
 then a manifest (``result_set.json``) naming every file and its sha256 is put in place,
 then the files are renamed into place. An evaluation killed (or out of disk) while
 writing leaves the previous set as it was; readers of a result file check it against
-the manifest, so a set caught half renamed is refused, never mixed.
+the manifest, so a set caught half renamed is refused, never mixed. The next evaluation
+removes the temporaries a killed one left, and of the earlier set's files only those its
+manifest names.
 """
 import csv
 import hashlib
@@ -16,7 +18,15 @@ import re
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ..fileio import atomic_write, fsync_file, remove_if_exists, temporary_path
+from ..fileio import (
+    atomic_write,
+    create_temporary,
+    fsync_file,
+    remove_if_exists,
+    remove_regular_file,
+    remove_stale_temporaries,
+    temporary_path,
+)
 from .fingerprint import check_fingerprint
 
 #: 2: the table records the fingerprint of the checkpoint it was measured on.
@@ -59,6 +69,23 @@ def read_json(path: str, what: str, expected: str) -> Any:
     except RecursionError:  # raised while unwinding: the traceback would be as deep
         raise ValueError(f'{what} {path!r} is nested too deeply to parse as JSON; expected '
                          f'{expected}') from None
+
+
+def _is_result_file(name: str) -> bool:
+    """Whether an evaluation writes files named ``name``."""
+    return name in _RESULT_FILES or name == MANIFEST_NAME or \
+        _QUERY_TABLE_FILE.fullmatch(name) is not None
+
+
+def _previous_set(out_dir: str) -> List[str]:
+    """The result files the manifest in ``out_dir`` names (none if it does not parse)."""
+    try:
+        with open(osp.join(out_dir, MANIFEST_NAME)) as f:
+            files = json.load(f).get('files')
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [name for name in files if isinstance(name, str) and _is_result_file(name)] \
+        if isinstance(files, dict) else []
 
 
 def check_in_result_set(path: str) -> None:
@@ -269,8 +296,9 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
     """Write ``per_config.json``/``.csv``, ``query_table.json`` and ``per_config.png``.
 
     The files form one result set (see the module docstring): all of them are written
-    to temporary files first, and put in place only when all are written. Result files of
-    an earlier set that this set does not have are removed.
+    to temporary files first, and put in place only when all are written. The files the
+    earlier set's manifest names that this set does not have are removed (no other file),
+    and so are temporaries of result files that a killed evaluation left.
 
     Args:
         records: One dict per configuration (width, scale, gflops, metrics, ...).
@@ -306,11 +334,15 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
         warnings.warn(f'no configuration has a finite {metric!r}: the query tables and the '
                       'plot are not written', stacklevel=2)
     paths = {kind: osp.join(out_dir, name) for kind, name in names.items()}
+    remove_stale_temporaries(out_dir, _is_result_file)
+    previous = _previous_set(out_dir)
     staged: Dict[str, str] = {}
     try:
         for kind, write in writers.items():
-            staged[kind] = temporary_path(paths[kind])
-            write(staged[kind])
+            temporary = temporary_path(paths[kind])
+            create_temporary(temporary)
+            staged[kind] = temporary
+            write(temporary)
             fsync_file(staged[kind])
         manifest = {'version': MANIFEST_VERSION, 'checkpoint': checkpoint, 'metric': metric,
                     'files': {names[kind]: file_sha256(path) for kind, path in staged.items()}}
@@ -322,10 +354,8 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
         raise
     for kind, path in staged.items():  # a set caught half renamed fails its manifest
         os.replace(path, paths[kind])
-    for name in os.listdir(out_dir):
-        if (name in _RESULT_FILES or _QUERY_TABLE_FILE.fullmatch(name)) and \
-                name not in names.values():
-            os.remove(osp.join(out_dir, name))  # left from an earlier set
+    for name in set(previous) - set(names.values()) - {MANIFEST_NAME}:
+        remove_regular_file(osp.join(out_dir, name))  # of the earlier set only
     return paths
 
 

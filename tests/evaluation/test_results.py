@@ -176,6 +176,53 @@ def test_a_set_without_a_query_table_removes_the_old_one(tmp_path: Path) -> None
         QueryTable.load(str(tmp_path / 'query_table.json'))
 
 
+DEAD_PID = 99999999  # above any pid_max: no such process
+
+
+def test_the_next_evaluation_removes_the_temporaries_of_a_killed_one(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    write_results(RECORDS, str(tmp_path), METRIC, checkpoint=WEIGHTS)
+    replace = os.replace
+
+    def killed_after_the_manifest(source: str, target: str) -> None:
+        if not target.endswith('result_set.json'):
+            raise KeyboardInterrupt  # the process dies before putting its files in place
+        replace(source, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(results_module.os, 'replace', killed_after_the_manifest)
+        with pytest.raises(KeyboardInterrupt):
+            write_results(RECORDS, str(tmp_path), METRIC, checkpoint=OTHER_WEIGHTS)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith('.'))
+    assert f'.per_config.json.{os.getpid()}.tmp.json' in left
+    (tmp_path / f'.per_config.png.{DEAD_PID}.tmp.png').write_bytes(b'from another process')
+    theirs = [tmp_path / f'.notes.json.{DEAD_PID}.tmp.json', tmp_path / 'per_config.json.bak']
+    for path in theirs:
+        path.write_text('a user file')
+    victim = tmp_path.parent / f'{tmp_path.name}-victim.csv'
+    victim.write_text('a user file')
+    link = tmp_path / f'.per_config.csv.{DEAD_PID}.tmp.csv'
+    link.symlink_to(victim)
+    write_results(RECORDS, str(tmp_path), METRIC, checkpoint=OTHER_WEIGHTS)
+    hidden = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith('.'))
+    assert hidden == sorted([theirs[0].name, link.name])
+    assert all(p.read_text() == 'a user file' for p in [*theirs, victim])
+
+
+def test_only_files_of_the_earlier_set_are_removed(tmp_path: Path) -> None:
+    latency = [dict(r, latency_ms=r['gflops'] * 3) for r in RECORDS]
+    write_results(latency, str(tmp_path), METRIC, ['latency_ms'], checkpoint=WEIGHTS)
+    assert (tmp_path / 'query_table_latency_ms.json').is_file()
+    mine = tmp_path / 'query_table_mine.json'
+    mine.write_text('kept by the user')
+    write_results(RECORDS, str(tmp_path), METRIC, checkpoint=OTHER_WEIGHTS)
+    assert not (tmp_path / 'query_table_latency_ms.json').exists()  # named by the old set
+    assert mine.read_text() == 'kept by the user'
+    write_results(RECORDS, str(tmp_path), None, checkpoint=OTHER_WEIGHTS)
+    assert mine.read_text() == 'kept by the user'
+    assert not (tmp_path / 'query_table.json').exists()
+
+
 def test_query_table_of_other_weights_or_of_none_is_refused(tmp_path: Path) -> None:
     path = tmp_path / 'query_table.json'
     QueryTable.from_records(RECORDS, METRIC, checkpoint=WEIGHTS).save(str(path))
