@@ -3,7 +3,8 @@
 Writes OUT/config.py (a standalone mmdet / mmaction2 config: stock types, the channel
 counts of the configuration, the test pipeline at its scale) and OUT/model.pth (the
 sliced weights, BN statistics calibrated for the configuration); with --onnx also
-OUT/backbone_neck.onnx. Stock mmdet / mmaction2 run them without mutualnet_mm.
+OUT/backbone_neck.onnx. Stock mmdet / mmaction2 run them without mutualnet_mm. OUT is
+written whole: staged next to it, then put in place of an earlier export in one step.
 
 Examples:
     python tools/export_subnet.py configs/maskrcnn_mutual_r50.py work_dirs/m/epoch_12.pth \
@@ -110,17 +111,22 @@ def main() -> None:
     if entry is not None:
         print(f'budget {args.budget:g} {args.budget_unit}: {config.name} ({entry})')
     extra = {'dataset_meta': meta['dataset_meta']} if 'dataset_meta' in meta else {}
-    paths = export_subnet(model, cfg, config, args.out, calibration_loader(cfg, args.seed),
-                          args.calibration_batches, meta=extra)
-    if args.onnx:
+
+    def add_onnx(paths: dict) -> dict:
+        """Write backbone_neck.onnx beside the staged files; check it with onnxruntime."""
         stock_cfg = Config.fromfile(paths['config'])
         shape = args.onnx_shape or default_onnx_shape(stock_cfg)
         state_dict = load_checkpoint_safely(paths['checkpoint'])['state_dict']
         stock = build_stock_model(stock_cfg, state_dict)
-        paths['onnx'] = export_backbone_neck_onnx(stock, shape,
-                                                  osp.join(args.out, 'backbone_neck.onnx'))
-        difference = onnx_difference(paths['onnx'], stock, torch.randn(*shape))
+        onnx = export_backbone_neck_onnx(
+            stock, shape, osp.join(osp.dirname(paths['config']), 'backbone_neck.onnx'))
+        difference = onnx_difference(onnx, stock, torch.randn(*shape))
         print(f'ONNX at {shape}: onnxruntime vs PyTorch max |difference| {difference:.2e}')
+        return {'onnx': onnx}
+
+    paths = export_subnet(model, cfg, config, args.out, calibration_loader(cfg, args.seed),
+                          args.calibration_batches, meta=extra,
+                          extend=add_onnx if args.onnx else None)
     print(f'exported {config.name}: ' + ', '.join(paths.values()))
 
 

@@ -12,10 +12,10 @@ model resizes the image in its pipeline, to the same size up to rounding.
 """
 import copy
 import inspect
-import os
+import io
 import os.path as osp
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import mmengine.registry as mmengine_registry
 import torch
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ..engine.calibration import calibrate_bn
 from ..engine.subnet import SubnetConfig, check_scales
 from ..evaluation.results import QueryTable
-from ..fileio import atomic_write
+from ..fileio import check_replaceable, replaced_directory, write_error
 from ..models.stock import build_stock
 from ..ops import (
     Slimmable,
@@ -357,35 +357,83 @@ def export_config_and_weights(model: nn.Module, cfg: Config,
     return stock_cfg, OrderedDict((k, v.cpu()) for k, v in state_dict.items())
 
 
+#: The files of an export directory (an existing one holding only these is replaced).
+EXPORT_FILES = ('config.py', 'model.pth', 'backbone_neck.onnx')
+
+
 def save_export(out_dir: str, stock_cfg: Config, state_dict: Dict[str, Tensor],
-                meta: Optional[dict] = None) -> Dict[str, str]:
-    """Write ``out_dir/config.py`` and ``out_dir/model.pth`` (an mmengine checkpoint)."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {'config': osp.join(out_dir, 'config.py'), 'checkpoint': osp.join(out_dir, 'model.pth')}
-    checkpoint = {'meta': dict(meta or {}), 'state_dict': state_dict}
-    atomic_write(paths['checkpoint'], lambda path: torch.save(checkpoint, path))
-    atomic_write(paths['config'], stock_cfg.dump)  # last: a config.py names a whole export
-    return paths
+                meta: Optional[dict] = None,
+                extend: Optional[Callable[[Dict[str, str]], Dict[str, str]]] = None
+                ) -> Dict[str, str]:
+    """Write ``out_dir/config.py`` and ``out_dir/model.pth`` (an mmengine checkpoint), whole.
+
+    The files are written to a staging directory next to ``out_dir`` that then replaces
+    it as a whole (:func:`~mutualnet_mm.fileio.replaced_directory`): a kill leaves the
+    previous export or the new one, never one file of each.
+
+    Args:
+        out_dir: The export directory: new, or an earlier export (only
+            :data:`EXPORT_FILES`).
+        stock_cfg: The stock config.
+        state_dict: Its weights.
+        meta: The checkpoint's metadata.
+        extend: Adds files before the export is put in place: given the paths written
+            (by kind, in the staging directory), returns the paths of the files it wrote
+            there (named as in :data:`EXPORT_FILES`).
+
+    Returns:
+        The paths in ``out_dir``, by kind.
+
+    Raises:
+        ValueError: ``out_dir`` holds other files.
+        OSError: a file could not be written (naming it, and a full disk).
+    """
+    checkpoint = io.BytesIO()  # torch.save to a path reports a full disk as 'unexpected pos'
+    torch.save({'meta': dict(meta or {}), 'state_dict': state_dict}, checkpoint)
+    with replaced_directory(out_dir, EXPORT_FILES) as staging:
+        paths = {'config': osp.join(staging, 'config.py'),
+                 'checkpoint': osp.join(staging, 'model.pth')}
+        writing = 'model.pth'
+        try:
+            with open(paths['checkpoint'], 'wb') as f:
+                f.write(checkpoint.getbuffer())
+            writing = 'config.py'
+            stock_cfg.dump(paths['config'])
+            if extend is not None:
+                writing = 'the files added'
+                paths.update(extend(dict(paths)))
+        except OSError as error:
+            kept = (f'the previous export in {out_dir} is unchanged' if osp.lexists(out_dir)
+                    else f'{out_dir} was not created')
+            raise OSError(error.errno, write_error(
+                error, f'{writing} of the export {out_dir}', osp.dirname(staging),
+                'export again') + f'; {kept}') from error
+    return {kind: osp.join(out_dir, osp.basename(path)) for kind, path in paths.items()}
 
 
 def export_subnet(model: nn.Module, cfg: Config, config: SubnetConfig, out_dir: str,
                   calibration_batches: Iterable[dict], num_calibration_batches: int = 8,
-                  rescaler=None, meta: Optional[dict] = None) -> Dict[str, str]:
-    """Calibrate ``model`` at ``config`` and write the stock model to ``out_dir``.
+                  rescaler=None, meta: Optional[dict] = None,
+                  extend: Optional[Callable[[Dict[str, str]], Dict[str, str]]] = None
+                  ) -> Dict[str, str]:
+    """Calibrate ``model`` at ``config`` and write the stock model to ``out_dir``, whole.
 
     Args:
         model: The adaptive model (or its wrapper).
         cfg: Its whole config.
         config: The configuration to export.
-        out_dir: Output directory (``config.py``, ``model.pth``).
+        out_dir: Output directory (``config.py``, ``model.pth``): new, or an earlier
+            export, which is replaced as a whole (see :func:`save_export`).
         calibration_batches: Training batches (e.g. :func:`calibration_loader`).
         num_calibration_batches: How many to calibrate BN with (0 keeps the statistics).
         rescaler: The batch rescaler (default: the config's or the task's).
         meta: Extra checkpoint metadata (e.g. ``dataset_meta``).
+        extend: Adds files to the export (see :func:`save_export`).
 
     Returns:
         The paths written, by kind.
     """
+    check_replaceable(out_dir, EXPORT_FILES)  # before calibrating
     module = unwrap(model)
     set_width(module, config.width, config.head_width)  # checks both widths
     check_scales([config.scale], 'config')
@@ -395,7 +443,7 @@ def export_subnet(model: nn.Module, cfg: Config, config: SubnetConfig, out_dir: 
     meta = dict(meta or {})
     meta['mutualnet_mm'] = dict(config.record(), frames=config.frames,
                                 calibration_batches=num_calibration_batches)
-    return save_export(out_dir, stock_cfg, state_dict, meta)
+    return save_export(out_dir, stock_cfg, state_dict, meta, extend)
 
 
 def build_stock_model(stock_cfg: Config, state_dict: Dict[str, Tensor]) -> nn.Module:

@@ -7,6 +7,7 @@ its own test pipeline. Features and predictions must equal the adaptive model's 
 configuration, and the pipeline must produce the configuration's input size.
 """
 import copy
+import errno
 import json
 import os
 import os.path as osp
@@ -20,6 +21,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mutualnet_mm import fileio
 from mutualnet_mm.deploy import (
     build_adaptive_model,
     build_stock_model,
@@ -31,6 +33,7 @@ from mutualnet_mm.deploy import (
     resolve_config,
     stock_model_config,
 )
+from mutualnet_mm.deploy import export as export_module
 from mutualnet_mm.deploy.adaptive import task_rescaler
 from mutualnet_mm.engine.subnet import SubnetConfig
 from mutualnet_mm.evaluation import QueryTable
@@ -282,6 +285,84 @@ def test_export_rejects_bad_width_scale_and_foreign_checkpoints(demo_cfg, demo_c
     torch.save({'state_dict': state_dict}, str(tmp_path / 'other.pth'))
     with pytest.raises(KeyError, match='backbone.conv1.weight'):
         load_adaptive_weights(model, str(tmp_path / 'other.pth'))
+
+
+def directory_bytes(directory) -> dict:
+    return {name: open(osp.join(directory, name), 'rb').read()
+            for name in sorted(os.listdir(directory))}
+
+
+class FullDisk:
+    """``open`` whose files take 100 bytes, then fail with ENOSPC."""
+
+    def __init__(self, path, mode='r', *args, **kwargs) -> None:
+        self.file = open(path, mode, *args, **kwargs)
+
+    def __enter__(self) -> 'FullDisk':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.file.close()
+
+    def write(self, data) -> int:
+        self.file.write(bytes(data)[:100])
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+
+def test_a_re_export_replaces_the_directory_whole(demo_cfg, demo_checkpoint,
+                                                  calibration_batches, tmp_path,
+                                                  monkeypatch) -> None:
+    model = build_adaptive_model(demo_cfg, demo_checkpoint)
+    out = tmp_path / 'exported'
+    export_subnet(model, demo_cfg, SubnetConfig(1.0, 1.0), str(out), calibration_batches, 1)
+    old = directory_bytes(out)
+    newer = SubnetConfig(1.0, 0.5)  # same width: mixed, the files would load together
+    # Killed at the swap: the old export, whole; no staging directory left.
+    with monkeypatch.context() as patch:
+        patch.setattr(fileio, 'exchange_paths', killed)
+        with pytest.raises(KeyboardInterrupt):
+            export_subnet(model, demo_cfg, newer, str(out), calibration_batches, 1)
+    assert directory_bytes(out) == old and os.listdir(tmp_path) == ['exported']
+    # A full disk: an OSError naming the file and the disk, the old export whole.
+    with monkeypatch.context() as patch:
+        patch.setattr(export_module, 'open', FullDisk, raising=False)
+        with pytest.raises(OSError) as error:
+            export_subnet(model, demo_cfg, newer, str(out), calibration_batches, 1)
+    assert error.value.errno == errno.ENOSPC
+    assert error.value.strerror.startswith(
+        f'could not save model.pth of the export {out} in {tmp_path}: No space left on '
+        'device (disk full: free space there and export again); ')
+    assert error.value.strerror.endswith(f'MiB free; the previous export in {out} is unchanged')
+    assert directory_bytes(out) == old and os.listdir(tmp_path) == ['exported']
+    paths = export_subnet(model, demo_cfg, newer, str(out), calibration_batches, 1)
+    assert paths == {'config': str(out / 'config.py'), 'checkpoint': str(out / 'model.pth')}
+    meta = torch.load(paths['checkpoint'], weights_only=True)['meta']['mutualnet_mm']
+    resize = [t for t in Config.fromfile(paths['config']).test_pipeline
+              if t['type'] == 'Resize']
+    old_resize = [t for t in demo_cfg.test_pipeline if t['type'] == 'Resize']
+    assert meta['scale'] == 0.5
+    assert resize[0]['scale'] == tuple(round(v * 0.5) for v in old_resize[0]['scale'])
+
+
+def killed(first: str, second: str) -> bool:
+    raise KeyboardInterrupt  # the process dies as the new export is swapped in
+
+
+def test_export_refuses_a_directory_of_other_files_before_calibrating(demo_cfg,
+                                                                      tmp_path) -> None:
+    out = tmp_path / 'models'
+    out.mkdir()
+    (out / 'notes.txt').write_text('mine')
+
+    class NotToBeRead:
+        def __iter__(self):
+            raise AssertionError('calibrated before the output was checked')
+
+    with pytest.raises(ValueError, match=rf"'{out}' holds \['notes.txt'\], which it would "
+                                         r'replace as a whole'):
+        export_subnet(build_adaptive_model(demo_cfg), demo_cfg, SubnetConfig(0.5, 1.0),
+                      str(out), NotToBeRead(), 1)
+    assert os.listdir(out) == ['notes.txt']
 
 
 def test_export_refuses_a_backbone_without_stock_class(demo_cfg) -> None:
