@@ -25,8 +25,9 @@ def add_runner_arguments(parser: argparse.ArgumentParser, work_dir_help: str) ->
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     parser.add_argument('--check-data', choices=CHECK_MODES, default='fast',
-                        help='data check before the run: fast (annotation files, the first '
-                             '100 images of each dataset decode), all (every image, with a '
+                        help='data check before the run: fast (annotation files; the first '
+                             '100 samples of each dataset\'s data list are read, images '
+                             'decoded within MAX_IMAGE_PIXELS), all (every sample, with a '
                              'progress bar), none')
 
 

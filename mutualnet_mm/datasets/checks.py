@@ -6,10 +6,16 @@ only when that sample is first loaded (possibly hours into training, inside a da
 worker). mmdet also drops or ignores some annotations without a word: boxes under a
 pixel, NaN boxes, annotations of images the file does not list, categories it does not
 declare, polygons under 3 points and RLE masks under ``LoadAnnotations(poly2mask=False)``;
-and it trains on boxes of infinite width. ``tools/train.py`` and ``tools/test.py`` run
-:func:`check_data_config` before building the runner; errors name the config entry, the
-path and what is expected. Remote paths (``s3://...``) are not checked.
+and it trains on boxes of infinite width. An unreadable image (empty, truncated, a
+symbolic link loop, too large) fails only when a worker loads it. ``tools/train.py`` and
+``tools/test.py`` run :func:`check_data_config` before building the runner: it builds each
+dataset (any type: COCO, image folders and lists, video lists) without its pipeline and
+reads the samples of its data list; errors name the config entry, the path and what is
+expected. Remote paths (``s3://...``) are not checked.
 """
+import contextlib
+import copy
+import io
 import json
 import math
 import os.path as osp
@@ -18,11 +24,15 @@ import warnings
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import mmcv
+from mmengine.registry import DATASETS, DefaultScope
 from mmengine.utils import track_iter_progress
+from PIL import Image
 
 COCO_KEYS = ('images', 'annotations', 'categories')
 CHECK_MODES = ('fast', 'all', 'none')
 FAST_NUM_FILES = 100  # images (or clips) per dataset the fast check reads
+#: The most pixels an image may have (read off its header before decoding): 10000 x 10000.
+MAX_IMAGE_PIXELS = 100_000_000
 _EXAMPLES = 3
 
 
@@ -158,49 +168,109 @@ def _check_annotations(content: dict, path: str, where: str,
             DroppedAnnotationsWarning, stacklevel=2)
 
 
-def _unreadable(path: str) -> Optional[str]:
-    """Why the image at ``path`` cannot be decoded as the pipeline would, or None."""
-    with open(path, 'rb') as file:
-        data = file.read()
+def _too_large(data: bytes) -> Optional[str]:
+    """Why an image is too large to decode, read off its header (PIL, lazily), or None."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+        except Image.DecompressionBombError as error:
+            return f'too large to decode ({error})'
+        except Exception:  # a format PIL does not read: decoding decides
+            return None
+    if width * height <= MAX_IMAGE_PIXELS:
+        return None
+    return (f'too large to decode: {width} x {height} = {width * height} pixels, more than '
+            f'MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS}')
+
+
+def _unreadable(path: str, image: bool) -> Optional[str]:
+    """Why the file at ``path`` cannot be read (an image: decoded as the pipeline would,
+    within :data:`MAX_IMAGE_PIXELS`), or None."""
+    try:
+        with open(path, 'rb') as file:
+            data = file.read() if image else file.read(1)
+    except OSError as error:  # a symbolic link loop, a directory, no permission
+        return f'cannot be opened ({error.strerror})'
     if not data:
         return 'empty file'
+    if not image:
+        return None
+    reason = _too_large(data)
+    if reason is not None:
+        return reason
     try:
-        image = mmcv.imfrombytes(data)
+        decoded = mmcv.imfrombytes(data)
     except Exception as error:  # cv2 raises its own error class
         return f'cannot be decoded ({str(error).strip().splitlines()[-1]})'
-    return None if image is not None else 'cannot be decoded (truncated or corrupt)'
+    return None if decoded is not None else 'cannot be decoded (truncated or corrupt)'
 
 
-def _check_images(images: List[dict], images_dir: str, path: str, where: str,
-                  show_progress: bool) -> None:
+def _built(config: dict, scope: Optional[str]):
+    """The dataset of a (leaf) dataset config with its data list loaded, no pipeline."""
+    config = dict(copy.deepcopy(config), pipeline=[], lazy_init=False, serialize_data=False)
+    with DefaultScope.overwrite_default_scope(scope), \
+            contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress lines
+        return DATASETS.build(config)
+
+
+def _sample(info: dict) -> Optional[Tuple[str, str]]:
+    """``(path, kind)`` of a data list entry: an image, a file (a clip), a frame folder."""
+    for key, kind in (('img_path', 'image'), ('filename', 'file'), ('frame_dir', 'folder')):
+        if isinstance(info.get(key), str):
+            return info[key], kind
+    return None
+
+
+def _check_samples(config: dict, where: str, num_files: Optional[int],
+                   scope: Optional[str]) -> None:
+    """Read the samples the dataset of ``config`` lists: they exist and (images) decode."""
+    dataset = _built(config, scope)
+    ann_file = getattr(dataset, 'ann_file', '') or ''
+    prefix = next(iter(getattr(dataset, 'data_prefix', {}).values()), '')
+    source = ann_file or prefix
+    if len(dataset) == 0:
+        raise ValueError(f'{where}: the dataset read from {source!r} has no samples; '
+                         f'expected at least one')
+    count = len(dataset) if num_files is None else min(num_files, len(dataset))
+    first = _sample(dataset.get_data_info(0))
+    noun = f'{first[1]}s' if first is not None else 'samples'
+    infos = (dataset.get_data_info(index) for index in range(count))
+    if num_files is None:
+        print(f'{where}: reading the {count} {noun} of {source!r}')
+        infos = track_iter_progress((infos, count), file=sys.stdout)
     missing, unreadable = [], []
-    if show_progress:
-        print(f'{where}: reading the {len(images)} images of {path!r}')
-    for image in track_iter_progress(images, file=sys.stdout) if show_progress else images:
-        image_path = osp.join(images_dir, str(image.get('file_name')))
-        if not osp.isfile(image_path):
-            missing.append((image_path, image.get('id')))
-        else:
-            reason = _unreadable(image_path)
+    for info in infos:
+        sample = _sample(info)
+        if sample is None or _is_remote(sample[0]):
+            continue
+        path, kind = sample
+        label = f'{path!r}' + (f' (id {info["img_id"]!r})' if 'img_id' in info else '')
+        if not osp.lexists(path):
+            missing.append((path, kind, info.get('img_id')))
+        elif kind != 'folder':
+            reason = _unreadable(path, image=kind == 'image')
             if reason is not None:
-                unreadable.append((image_path, image.get('id'), reason))
+                unreadable.append(f'{label}: {reason}')
     if missing:
-        (first, image_id), more = missing[0], missing[1:]
+        (first, kind, image_id), more = missing[0], missing[1:]
+        listed = ' '.join(([f'id {image_id!r}'] if image_id is not None else [])
+                          + ([f'in {ann_file!r}'] if ann_file else []))
         raise FileNotFoundError(
-            f'{where}: image {first!r} (id {image_id!r} in {path!r}) does not exist; every '
-            f'file_name must be a file under data_prefix.img {images_dir!r}'
-            + (f' ({len(missing)} of {len(images)} checked images are missing, e.g. also '
-               + ', '.join(f'{p!r} (id {i!r})' for p, i in more[:_EXAMPLES])
+            f'{where}: {kind} {first!r}' + (f' ({listed})' if listed else '')
+            + f' does not exist; every listed file must be under data_prefix {prefix!r}'
+            + (f' ({len(missing)} of {count} checked {noun} are missing, e.g. also '
+               + ', '.join(repr(p) for p, _, _ in more[:_EXAMPLES])
                + (', ...)' if len(more) > _EXAMPLES else ')') if more else ''))
     if unreadable:
         raise ValueError(
-            f'{where}: {len(unreadable)} of {len(images)} images read from {path!r} are '
-            f'unreadable: ' + '; '.join(f'{p!r} (id {i!r}): {r}' for p, i, r in unreadable)
-            + '. Replace them, or remove them and their annotations from the file')
+            f'{where}: {len(unreadable)} of {count} {noun} read from {source!r} are '
+            f'unreadable: ' + '; '.join(unreadable)
+            + '. Replace them, or remove them from the dataset (and its annotation file)')
 
 
-def _check_coco(path: str, where: str, images_dir: Optional[str], num_files: Optional[int],
-                require_coco: bool, dataset: Optional[dict]) -> None:
+def _check_coco(path: str, where: str, require_coco: bool, dataset: Optional[dict]) -> None:
     try:
         with open(path, encoding='utf-8') as file:
             content = json.load(file)
@@ -217,70 +287,53 @@ def _check_coco(path: str, where: str, images_dir: Optional[str], num_files: Opt
                          f'{missing}; expected a JSON object with keys {list(COCO_KEYS)}')
     if dataset is not None:
         _check_annotations(content, path, where, _mask_loader(dataset))
-    if images_dir is None or _is_remote(images_dir):
-        return
-    _check_images(content['images'][:num_files], images_dir, path, where,
-                  show_progress=num_files is None)
-
-
-def _check_list(path: str, where: str, files_dir: Optional[str],
-                num_files: Optional[int]) -> None:
-    with open(path, encoding='utf-8') as file:
-        lines = [line.split() for line in file if line.strip()]
-    if not lines:
-        raise ValueError(f'{where}.ann_file {path!r} is empty; expected one sample per line')
-    if files_dir is None or _is_remote(files_dir):
-        return
-    for fields in lines[:num_files]:
-        sample = osp.join(files_dir, fields[0])
-        if not osp.exists(sample):
-            raise FileNotFoundError(f'{where}: {sample!r} (listed in {path!r}) does not exist; '
-                                    f'every listed sample must be under {files_dir!r}')
 
 
 def check_dataset_config(dataset: dict, where: str, num_files: Optional[int] = FAST_NUM_FILES,
-                         training: bool = False) -> None:
+                         training: bool = False, scope: Optional[str] = None) -> None:
     """Check a dataset config's ``data_root``, ``ann_file`` and samples.
+
+    The samples are those of the built dataset's data list (whatever its type: COCO, an
+    image folder or list, video clips): each image (``img_path``) is read and decoded as
+    the pipeline would, after its header size is checked against
+    :data:`MAX_IMAGE_PIXELS`; clips (``filename``) are opened; frame folders exist.
 
     Args:
         dataset: A dataset config (wrappers are followed).
         where: Its place in the config, for messages (e.g. ``train_dataloader.dataset``).
-        num_files: How many of the listed images must exist and decode (clips: exist);
-            None: all of them, with a progress bar.
+        num_files: How many of the listed samples to read; None: all of them, with a
+            progress bar.
         training: Whether a run trains on it: then COCO annotations that mmdet would drop
             or ignore raise an error or a :class:`DroppedAnnotationsWarning`.
+        scope: The registry scope its type is built in (the config's ``default_scope``).
 
     Raises:
         FileNotFoundError: The data root, the annotation file or a listed sample is missing.
-        ValueError: The annotation file is not valid JSON, not a COCO file where one is
-            expected, or an empty list; an image does not decode; a training annotation
-            has an undeclared category, an RLE mask the pipeline ignores or a bbox that is
-            not finite.
+        ValueError: The annotation file is not valid JSON or not a COCO file where one is
+            expected; the dataset is empty; samples are unreadable (all are listed: an
+            empty or truncated file, a symbolic link loop, an undecodable image or one of
+            more pixels than the bound); a training annotation has an undeclared category,
+            an RLE mask the pipeline ignores or a bbox that is not finite.
     """
     for config, place in _leaf_datasets(dataset, where):
         data_root = config.get('data_root') or ''
-        if data_root and not _is_remote(data_root) and not osp.isdir(data_root):
+        if _is_remote(data_root):
+            continue
+        if data_root and not osp.isdir(data_root):
             raise FileNotFoundError(f'{place}.data_root {data_root!r} does not exist; it must '
                                     'be the directory holding the dataset')
         ann_file = config.get('ann_file')
-        if not ann_file:
-            continue
-        path = _join(data_root, ann_file)
-        if _is_remote(path):
-            continue
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{place}.ann_file {path!r} does not exist (ann_file '
-                                    f'{ann_file!r} under data_root {data_root!r})')
-        prefix = config.get('data_prefix') or {}
-        if path.endswith('.json'):
-            images = prefix.get('img')
-            _check_coco(path, place, None if images is None else _join(data_root, images),
-                        num_files, require_coco='Coco' in str(config.get('type', '')),
-                        dataset=config if training else None)
-        elif path.endswith('.txt'):
-            files = prefix.get('video', prefix.get('img'))
-            _check_list(path, place, None if files is None else _join(data_root, files),
-                        num_files)
+        if ann_file:
+            path = _join(data_root, ann_file)
+            if _is_remote(path):
+                continue
+            if not osp.isfile(path):
+                raise FileNotFoundError(f'{place}.ann_file {path!r} does not exist (ann_file '
+                                        f'{ann_file!r} under data_root {data_root!r})')
+            if path.endswith('.json'):
+                _check_coco(path, place, require_coco='Coco' in str(config.get('type', '')),
+                            dataset=config if training else None)
+        _check_samples(config, place, num_files, scope)
 
 
 def check_data_config(cfg, splits: Sequence[str], mode: str = 'fast',
@@ -290,8 +343,8 @@ def check_data_config(cfg, splits: Sequence[str], mode: str = 'fast',
     Args:
         cfg: The full config.
         splits: Among ``'train'``, ``'val'``, ``'test'``; absent entries are skipped.
-        mode: ``'fast'``: the first 100 images of each dataset exist and decode (clips:
-            exist); ``'all'``: every one, with a progress bar; ``'none'``: no check.
+        mode: ``'fast'``: the first 100 samples of each dataset are read (images:
+            decoded); ``'all'``: every one, with a progress bar; ``'none'``: no check.
         training: Whether the run trains on the train split (``tools/train.py``): then its
             annotations are checked too (see :func:`check_dataset_config`).
     """
@@ -304,7 +357,7 @@ def check_data_config(cfg, splits: Sequence[str], mode: str = 'fast',
         loader = cfg.get(f'{split}_dataloader')
         if loader and loader.get('dataset'):
             check_dataset_config(loader['dataset'], f'{split}_dataloader.dataset', num_files,
-                                 training and split == 'train')
+                                 training and split == 'train', cfg.get('default_scope'))
         evaluator = cfg.get(f'{split}_evaluator')
         metrics = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
         for index, metric in enumerate(metrics):
@@ -314,5 +367,5 @@ def check_data_config(cfg, splits: Sequence[str], mode: str = 'fast',
                 raise FileNotFoundError(f'{place}.ann_file {ann_file!r} does not exist')
 
 
-__all__ = ['CHECK_MODES', 'COCO_KEYS', 'DroppedAnnotationsWarning', 'check_data_config',
-           'check_dataset_config']
+__all__ = ['CHECK_MODES', 'COCO_KEYS', 'DroppedAnnotationsWarning', 'MAX_IMAGE_PIXELS',
+           'check_data_config', 'check_dataset_config']

@@ -147,8 +147,8 @@ def test_annotation_pointing_at_a_missing_image(broken: Path, tmp_path: Path) ->
     (broken / 'train' / image['file_name']).unlink()
     with pytest.raises(FileNotFoundError,
                        match=rf"image '{broken}/train/{image['file_name']}' \(id {image['id']} "
-                             rf"in '{ann_file}'\) does not exist; every file_name must be a "
-                             rf"file under data_prefix\.img '{broken}/train/'"):
+                             rf"in '{ann_file}'\) does not exist; every listed file must be "
+                             rf"under data_prefix '{broken}/train/'"):
         check_data_config(config(broken, tmp_path), ['train'])
 
 

@@ -1,0 +1,144 @@
+"""--check-data reads the samples of every dataset type the configs use, not only COCO."""
+import re
+import runpy
+import shutil
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+from mutualnet_mm.datasets import generate_motion_clips, write_digits
+from mutualnet_mm.datasets.checks import MAX_IMAGE_PIXELS, check_data_config
+
+REPO = Path(__file__).parents[2]
+DIGITS = REPO / 'configs/demo/resnet18_mutual_digits.py'
+IMAGENET = REPO / 'configs/classification/resnet18_mutual_in1k.py'
+VIDEO = REPO / 'configs/demo/x3d_mutual_demo.py'
+SPLITS = ('train', 'val', 'test')
+
+
+@pytest.fixture(scope='module')
+def digits(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('digits_checks') / 'digits'
+    write_digits(str(root), size=32)
+    return root
+
+
+@pytest.fixture
+def broken(digits: Path, tmp_path: Path) -> Path:
+    """A copy of the digits to break."""
+    return Path(shutil.copytree(digits, tmp_path / 'digits'))
+
+
+def with_data_root(path: Path, data_root: Path) -> Config:
+    cfg = Config.fromfile(str(path))
+    for split in SPLITS:
+        cfg[f'{split}_dataloader'].dataset.data_root = str(data_root)
+    return cfg
+
+
+def oversized_png(source: Path, side: int = 12000) -> bytes:
+    """``source`` (a PNG) with a header claiming ``side`` x ``side`` pixels."""
+    data = source.read_bytes()
+    header = b'IHDR' + struct.pack('>II', side, side) + data[24:29]
+    return data[:12] + header + struct.pack('>I', zlib.crc32(header)) + data[33:]
+
+
+def plant(folder: Path) -> dict:
+    """Break the first images of ``folder``: empty, truncated, undecodable, oversized."""
+    images = sorted(folder.iterdir())
+    bad = dict(zip(('empty', 'truncated', 'garbage', 'oversized'), images))
+    intact = images[5].read_bytes()
+    bad['empty'].write_bytes(b'')
+    bad['truncated'].write_bytes(intact[:len(intact) // 2])
+    bad['garbage'].write_bytes(b'not an image at all')
+    bad['oversized'].write_bytes(oversized_png(images[5]))
+    return bad
+
+
+def expected_reasons(bad: dict) -> list:
+    return [rf"'{bad['empty']}': empty file",
+            rf"'{bad['truncated']}': cannot be decoded \(truncated or corrupt\)",
+            rf"'{bad['garbage']}': cannot be decoded",
+            rf"'{bad['oversized']}': too large to decode: 12000 x 12000 = 144000000 pixels, "
+            rf'more than MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS}']
+
+
+def test_every_unreadable_image_of_an_image_folder_is_listed(broken: Path, capsys) -> None:
+    bad = plant(broken / 'train/0')
+    last = sorted((broken / 'train/9').iterdir())[-1]  # image 1438 of 1438
+    last.write_bytes(b'')
+    cfg = with_data_root(DIGITS, broken)
+    with pytest.raises(ValueError, match=rf"train_dataloader\.dataset: 4 of 100 images read "
+                                         rf"from '{broken}/train' are unreadable: ") as error:
+        check_data_config(cfg, ['train'])  # fast: the first 100
+    for reason in expected_reasons(bad):
+        assert re.search(reason, str(error.value)), reason
+    assert str(last) not in str(error.value)
+    with pytest.raises(ValueError, match=rf"5 of 1438 images read from '{broken}/train' are "
+                                         rf".*'{last}': empty file\. Replace them"):
+        check_data_config(cfg, ['train'], mode='all')
+    assert '1438/1438' in capsys.readouterr().out  # the progress bar
+    check_data_config(cfg, ['val'], mode='all')  # the intact split passes
+
+
+def test_train_tool_checks_an_image_folder_before_training(broken: Path, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    last = sorted((broken / 'val/9').iterdir())[-1]
+    last.write_bytes(last.read_bytes()[:40])
+    options = [f'{split}_dataloader.dataset.data_root={broken}' for split in SPLITS]
+    monkeypatch.setattr(sys, 'argv', ['train.py', str(DIGITS), '--work-dir',
+                                      str(tmp_path / 'work'), '--check-data', 'all',
+                                      '--cfg-options', *options])
+    with pytest.raises(ValueError, match=rf"val_dataloader\.dataset: 1 of 359 images read "
+                                         rf"from '{broken}/val' are unreadable: '{last}': "
+                                         r'cannot be decoded'):
+        runpy.run_path(str(REPO / 'tools/train.py'), run_name='__main__')
+    assert not (tmp_path / 'work').exists()  # nothing was built
+
+
+def test_an_imagenet_style_list_with_a_symbolic_link_loop(digits: Path, tmp_path: Path) -> None:
+    """ImageNet's layout (meta/train.txt, a string data_prefix) from the digits."""
+    root = tmp_path / 'imagenet'
+    shutil.copytree(digits / 'train', root / 'train')
+    loop = root / 'train/3/loop.png'
+    loop.symlink_to(loop.name)  # points at itself
+    missing = root / 'train/4/gone.png'
+    lines = [f'{p.parent.name}/{p.name} {p.parent.name}'
+             for p in sorted((root / 'train').rglob('*.png'))[:150]]
+    (root / 'meta').mkdir()
+    (root / 'meta/train.txt').write_text('\n'.join(lines + ['3/loop.png 3']) + '\n')
+    cfg = Config.fromfile(str(IMAGENET))
+    cfg.train_dataloader.dataset.data_root = str(root)
+    check_data_config(cfg, ['train'])  # the first 100 are intact
+    with pytest.raises(ValueError, match=rf"1 of 151 images read from "
+                                         rf"'{root}/meta/train.txt' are unreadable: '{loop}': "
+                                         r'cannot be opened \(Too many levels of symbolic '
+                                         r'links\)'):
+        check_data_config(cfg, ['train'], mode='all')
+    (root / 'meta/train.txt').write_text('\n'.join(['4/gone.png 4'] + lines) + '\n')
+    with pytest.raises(FileNotFoundError, match=rf"image '{missing}' \(in '{root}/meta/"
+                                                rf"train\.txt'\) does not exist; every listed "
+                                                rf"file must be under data_prefix "
+                                                rf"'{root}/train'"):
+        check_data_config(cfg, ['train'])
+
+
+def test_video_clips_are_opened(tmp_path: Path) -> None:
+    root = tmp_path / 'clips'
+    generate_motion_clips(root, num_train=3, num_val=1, size=32, frames=8)
+    cfg = Config.fromfile(str(VIDEO))
+    for split in SPLITS:
+        dataset = cfg[f'{split}_dataloader'].dataset
+        dataset.data_prefix.video = str(root)
+        dataset.ann_file = str(root / Path(dataset.ann_file).name)
+    check_data_config(cfg, ['train', 'val'], mode='all')
+    clip = sorted(root.glob('train/*.mp4'))[1]
+    clip.write_bytes(b'')
+    with pytest.raises(ValueError, match=rf"train_dataloader\.dataset: 1 of 3 files read from "
+                                         rf"'{root}/train_list\.txt' are unreadable: "
+                                         rf"'{clip}': empty file"):
+        check_data_config(cfg, ['train'])
