@@ -42,9 +42,16 @@ def drop_in_signature(stock_cls: type) -> Callable[[type], type]:
 
     The published signature is the stock class's, every parameter in its place with its
     default, followed by the slimmable class's own keyword-only parameters (before a
-    stock ``**kwargs``). ``__init__`` maps its arguments with :func:`stock_arguments`.
+    stock ``**kwargs``). ``__init__`` maps its arguments with :func:`stock_arguments`;
+    the class gets the stock class as ``stock_class``, and an ``__init__`` of its own
+    when it inherits one (a family's, shared with another library's twin).
     """
     def decorate(cls: type) -> type:
+        cls.stock_class = stock_cls
+        if '__init__' not in vars(cls):
+            inherited = cls.__init__
+            cls.__init__ = functools.wraps(inherited)(
+                lambda self, *args, **kwargs: inherited(self, *args, **kwargs))
         ours = inspect.signature(cls.__init__).parameters.values()
         extras = [p for p in ours if p.kind is inspect.Parameter.KEYWORD_ONLY]
         stock = inspect.signature(stock_cls.__init__)
@@ -108,6 +115,8 @@ class StockSlimmable(Slimmable):
 
     #: The OpenMMLab registry scope of the stock counterpart.
     stock_scope = 'mmdet'
+    #: The stock class, where :func:`drop_in_signature` names it.
+    stock_class: type
 
     def channel_plan(self, width: float) -> Dict[str, int]:
         return stock_channel_plan(self.stock_config(width), self.stock_scope)

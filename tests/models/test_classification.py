@@ -1,4 +1,6 @@
 """Slimmable classifiers in mmpretrain: the stock network at every width, drop-in at 1.0."""
+import inspect
+
 import pytest
 import torch
 from mmengine.registry import DefaultScope
@@ -6,6 +8,7 @@ from mmpretrain.registry import MODELS
 
 import mutualnet_mm
 from mutualnet_mm.models.backbones import SlimmableResNet as DetSlimmableResNet
+from mutualnet_mm.models.backbones.resnet import InvalidDepthError
 from mutualnet_mm.models.classification import SlimmableClsMobileNetV2, SlimmableClsResNet
 
 from .equivalence import assert_matches_stock, max_difference, randomize_norms
@@ -79,10 +82,20 @@ def test_head_follows_the_width_and_keeps_the_classes() -> None:
 
 
 def test_bad_arguments_name_the_value() -> None:
-    with pytest.raises(ValueError, match='depth must be one of .*got 19'):
+    with pytest.raises(InvalidDepthError, match='depth must be one of .*got 19'):
         build(dict(type='SlimmableResNet', depth=19))
     with pytest.raises(ValueError, match='cannot run at width 0.25'):
         build(dict(type='SlimmableMobileNetV2', width_range=(0.25, 1.0)))
     module = build(dict(type='SlimmableResNet', depth=18, width_range=(0.5, 1.0)))
     with pytest.raises(ValueError, match='outside the range'):
         module.set_width(0.25)
+
+
+def test_arguments_follow_the_detection_twins_rules() -> None:
+    """Stock arguments in the stock order, ``width_range`` keyword-only, the same defaults."""
+    for cls in (SlimmableClsResNet, SlimmableClsMobileNetV2):
+        parameters = inspect.signature(cls).parameters
+        assert parameters['width_range'].kind is inspect.Parameter.KEYWORD_ONLY
+    assert SlimmableClsResNet(18, 3, 32).stem_channels == 32  # in_channels, stem_channels
+    assert SlimmableClsMobileNetV2(1.4).width_range == pytest.approx((0.25, 1.0))
+    assert SlimmableClsMobileNetV2(0.35).width_range == (1.0, 1.0)

@@ -3,7 +3,8 @@
 What mmdet's and mmaction2's unit tests check of ResNet, MobileNetV2, FPN, the dense,
 box and mask heads, the RoI extractor, X3D, SlowFast and the video heads (argument
 handling, exception types, DCN and plugins, frozen stages, ``norm_eval``, ``with_cp``,
-initialization, empty inputs), checked on the slimmable classes, at narrow widths too.
+initialization, empty inputs), checked on the slimmable classes, at narrow widths too;
+the argument rules hold for mmpretrain's twins as well.
 """
 import inspect
 from typing import Any, Dict, Tuple
@@ -12,6 +13,7 @@ import pytest
 import torch
 from mmaction.registry import MODELS as MMACTION_MODELS
 from mmdet.registry import MODELS as MMDET_MODELS
+from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -25,19 +27,23 @@ from .test_video_backbones import X3D_ARGS, clip, slowfast_args
 _OURS = ('width_range', 'slim_outputs')
 
 
-def _registered() -> Dict[str, Tuple[type, type]]:
-    """Every registered slimmable class with its stock class, by name."""
+def _registered() -> Dict[Tuple[str, str], Tuple[type, type]]:
+    """Every registered slimmable class with its stock class, by scope and name."""
     pairs = {}
-    for registry in (MMDET_MODELS, MMACTION_MODELS):
+    for scope, registry in (('mmdet', MMDET_MODELS), ('mmaction', MMACTION_MODELS),
+                            ('mmpretrain', MMPRETRAIN_MODELS)):
         for name, cls in registry.module_dict.items():
             if name.startswith('Slimmable'):
-                pairs[name] = (cls, registry.get(name.removeprefix('Slimmable')))
+                pairs[scope, name] = (cls, registry.get(name.removeprefix('Slimmable')))
     return pairs
 
 
 def test_every_slimmable_class_has_its_stock_signature() -> None:
     pairs = _registered()
-    assert {'SlimmableResNet', 'SlimmableFPN', 'SlimmableX3D', 'SlimmableX3DHead'} <= set(pairs)
+    assert {('mmdet', 'SlimmableResNet'), ('mmdet', 'SlimmableFPN'), ('mmaction', 'SlimmableX3D'),
+            ('mmaction', 'SlimmableX3DHead'), ('mmpretrain', 'SlimmableResNet'),
+            ('mmpretrain', 'SlimmableMobileNetV2'),
+            ('mmpretrain', 'SlimmableLinearClsHead')} <= set(pairs)
     for name, (ours, stock) in pairs.items():
         assert issubclass(ours, stock), name
         mine = list(inspect.signature(ours).parameters.values())
@@ -62,6 +68,13 @@ def test_positional_arguments_keep_their_stock_meaning() -> None:
     assert (slowfast.resample_rate, slowfast.speed_ratio) == (4, 8)
     resnet = MMDET_MODELS.get('SlimmableResNet')(18, 3, None, 32)
     assert resnet.layer1[0].conv1.out_channels == 32
+    resnet = MMPRETRAIN_MODELS.get('SlimmableResNet')(18, 3, 64, 32)  # stem, then base
+    assert resnet.layer1[0].conv1.out_channels == 32
+    mobilenet = MMPRETRAIN_MODELS.get('SlimmableMobileNetV2')
+    assert mobilenet(0.5, (7,), -1, None, dict(type='BN')).widen_factor == 0.5
+    with pytest.raises(TypeError):
+        mobilenet(1.0, (7,), -1, None, dict(type='BN'), dict(type='ReLU6'), False, False,
+                  None, (0.5, 1.0))  # no positional width_range
     head = MMDET_MODELS.get('SlimmableRPNHead')(16, 1, None, 2)
     assert (head.in_channels, head.num_convs) == (16, 2)
     x3d_head = MMACTION_MODELS.get('SlimmableX3DHead')(5, 432)
@@ -97,6 +110,9 @@ BAD_ARGUMENTS = {
     'x3d-se-ratio': ('mmaction', 'X3D', dict(se_ratio=0, **X3D_ARGS)),
     'x3d-head-spatial-type': ('mmaction', 'X3DHead', dict(num_classes=3, in_channels=8,
                                                           spatial_type='wrong')),
+    'cls-resnet-depth': ('mmpretrain', 'ResNet', dict(depth=20)),
+    'cls-resnet-num-stages': ('mmpretrain', 'ResNet', dict(depth=18, num_stages=5)),
+    'cls-mobilenet-v2-frozen': ('mmpretrain', 'MobileNetV2', dict(frozen_stages=8)),
 }
 
 
@@ -109,9 +125,10 @@ def test_what_the_stock_class_refuses_ours_refuses_with_the_same_type(name: str)
         build_stock(dict(type=f'Slimmable{stock_type}', **arguments), scope, device='meta')
 
 
-def test_resnet_depth_error_names_the_depths() -> None:
+@pytest.mark.parametrize('scope', ['mmdet', 'mmpretrain'])
+def test_resnet_depth_error_names_the_depths(scope: str) -> None:
     with pytest.raises(KeyError) as error:
-        build_stock(dict(type='SlimmableResNet', depth=20), 'mmdet')
+        build_stock(dict(type='SlimmableResNet', depth=20), scope)
     assert str(error.value) == ('SlimmableResNet depth must be one of '
                                 '[18, 34, 50, 101, 152], got 20')
     assert isinstance(error.value, ValueError)  # what it raised before
@@ -194,10 +211,11 @@ def test_other_plugins_run_full_width_and_set_width_names_them() -> None:
         model.set_width(0.5)
 
 
+@pytest.mark.parametrize('scope', ['mmdet', 'mmpretrain'])
 @pytest.mark.parametrize('widen_factor, low', [(0.5, 0.7), (0.25, 1.0), (1.0, 0.35)])
-def test_mobilenet_v2_default_range_follows_widen_factor(widen_factor: float,
-                                                         low: float) -> None:
-    model = build_stock(dict(type='SlimmableMobileNetV2', widen_factor=widen_factor), 'mmdet')
+def test_mobilenet_v2_default_range_follows_widen_factor(widen_factor: float, low: float,
+                                                         scope: str) -> None:
+    model = build_stock(dict(type='SlimmableMobileNetV2', widen_factor=widen_factor), scope)
     assert model.width_range == pytest.approx((low, 1.0))
     randomize_norms(model)
     assert_matches_stock(model, low, image)

@@ -1,6 +1,7 @@
-"""Slimmable ResNet for mmdet: stock ``ResNet`` at full width, narrower ones below.
+"""Slimmable ResNet: stock ``ResNet`` at full width, narrower ones below.
 
-At width ``w`` the network is mmdet's ``ResNet`` with
+At width ``w`` the network is the stock ``ResNet`` (mmdet's; mmpretrain's for its twin in
+:mod:`..classification`) with
 ``base_channels = stem_channels = make_divisible(64 * w, 8)``; every stage doubles the
 base as in the stock network, so each width is exactly expressible as a stock ResNet
 (and exportable as one). Per-stage rounding would give finer steps in deep stages but
@@ -24,33 +25,32 @@ SLIMMABLE_PLUGINS = ('DropBlock',)
 
 
 class InvalidDepthError(KeyError, ValueError):
-    """A depth mmdet's ``ResNet`` has no settings for (a ``KeyError``, as it raises)."""
+    """A depth the stock ``ResNet`` has no settings for (a ``KeyError``, as it raises)."""
 
     def __str__(self) -> str:
         return str(self.args[0])
 
 
-@MODELS.register_module()
-@drop_in_signature(ResNet)
-class SlimmableResNet(StockSlimmable, ResNet):
-    """mmdet ``ResNet`` whose width can be set at run time.
+class ResNetFamily(StockSlimmable):
+    """A stock ``ResNet`` (the class's ``stock_class``) whose width can be set at run time.
 
-    DCN stages (``dcn=dict(type='DCN')`` or ``'DCNv2'``) slim like convolutions.
-    Plugins of the types in :data:`SLIMMABLE_PLUGINS` slim; with any other plugin
-    (they carry weights or channel counts of their own: ``ContextBlock``,
+    Plugins (mmdet's) of the types in :data:`SLIMMABLE_PLUGINS` slim; with any other
+    plugin (they carry weights or channel counts of their own: ``ContextBlock``,
     ``GeneralizedAttention``, ``NonLocal2d``, ...) the network runs at full width only
     and :meth:`set_width` refuses narrower widths, naming the plugin.
 
     Args:
-        *args, **kwargs: mmdet ``ResNet`` arguments, in its order (``depth``,
-            ``in_channels``, ... ``out_indices``, ``frozen_stages``, ``norm_cfg``,
-            ``norm_eval``, ``dcn``, ``plugins``, ``with_cp``, ``init_cfg``, ...).
+        *args, **kwargs: The stock ``ResNet``'s arguments, in its order (``depth``,
+            ``in_channels``, ``stem_channels``, ``base_channels``, ...).
         width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``:
             at 0.25 the base has 16 channels, a quarter of the full network's.
+
+    Raises:
+        InvalidDepthError: ``depth`` is not one of the stock depths.
     """
 
     def __init__(self, *args, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
-        kwargs = stock_arguments(ResNet, args, kwargs)
+        kwargs = stock_arguments(self.stock_class, args, kwargs)
         depth = kwargs['depth']
         if depth not in self.arch_settings:
             raise InvalidDepthError(f'SlimmableResNet depth must be one of '
@@ -62,7 +62,8 @@ class SlimmableResNet(StockSlimmable, ResNet):
         self._stock_kwargs = {k: v for k, v in kwargs.items() if k not in _NOT_FORWARDED}
         convert_to_slimmable(self)
         first_conv = self.stem[0] if self.deep_stem else self.conv1
-        first_conv.slim_in = False  # the colour channels
+        # the colour channels (mmpretrain's deep stem wraps the conv in a ConvModule)
+        getattr(first_conv, 'conv', first_conv).slim_in = False
         self.fixed_plugins = self._find_fixed_plugins()
 
     def _find_fixed_plugins(self) -> List[str]:
@@ -90,3 +91,12 @@ class SlimmableResNet(StockSlimmable, ResNet):
         return dict(type='ResNet', **self._stock_kwargs,
                     base_channels=scale_channels(self.base_channels, width),
                     stem_channels=scale_channels(self.stem_channels, width))
+
+
+@MODELS.register_module()
+@drop_in_signature(ResNet)
+class SlimmableResNet(ResNetFamily, ResNet):
+    """mmdet ``ResNet`` whose width can be set at run time (see :class:`ResNetFamily`).
+
+    DCN stages (``dcn=dict(type='DCN')`` or ``'DCNv2'``) slim like convolutions.
+    """
