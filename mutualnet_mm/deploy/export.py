@@ -37,18 +37,6 @@ from ..ops import (
 )
 from .adaptive import config_scope, task_rescaler, unwrap
 
-#: Input-following modules (no width of their own): their stock type, the argument that
-#: follows their input, and the part whose features they take. RoI extractors pool one
-#: pyramid level at a time (all levels have the neck's channels); video heads take the
-#: backbone's output, concatenated over pathways (SlowFast).
-INPUT_FOLLOWING = {
-    'SlimmableSingleRoIExtractor': ('SingleRoIExtractor', 'out_channels', 'neck'),
-    'SlimmableX3DHead': ('X3DHead', 'in_channels', 'backbone'),
-    'SlimmableSlowFastHead': ('SlowFastHead', 'in_channels', 'backbone'),
-    'SlimmableLinearClsHead': ('LinearClsHead', 'in_channels', 'backbone'),
-}
-#: Input-following modules that take the backbone's last output only (after pooling).
-_LAST_OUTPUT = {'SlimmableLinearClsHead'}
 #: The stock loops replacing the mutual ones.
 _STOCK_TRAIN_LOOPS = {'MutualEpochBasedTrainLoop': 'EpochBasedTrainLoop',
                       'MutualIterBasedTrainLoop': 'IterBasedTrainLoop'}
@@ -63,8 +51,9 @@ def stock_model_config(model: nn.Module, model_cfg: dict, width: float,
 
     Every :class:`StockSlimmable` part (backbone, neck, heads) is replaced by its
     ``stock_config(width)`` (a neck gets the channels the stock backbone delivers), and
-    input-following modules (:data:`INPUT_FOLLOWING`) get their stock type and the
-    channels they receive. Channels are read off the stock parts run on the meta device.
+    input-following modules get the stock twin their class declares (its ``input_twin``)
+    with the channels they receive. Channels are read off the stock parts run on the meta
+    device.
 
     Args:
         model: The adaptive model (or its wrapper); left at ``width``.
@@ -98,19 +87,15 @@ def stock_model_config(model: nn.Module, model_cfg: dict, width: float,
             features[name] = build_stock(part_cfg, part.stock_scope, 'meta')(
                 features['backbone'])
     for name, layer in module.named_modules():
-        kind = type(layer).__name__
-        if kind not in INPUT_FOLLOWING:
+        twin = getattr(layer, 'input_twin', None)
+        if twin is None:
             continue
-        stock_type, argument, source = INPUT_FOLLOWING[kind]
-        if source not in features:
-            raise ValueError(f'{name} ({kind}) follows the {source}, which is not slimmable')
-        channels = _channels(features[source])
+        if twin.source not in features:
+            raise ValueError(f'{name} ({type(layer).__name__}) follows the {twin.source}, '
+                             'which is not slimmable')
         part_cfg = _get_at(cfg, name)
-        part_cfg['type'] = stock_type
-        if source == 'neck':
-            part_cfg[argument] = channels[0]
-        else:
-            part_cfg[argument] = channels[-1] if kind in _LAST_OUTPUT else sum(channels)
+        part_cfg['type'] = twin.type
+        part_cfg[twin.argument] = twin.channels(_channels(features[twin.source]))
     _check_no_package_types(cfg, 'model', parts[0][1].stock_scope)
     return cfg
 

@@ -14,6 +14,8 @@ A classifier's checkpoint initializes the mmdet backbone of the same type with
 MobileNetV1 tensors carry the same names on both sides, and mmdet's
 ``SlimmableMobileNetV2`` renames mmpretrain's block layers (``conv.<i>``) as it loads.
 """
+from operator import itemgetter
+
 from mmpretrain.models.backbones import MobileNetV2 as PretrainMobileNetV2
 from mmpretrain.models.backbones import ResNet as PretrainResNet
 from mmpretrain.models.heads import LinearClsHead
@@ -23,7 +25,7 @@ from ..ops import convert_to_slimmable
 from .backbones.mobilenet_v1 import MobileNetV1, SlimmableMobileNetV1
 from .backbones.mobilenet_v2 import MobileNetV2Family
 from .backbones.resnet import ResNetFamily
-from .stock import drop_in_signature
+from .stock import InputTwin, drop_in_signature
 
 MODELS.register_module(module=MobileNetV1)
 MODELS.register_module(module=SlimmableMobileNetV1)
@@ -64,6 +66,8 @@ class SlimmableLinearClsHead(LinearClsHead):
         *args, **kwargs: mmpretrain ``LinearClsHead`` arguments (``num_classes``,
             ``in_channels`` at full width, ``loss``, ``topk``, ...).
     """
+
+    input_twin = InputTwin('LinearClsHead', 'in_channels', 'backbone', itemgetter(-1))
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -3,7 +3,7 @@ import copy
 import functools
 import inspect
 import json
-from typing import Any, Callable, Dict, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Sequence
 
 import torch
 from mmcv.ops import DeformConv2d, ModulatedDeformConv2d
@@ -104,6 +104,27 @@ def stock_channel_plan(config: dict, scope: str) -> Dict[str, int]:
     result is cached per config.
     """
     return dict(_cached_plan(json.dumps(config, sort_keys=True), scope))
+
+
+class InputTwin(NamedTuple):
+    """The stock twin of a module with no width of its own, whose input channels follow a part.
+
+    Such a module (a head, an RoI extractor) declares it as its class's ``input_twin``: at
+    any width it computes the stock module ``type`` built with ``argument`` set to
+    ``channels`` of the channels that ``source`` delivers (one count per output).
+
+    Attributes:
+        type: The stock type.
+        argument: The constructor argument taking the channels.
+        source: The part whose features it takes (``'backbone'`` or ``'neck'``).
+        channels: The channels it takes, from the source's per-output counts (default:
+            all outputs, concatenated).
+    """
+
+    type: str
+    argument: str
+    source: str
+    channels: Callable[[List[int]], int] = sum
 
 
 class StockSlimmable(Slimmable):

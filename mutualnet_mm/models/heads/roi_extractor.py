@@ -1,9 +1,12 @@
 """RoI feature extractor whose output channels follow its input features."""
+from operator import itemgetter
 from typing import Optional, Tuple
 
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet.registry import MODELS
 from torch import Tensor
+
+from ..stock import InputTwin
 
 
 @MODELS.register_module()
@@ -16,6 +19,9 @@ class SlimmableSingleRoIExtractor(SingleRoIExtractor):
     Features are made contiguous first: mmcv's ``RoIAlign`` silently misreads channel
     slices of a wider tensor.
     """
+
+    #: It pools one pyramid level at a time; all levels have the neck's channels.
+    input_twin = InputTwin('SingleRoIExtractor', 'out_channels', 'neck', itemgetter(0))
 
     def forward(self, feats: Tuple[Tensor], rois: Tensor,
                 roi_scale_factor: Optional[float] = None) -> Tensor:

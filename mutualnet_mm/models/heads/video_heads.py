@@ -9,7 +9,7 @@ from mmaction.models.heads import SlowFastHead, X3DHead
 from mmaction.registry import MODELS
 
 from ...ops import convert_to_slimmable
-from ..stock import drop_in_signature
+from ..stock import InputTwin, drop_in_signature
 
 
 @MODELS.register_module()
@@ -20,6 +20,8 @@ class SlimmableX3DHead(X3DHead):
     Args:
         *args, **kwargs: mmaction2 ``X3DHead`` arguments (``in_channels`` at full width).
     """
+
+    input_twin = InputTwin('X3DHead', 'in_channels', 'backbone')
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -41,6 +43,8 @@ class SlimmableSlowFastHead(SlowFastHead):
         *args, **kwargs: mmaction2 ``SlowFastHead`` arguments (``in_channels`` at full
             width).
     """
+
+    input_twin = InputTwin('SlowFastHead', 'in_channels', 'backbone')  # both pathways
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
