@@ -4,25 +4,40 @@ At every width a slimmable module computes exactly its stock twin (the stock mod
 built from ``stock_config(width)`` and loaded with the sliced weights); at width 1.0
 it is a drop-in for the stock class built with the same arguments; training at a
 width touches only the active slices of its weights. Every slimmable module registered
-in mmdet's ``MODELS`` needs an entry in :data:`CASES`.
+in mmdet's, mmaction2's or mmpretrain's ``MODELS`` needs an entry in :data:`CASES`; every
+other ``Slimmable*`` class there follows its input and declares its stock twin.
 """
+import inspect
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import pytest
 import torch
-from mmdet.registry import MODELS
+from mmaction.registry import MODELS as MMACTION_MODELS
+from mmdet.registry import MODELS as MMDET_MODELS
+from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 import mutualnet_mm  # noqa: F401  (registers the modules)
 from mutualnet_mm.models import build_stock
-from mutualnet_mm.ops import Slimmable, SlimmableLayer, WidthSnapshot, scale_channels
+from mutualnet_mm.ops import (
+    Slimmable,
+    SlimmableLayer,
+    WidthSnapshot,
+    scale_channels,
+    slice_state_dict,
+)
 
 from .equivalence import assert_matches_stock, flatten, max_difference, randomize_norms, stock_twin
+from .test_video_backbones import X3D_ARGS, clip, slowfast_args
 
 WIDTHS = (1.0, 0.75, 0.5, 0.25)
+#: The registries holding slimmable modules, by scope.
+REGISTRIES = {'mmdet': MMDET_MODELS, 'mmaction': MMACTION_MODELS,
+              'mmpretrain': MMPRETRAIN_MODELS}
 
 
 def image_inputs(width: float) -> Tensor:
@@ -119,6 +134,16 @@ CASES: Dict[str, Case] = {
     'SlimmableFCNMaskHead': Case(dict(type='SlimmableFCNMaskHead', num_convs=2, in_channels=72,
                                       conv_out_channels=72, num_classes=3),
                                  make_inputs=lambda w: _rois(scale_channels(72, w), 14)),
+    'SlimmableX3D': Case(dict(type='SlimmableX3D', **X3D_ARGS), make_inputs=clip,
+                         scope='mmaction'),
+    'SlimmableResNet3dSlowFast': Case(dict(type='SlimmableResNet3dSlowFast', **slowfast_args()),
+                                      make_inputs=clip, scope='mmaction'),
+    'SlimmableResNet-18 (mmpretrain)': Case(dict(type='SlimmableResNet', depth=18),
+                                            scope='mmpretrain'),
+    'SlimmableMobileNetV2 (mmpretrain)': Case(dict(type='SlimmableMobileNetV2'),
+                                              widths=(1.0, 0.75, 0.5), scope='mmpretrain'),
+    'SlimmableMobileNetV1 (mmpretrain)': Case(dict(type='SlimmableMobileNetV1'),
+                                              scope='mmpretrain'),
 }
 
 
@@ -164,7 +189,8 @@ def test_slimmable_contract(case_name: str, width: float) -> None:
 
     assert_matches_stock(module, width, case.make_inputs, case.forward)
 
-    # a backward pass at this width reaches exactly the active slices of the weights
+    # a backward pass at this width reaches exactly the active slices of the weights (as
+    # slice_state_dict cuts them: prefixes, or a layer's own cut such as SlowFast's laterals)
     active_shapes = {name: tensor.shape for name, tensor in stock.state_dict().items()}
     module.train()
     module.zero_grad()
@@ -174,16 +200,18 @@ def test_slimmable_contract(case_name: str, width: float) -> None:
     loss.backward()
     conv_weights = {f'{name}.weight' for name, layer in module.named_modules()
                     if isinstance(layer, _ConvNd)}
-    for name, param in module.named_parameters():
-        if not param.requires_grad:  # frozen stages
-            continue
-        assert param.grad is not None, f'{name} got no gradient at width {width}'
-        active = tuple(slice(0, size) for size in active_shapes[name])
-        outside = param.grad.clone()
-        outside[active] = 0
-        assert outside.abs().max() == 0, f'{name}: gradient outside the active slice'
+    grads = {name: param.grad for name, param in module.named_parameters()
+             if param.requires_grad}  # not frozen stages
+    missing = [name for name, grad in grads.items() if grad is None]
+    assert not missing, f'{missing} got no gradient at width {width}'
+    active = slice_state_dict(SimpleNamespace(state_dict=lambda: grads,
+                                              named_modules=module.named_modules),
+                              {name: active_shapes[name] for name in grads})
+    for name, grad in grads.items():
+        assert torch.count_nonzero(active[name]) == torch.count_nonzero(grad), \
+            f'{name}: gradient outside the active slice'
         if name in conv_weights:
-            assert param.grad[active].abs().max() > 0, f'{name}: no gradient in its slice'
+            assert active[name].abs().max() > 0, f'{name}: no gradient in its slice'
 
     # evaluation keeps weight slices: an optimizer step must not leave stale ones
     module.eval()
@@ -225,13 +253,33 @@ def test_width_outside_range_is_rejected(case_name: str) -> None:
         assert f'{width:g}' in message and f'[{low:g}, {high:g}]' in message, message
 
 
+def _is_slimmable(entry: Any) -> bool:
+    """Whether a registry entry (a class or a function) is a slimmable module."""
+    return isinstance(entry, type) and issubclass(entry, Slimmable)
+
+
 def test_every_registered_slimmable_module_has_a_case() -> None:
-    covered = {case.config['type'] for case in CASES.values() if case.scope == 'mmdet'}
-    registered = {name for name, cls in MODELS.module_dict.items()
-                  if issubclass(cls, Slimmable)}
-    assert registered, 'no slimmable module is registered in mmdet MODELS'
+    covered = {(case.scope, case.config['type']) for case in CASES.values()}
+    registered = {(scope, name) for scope, registry in REGISTRIES.items()
+                  for name, cls in registry.module_dict.items() if _is_slimmable(cls)}
+    assert {scope for scope, _ in registered} == set(REGISTRIES)
     missing = sorted(registered - covered)
     assert not missing, f'slimmable modules without a contract case in CASES: {missing}'
+
+
+def test_every_input_following_module_declares_its_stock_base() -> None:
+    """The other ``Slimmable*`` classes have no width: export reads their ``input_twin``."""
+    found = 0
+    for scope, registry in REGISTRIES.items():
+        for name, cls in registry.module_dict.items():
+            if not name.startswith('Slimmable') or _is_slimmable(cls):
+                continue
+            twin = cls.input_twin
+            assert issubclass(cls, registry.get(twin.type)), (scope, name)
+            assert twin.argument in inspect.signature(cls).parameters, (scope, name)
+            assert twin.source in ('backbone', 'neck'), (scope, name)
+            found += 1
+    assert found >= 4  # RoI extractor, X3D, SlowFast and linear classification heads
 
 
 def width_states(module: nn.Module) -> list:

@@ -5,7 +5,7 @@
 mmengine's ``convert_sync_batchnorm`` (a config's ``sync_bn``).
 """
 import inspect
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import pytest
 import torch
@@ -26,17 +26,9 @@ from mutualnet_mm.ops import (
 from mutualnet_mm.ops.fusion import SlimmableConvReLU2d
 
 from .equivalence import assert_matches_stock, max_difference, randomize_norms, stock_twin
-from .test_contract import CASES, Case
-from .test_video_backbones import X3D_ARGS, clip, slowfast_args
+from .test_contract import CASES
+from .test_video_backbones import X3D_ARGS
 
-#: Every registered slimmable module: the mmdet contract cases and the video backbones.
-TRACE_CASES: Dict[str, Case] = {
-    **CASES,
-    'SlimmableX3D': Case(dict(type='SlimmableX3D', **X3D_ARGS), make_inputs=clip,
-                         scope='mmaction'),
-    'SlimmableResNet3dSlowFast': Case(dict(type='SlimmableResNet3dSlowFast', **slowfast_args()),
-                                      make_inputs=clip, scope='mmaction'),
-}
 #: Modules whose stock forward branches on a traced value itself (``ConvFCBBoxHead``
 #: tests ``x.dim() > 2``): no FX trace exists for their stock twins either.
 STOCK_UNTRACEABLE = ('SlimmableShared2FCBBoxHead', 'SlimmableShared4Conv1FCBBoxHead',
@@ -54,13 +46,13 @@ def symbolic_trace(module: nn.Module, inputs: Any) -> fx.GraphModule:
 
 def _trace_params():
     return [pytest.param(name, width, id=f'{name}-{width}')
-            for name, case in TRACE_CASES.items() if name not in STOCK_UNTRACEABLE
+            for name, case in CASES.items() if name not in STOCK_UNTRACEABLE
             for width in (case.widths[0], case.widths[-1])]
 
 
 @pytest.mark.parametrize('name, width', _trace_params())
 def test_fx_trace_equals_eager_at_every_width(name: str, width: float) -> None:
-    case = TRACE_CASES[name]
+    case = CASES[name]
     module = case.build()
     module.set_width(width)
     module.eval()
@@ -72,7 +64,7 @@ def test_fx_trace_equals_eager_at_every_width(name: str, width: float) -> None:
 
 @pytest.mark.parametrize('name', STOCK_UNTRACEABLE)
 def test_fx_fails_only_where_the_stock_twin_fails(name: str) -> None:
-    case = TRACE_CASES[name]
+    case = CASES[name]
     stock = case.build_plain_stock()
     with pytest.raises(fx.proxy.TraceError):
         fx.symbolic_trace(stock)
