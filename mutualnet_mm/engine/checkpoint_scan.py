@@ -87,6 +87,7 @@ TUPLE1 TUPLE2 TUPLE3
 _LEAVES = {NONE: None, NEWTRUE: True, NEWFALSE: False}
 _EMPTY = {EMPTY_TUPLE: 'tuple', EMPTY_LIST: 'list', EMPTY_DICT: 'dict', EMPTY_SET: 'set'}
 _NUMBERS = {BININT: '<i', BININT2: '<H', BINFLOAT: '>d'}
+_MEMO = frozenset({BINPUT, LONG_BINPUT, BINGET, LONG_BINGET})
 Buffer = Union[bytes, mmap.mmap]
 
 
@@ -351,25 +352,22 @@ class PickleScan:
         while True:
             code = data[pos]
             pos += 1
-            if code in (BINPUT, LONG_BINPUT):
-                if code == BINPUT:
+            if code in _MEMO:
+                if code in (BINPUT, BINGET):
                     index, pos = data[pos], pos + 1
                 else:
                     index, pos = unpack_from('<I', data, pos)[0], pos + 4
-                if not stack:
-                    _malformed('a pickle that memoizes an empty stack')
-                memo[index] = stack[-1]
+                if code in (BINPUT, LONG_BINPUT):
+                    if not stack:
+                        _malformed('a pickle that memoizes an empty stack')
+                    memo[index] = stack[-1]
+                elif index in memo:
+                    stack.append(memo[index])
+                else:
+                    _malformed(f'a pickle that reads memo entry {index} before writing it')
             elif code == BININT1:
                 stack.append(data[pos])
                 pos += 1
-            elif code in (BINGET, LONG_BINGET):
-                if code == BINGET:
-                    index, pos = data[pos], pos + 1
-                else:
-                    index, pos = unpack_from('<I', data, pos)[0], pos + 4
-                if index not in memo:
-                    _malformed(f'a pickle that reads memo entry {index} before writing it')
-                stack.append(memo[index])
             elif code == MARK:
                 metastack.append(stack)
                 stack = []
