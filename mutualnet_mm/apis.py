@@ -1,15 +1,18 @@
-"""One call to run an adaptive model at a configuration with mmdet's / mmaction2's own APIs.
+"""One call to run an adaptive model at a configuration with the OpenMMLab APIs.
 
 Example:
-    >>> from mmdet.apis import inference_detector, init_detector
+    >>> from mmdet.apis import DetInferencer, inference_detector, init_detector
     >>> from mutualnet_mm.apis import prepare
     >>> model = init_detector('configs/maskrcnn_mutual_r50.py', 'epoch_12.pth', device='cpu')
     >>> prepare(model, width=0.5, scale=0.75, calibration='work_dirs/m/bn_stats.pth')
     >>> result = inference_detector(model, 'demo.jpg')  # what the exported w0.5_s0.75 gives
+    >>> inferencer = DetInferencer('configs/maskrcnn_mutual_r50.py', 'epoch_12.pth')
+    >>> prepare(inferencer, width=0.5, scale=0.75)  # its model and its pipeline
+    >>> result = inferencer('demo.jpg')
 """
 import copy
 import os
-from typing import Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 from mmengine.config import Config
 from torch import nn
@@ -24,23 +27,39 @@ from .ops import set_width
 
 #: Where :func:`prepare` keeps the model's config as it was before the first call.
 _BASE_CFG = '_mutualnet_base_cfg'
+#: Where the models carry their config: mmdet's ``init_detector``, mmaction2's
+#: ``init_recognizer`` and mmengine's inferencers as ``cfg``, mmpretrain's ``get_model``
+#: and ``init_model`` as ``_config``.
+_CONFIG_ATTRS = ('cfg', '_config')
+#: What the stock inferencers write into their config's test pipeline as they build their
+#: own pipeline from it, undone before it is built again: mmdet's ``DetInferencer``
+#: renames the image loader, mmaction2's ``ActionRecogInferencer`` inserts a packer.
+_INFERENCER_RENAMED = {'mmdet.InferencerLoader': 'LoadImageFromFile'}
+_INFERENCER_INSERTED = ('InferencerPackInput',)
 
 Calibration = Union[str, os.PathLike, Config, Iterable[dict]]
 
 
-def prepare(model: nn.Module, width: float, scale: float = 1.0,
+def prepare(target: Any, width: float, scale: float = 1.0,
             calibration: Optional[Calibration] = None, frames: Optional[int] = None,
             num_batches: int = 8, head_width: Optional[float] = None) -> SubnetConfig:
-    """Set ``model`` to ``(width, scale[, frames])`` with that configuration's BN statistics.
+    """Set a model (or an inferencer's) to ``(width, scale[, frames])`` with that
+    configuration's BN statistics.
 
-    After it, ``inference_detector(model, ...)`` / ``inference_recognizer(model, ...)``
-    compute what the exported stock model of the configuration computes: the width is
-    set, the batch norms hold the configuration's statistics and ``model.cfg``'s test
-    pipeline resizes (and samples frames) for the configuration.
+    After it, ``inference_detector`` / ``inference_recognizer`` / mmpretrain's
+    ``inference_model`` on the model, or the inferencer itself, compute what the exported
+    stock model of the configuration computes: the width is set, the batch norms hold the
+    configuration's statistics and the model's config has its test pipeline resized (and
+    its frames sampled) for the configuration. An inferencer built its pipeline from the
+    config when it was created: pass the inferencer (not its ``model``) so that its
+    pipeline is rebuilt too.
 
     Args:
-        model: An adaptive model from ``init_detector`` / ``init_recognizer`` (it carries
-            its config as ``model.cfg``).
+        target: An adaptive model from ``init_detector``, ``init_recognizer`` or
+            mmpretrain's ``get_model`` / ``init_model`` (it carries its config as
+            ``model.cfg`` or ``model._config``), or an inferencer holding one: mmdet's
+            ``DetInferencer``, mmpretrain's ``ImageClassificationInferencer``, mmaction2's
+            ``ActionRecogInferencer`` or ``MMAction2Inferencer``.
         width: The width multiplier, within the model's range.
         scale: The input scale.
         calibration: Where the statistics come from: a BN statistics file written by
@@ -56,17 +75,22 @@ def prepare(model: nn.Module, width: float, scale: float = 1.0,
         The configuration.
 
     Raises:
-        ValueError: a width or scale outside what is allowed, or a model without ``cfg``.
+        ValueError: a width or scale outside what is allowed, or a model without its
+            config.
         KeyError: the statistics file lacks the configuration (the message lists those
             it holds).
         ValueError: the statistics file was calibrated on other weights.
     """
-    module = unwrap(model)
+    inferencer = _inferencer_of(target)
+    module = unwrap(target if inferencer is None else inferencer.model)
+    attr = next((a for a in _CONFIG_ATTRS if isinstance(getattr(module, a, None), Config)),
+                None)
+    if attr is None:
+        raise ValueError('prepare needs a model of init_detector / init_recognizer / '
+                         "mmpretrain's get_model (with its config as model.cfg or "
+                         'model._config), or an inferencer holding one')
     base_cfg = getattr(module, _BASE_CFG, None)
-    base_cfg = getattr(module, 'cfg', None) if base_cfg is None else base_cfg
-    if not isinstance(base_cfg, Config):
-        raise ValueError('prepare needs the model of init_detector / init_recognizer (with '
-                         'its config as model.cfg)')
+    base_cfg = getattr(module, attr) if base_cfg is None else base_cfg
     set_width(module, width, head_width)  # checks both widths
     scale = check_scales([scale], 'prepare')[0]
     config = SubnetConfig(float(width), scale, frames,
@@ -88,9 +112,40 @@ def prepare(model: nn.Module, width: float, scale: float = 1.0,
     module.eval()
     setattr(module, _BASE_CFG, base_cfg)
     scaled = copy.deepcopy(base_cfg)
+    _undo_inferencer_edits(scaled)
     scale_test_pipelines(scaled, config)
-    module.cfg = scaled
+    setattr(module, attr, scaled)
+    if inferencer is not None:
+        pipeline_cfg = copy.deepcopy(scaled)  # the inferencers edit the config they read
+        inferencer.pipeline = inferencer._init_pipeline(pipeline_cfg)
+        for name in ('cfg', 'config'):  # mmengine's inferencers / mmpretrain's
+            if isinstance(getattr(inferencer, name, None), Config):
+                setattr(inferencer, name, pipeline_cfg)
     return config
+
+
+def _inferencer_of(target: Any) -> Any:
+    """The inferencer that builds ``target``'s pipeline (``None``: ``target`` is a model)."""
+    if isinstance(target, nn.Module):
+        return None
+    inner = getattr(target, 'actionrecog_inferencer', None)  # MMAction2Inferencer
+    inferencer = target if inner is None else inner
+    if not all(hasattr(inferencer, a) for a in ('model', 'pipeline', '_init_pipeline')):
+        raise ValueError(f'prepare takes a model or an OpenMMLab inferencer, got '
+                         f'{type(target).__name__}')
+    return inferencer
+
+
+def _undo_inferencer_edits(cfg: Config) -> None:
+    """Restore the test pipeline an inferencer edited as it read it (in place)."""
+    dataset = cfg.get('test_dataloader', {}).get('dataset', {})
+    pipeline = dataset.get('pipeline') if isinstance(dataset, dict) else None
+    if not isinstance(pipeline, list):
+        return
+    pipeline[:] = [t for t in pipeline if t.get('type') not in _INFERENCER_INSERTED]
+    for transform in pipeline:
+        transform['type'] = _INFERENCER_RENAMED.get(transform.get('type'),
+                                                    transform.get('type'))
 
 
 __all__ = ['prepare']
