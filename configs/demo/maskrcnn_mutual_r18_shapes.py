@@ -9,9 +9,14 @@ image_size = 128
 norm_cfg = dict(type='BN', requires_grad=True)
 # The whole detector follows the width (neck, RPN head, RoI box and mask heads too): with
 # a backbone this small, slimming the backbone alone would barely change the cost.
+# Trained from scratch: a Pretrained init_cfg without a checkpoint is the stock
+# initialization. To start from the digits classifier demo's backbone
+# (resnet18_mutual_digits.py), fill it in: --cfg-options
+# model.backbone.init_cfg.checkpoint=work_dirs/digits/epoch_30.pth (or train
+# configs/finetune/maskrcnn_mutual_r18_shapes_from-digits.py).
 model = dict(
     backbone=dict(depth=18, base_channels=32, stem_channels=32, norm_cfg=norm_cfg,
-                  init_cfg=None),
+                  init_cfg=dict(type='Pretrained', checkpoint=None, prefix='backbone.')),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=64, slim_outputs=True),
     rpn_head=dict(type='SlimmableRPNHead', in_channels=64, feat_channels=64,
                   anchor_generator=dict(scales=[4], ratios=[0.5, 1.0, 2.0])),

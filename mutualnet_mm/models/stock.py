@@ -19,7 +19,9 @@ def stock_arguments(stock_cls: type, args: Sequence, kwargs: Dict[str, Any]) -> 
 
     Positional arguments take the meaning the stock class gives them; arguments the
     stock class would refuse raise its ``TypeError``. Extra keyword arguments (a stock
-    ``**kwargs``) are merged in.
+    ``**kwargs``) are merged in. An ``init_cfg`` of type ``Pretrained`` without a
+    checkpoint is the stock default: a config can leave the checkpoint for
+    ``--cfg-options ...init_cfg.checkpoint=...`` to fill.
     """
     signature = inspect.signature(stock_cls)
     bound = signature.bind(*args, **kwargs)
@@ -34,6 +36,11 @@ def stock_arguments(stock_cls: type, args: Sequence, kwargs: Dict[str, Any]) -> 
                                 f'beyond its named parameters: {value!r}')
         else:
             named[name] = value
+    init_cfg = named.get('init_cfg')
+    if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained' and \
+            init_cfg.get('checkpoint') is None:
+        stock = signature.parameters.get('init_cfg')  # None: a stock **kwargs took it
+        named['init_cfg'] = None if stock is None else stock.default
     return named
 
 
