@@ -51,10 +51,8 @@ class SubnetConfig(NamedTuple):
 
     @property
     def label(self) -> str:
-        """Short label for plots and logs, e.g. ``w0.5 s0.75`` or ``w0.5 h0.25 s1``."""
-        head = '' if self.head_width is None else f' h{self.head_width:g}'
-        frames = '' if self.frames is None else f' f{self.frames}'
-        return f'w{self.width:g}{head} s{self.scale:g}{frames}'
+        """The name spaced for plots and logs, e.g. ``w0.50 s0.75`` or ``w0.50 h0.25 s1``."""
+        return self.name.replace('_', ' ')
 
 
 def check_scales(scales: Sequence[float], owner: str = 'mutual') -> Tuple[float, ...]:

@@ -33,9 +33,11 @@ from .fingerprint import check_fingerprint
 QUERY_TABLE_VERSION = 2
 MANIFEST_NAME = 'result_set.json'
 MANIFEST_VERSION = 1
-#: The files a result set may hold (the query tables match ``query_table*.json``).
+#: The files a result set may hold (the query tables match ``query_table*.json``, the
+#: plots of extra costs ``per_config_*.png``).
 _RESULT_FILES = ('per_config.json', 'per_config.csv', 'per_config.png')
 _QUERY_TABLE_FILE = re.compile(r'query_table(_[A-Za-z0-9_]+)?\.json')
+_COST_PLOT_FILE = re.compile(r'per_config_[A-Za-z0-9_]+\.png')  # plots of extra costs
 _QUERY_TABLE_FORMAT = (f'a JSON object with version {QUERY_TABLE_VERSION}, "metric", "cost", '
                        '"checkpoint" and "entries", as tools/test.py writes it')
 REGENERATE_QUERY_TABLE = 'python tools/test.py CONFIG CHECKPOINT (it writes query_table.json ' \
@@ -74,7 +76,7 @@ def read_json(path: str, what: str, expected: str) -> Any:
 def _is_result_file(name: str) -> bool:
     """Whether an evaluation writes files named ``name``."""
     return name in _RESULT_FILES or name == MANIFEST_NAME or \
-        _QUERY_TABLE_FILE.fullmatch(name) is not None
+        _QUERY_TABLE_FILE.fullmatch(name) is not None or _COST_PLOT_FILE.fullmatch(name) is not None
 
 
 def _previous_set(out_dir: str) -> List[str]:
@@ -293,7 +295,8 @@ def format_table(records: Sequence[dict], columns: Sequence[str],
 def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
                   extra_costs: Sequence[str] = (),
                   checkpoint: Optional[str] = None) -> Dict[str, str]:
-    """Write ``per_config.json``/``.csv``, ``query_table.json`` and ``per_config.png``.
+    """Write ``per_config.json``/``.csv``, ``query_table.json`` and ``per_config.png``
+    (and a query table and a plot per extra cost).
 
     The files form one result set (see the module docstring): all of them are written
     to temporary files first, and put in place only when all are written. The files the
@@ -307,8 +310,9 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
             JSON and CSV tables are written, as when no configuration has a finite value
             of it). Configurations whose metric or cost is NaN or infinite are left out of
             the query tables, with a warning.
-        extra_costs: Further budget axes with a query table each (e.g. ``latency_ms``
-            writes ``query_table_latency_ms.json``).
+        extra_costs: Further budget axes with a query table and a plot each (e.g.
+            ``latency_ms`` writes ``query_table_latency_ms.json`` and
+            ``per_config_latency_ms.png``).
         checkpoint: The fingerprint of the weights evaluated, recorded in every file.
 
     Returns:
@@ -330,6 +334,10 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
             names[kind] = f'{kind}.json'
         writers['plot'] = lambda path: plot_results(records, metric, path)
         names['plot'] = 'per_config.png'
+        for cost in extra_costs:  # per_config_latency_ms.png beside its query table
+            writers[f'plot_{cost}'] = \
+                lambda path, cost=cost: plot_results(records, metric, path, cost=cost)
+            names[f'plot_{cost}'] = f'per_config_{cost}.png'
     elif metric is not None and any(r.get(metric) is not None for r in records):
         warnings.warn(f'no configuration has a finite {metric!r}: the query tables and the '
                       'plot are not written', stacklevel=2)
@@ -392,52 +400,59 @@ def headline_metrics(records: Sequence[dict], metric: str) -> List[str]:
 #: Markers and line styles per width: widths stay apart in grey-scale print.
 _MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X', '*')
 _LINESTYLES = (':', '--', '-.', (0, (1, 3)))
+#: Colours per width: Okabe and Ito's colour-blind-safe palette without its yellow and
+#: black (too faint on white; the colour of the front).
+_COLOURS = ('#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9')
+#: Axis titles of the costs a plot can show (others show their key).
+_COST_LABELS = {'gflops': 'GFLOPs (multiply-adds) per input',
+                'latency_ms': 'latency per input (ms, median of batch-1 runs)'}
+_LABEL_SIZE = 7  # points
+#: Where a label may go, tried in turn: offset from its point (points), alignment.
+_LABEL_PLACES = (((4, -10), 'left'), ((6, -3), 'left'), ((4, 4), 'left'),
+                 ((-4, -10), 'right'), ((-4, 4), 'right'))
 
 
 def plot_results(records: Sequence[dict], metric: str, path: str,
-                 title: Optional[str] = None) -> None:
-    """Each headline metric against GFLOPs, one curve per width, the Pareto front joined.
+                 title: Optional[str] = None, cost: str = 'gflops') -> None:
+    """Each headline metric against ``cost``, one curve per width, the Pareto front joined.
 
     The front of each panel is the query table's rule applied to that panel's metric
     (the query table itself ranks by ``metric``, the first panel). Points on the front
-    are labelled ``w<width> s<scale>`` (``w<width> h<head width> s<scale>`` with decoupled
-    widths, where each head width has its marker and points are not joined).
+    are labelled with their configuration's name (``w0.50 s0.75``; ``w0.50 h0.25 s0.75``
+    with decoupled widths, where each head width has its marker and points are not
+    joined): both ends of the front, then every other point whose label has room.
     """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from ..engine.subnet import SubnetConfig  # engine sits below evaluation
     metrics = headline_metrics(records, metric)
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.0 * len(metrics), 4.6), dpi=120,
                              squeeze=False)
     widths = sorted({r['width'] for r in records}, reverse=True)
     heads = sorted({r['head_width'] for r in records if r.get('head_width') is not None},
                    reverse=True)
-    greys = plt.get_cmap('cividis', max(len(widths), 2))  # readable in colour and grey
+    fronts: List[List[dict]] = []
     for ax, shown in zip(axes[0], metrics):
-        usable = [r for r in records if r.get(shown) is not None and r.get('gflops') is not None]
+        usable = [r for r in records if r.get(shown) is not None and r.get(cost) is not None]
         for i, width in enumerate(widths):
-            color = greys(i * 0.7 / max(len(widths) - 1, 1))
             for j, head in enumerate(heads or [None]):
                 points = sorted((r for r in usable if r['width'] == width and
-                                 r.get('head_width') == head), key=lambda r: r['gflops'])
+                                 r.get('head_width') == head), key=lambda r: r[cost])
                 marker = _MARKERS[(j if heads else i) % len(_MARKERS)]
-                ax.plot([r['gflops'] for r in points], [r[shown] for r in points],
-                        marker=marker, markersize=5, color=color,
+                ax.plot([r[cost] for r in points], [r[shown] for r in points],
+                        marker=marker, markersize=5, color=_COLOURS[i % len(_COLOURS)],
                         linestyle='none' if heads else _LINESTYLES[i % len(_LINESTYLES)],
-                        label=f'width {width:g}' if j == 0 else None)
+                        label=f'width {width:g}' if j == 0 else None, zorder=3)
         for j, head in enumerate(heads):  # the head widths' markers, in the legend only
             ax.plot([], [], marker=_MARKERS[j % len(_MARKERS)], linestyle='none',
                     color='grey', label=f'head width {head:g}')
-        front = pareto_front(usable, shown)
-        ax.plot([r['gflops'] for r in front], [r[shown] for r in front], '-', color='black',
-                linewidth=2.2, alpha=0.6, label='Pareto front' + (
+        front = pareto_front(usable, shown, cost)
+        ax.plot([r[cost] for r in front], [r[shown] for r in front], '-', color='black',
+                linewidth=2.2, alpha=0.6, zorder=2, label='Pareto front' + (
                     ' (query table)' if shown == metric else ''))
-        for r in front:
-            ax.annotate(SubnetConfig.from_record(r).label, (r['gflops'], r[shown]),
-                        textcoords='offset points', xytext=(4, -10), fontsize=7)
-        ax.set_xlabel('GFLOPs (multiply-adds) per input')
+        fronts.append(front)
+        ax.set_xlabel(_COST_LABELS.get(cost, cost))
         ax.set_ylabel(shown)
         ax.set_title(shown if len(metrics) > 1 else (title or f'{shown} per configuration'))
         ax.grid(alpha=0.3)
@@ -447,5 +462,40 @@ def plot_results(records: Sequence[dict], metric: str, path: str,
     if title and len(metrics) > 1:
         fig.suptitle(title)
     fig.tight_layout()
+    for ax, shown, front in zip(axes[0], metrics, fronts):  # placed in the final layout
+        _label_front(ax, front, shown, cost)
     fig.savefig(path)
     plt.close(fig)
+
+
+def _label_front(ax: Any, front: Sequence[dict], shown: str, cost: str) -> None:
+    """Label the front's points by name where the label overlaps no earlier one.
+
+    The ends of the front go first, then the points in order of cost; each label takes
+    the first of :data:`_LABEL_PLACES` where its (estimated) box is free and inside the
+    axes.
+    """
+    from ..engine.subnet import SubnetConfig  # engine sits below evaluation
+    if not front:
+        return
+    anchors = ax.transData.transform([(r[cost], r[shown]) for r in front])
+    frame = ax.get_window_extent()
+    pixels = ax.figure.dpi / 72  # per point
+    order = list(dict.fromkeys([0, len(front) - 1, *range(1, len(front) - 1)]))
+    taken: List[tuple] = []
+    for index in order:
+        text = SubnetConfig.from_record(front[index]).label
+        size = (0.62 * _LABEL_SIZE * len(text) * pixels, 1.2 * _LABEL_SIZE * pixels)
+        for (dx, dy), align in _LABEL_PLACES:
+            x = anchors[index][0] + dx * pixels - (size[0] if align == 'right' else 0)
+            y = anchors[index][1] + dy * pixels - 0.25 * size[1]  # the baseline's descent
+            box = (x, y, x + size[0], y + size[1])
+            inside = frame.x0 <= box[0] and box[2] <= frame.x1 and \
+                frame.y0 <= box[1] and box[3] <= frame.y1
+            if inside and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and
+                                  b[1] < box[3] for b in taken):
+                taken.append(box)
+                ax.annotate(text, (front[index][cost], front[index][shown]),
+                            textcoords='offset points', xytext=(dx, dy), ha=align,
+                            fontsize=_LABEL_SIZE)
+                break

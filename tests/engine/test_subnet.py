@@ -66,8 +66,9 @@ def test_config_names() -> None:
     assert SubnetConfig(0.5, 0.75).name == 'w0.50_s0.75'
     assert SubnetConfig(1.0, 1.0, 8).name == 'w1.00_s1_f8'
     assert SubnetConfig(0.5, 1.0, head_width=0.25).name == 'w0.50_h0.25_s1'
-    assert SubnetConfig(0.5, 1.0, head_width=0.25).label == 'w0.5 h0.25 s1'
-    assert SubnetConfig(0.5, 0.75).label == 'w0.5 s0.75'
+    assert SubnetConfig(0.5, 1.0, head_width=0.25).label == 'w0.50 h0.25 s1'
+    assert SubnetConfig(0.5, 0.75).label == 'w0.50 s0.75'
+    assert SubnetConfig(1.0, 4 / 7, frames=8).label == 'w1.00 s0.571 f8'  # as in the name
 
 
 @pytest.mark.parametrize('config', [SubnetConfig(0.5, 0.75), SubnetConfig(1.0, 1.0, 8),

@@ -4,13 +4,16 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Iterator
 
+import matplotlib.colors
 import matplotlib.image
 import mmcv
 import pytest
 import torch
 from torch import nn
 
+from mutualnet_mm.engine import SubnetConfig
 from mutualnet_mm.evaluation import QueryTable, count_cost, pareto_front, write_results
 from mutualnet_mm.evaluation import results as results_module
 from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
@@ -117,6 +120,15 @@ def test_write_results_extra_cost_axis(tmp_path: Path) -> None:
     paths = write_results(records, str(tmp_path), METRIC, extra_costs=('latency_ms',))
     table = QueryTable.load(paths['query_table_latency_ms'])
     assert table.cost == 'latency_ms' and table.lookup(9.0)['name'] == 'w1.00_s0.5'
+    # Its plot, next to its query table and in the result set.
+    plot = tmp_path / 'per_config_latency_ms.png'
+    assert paths['plot_latency_ms'] == str(plot)
+    manifest = json.loads((tmp_path / 'result_set.json').read_text())
+    assert manifest['files']['per_config_latency_ms.png'] == file_sha256(str(plot))
+    assert matplotlib.image.imread(str(plot)).std() > 0
+    # A later set without latencies removes it with its query table.
+    write_results(RECORDS, str(tmp_path), METRIC)
+    assert not plot.exists() and not (tmp_path / 'query_table_latency_ms.json').exists()
 
 
 def snapshot(directory: Path) -> dict:
@@ -403,3 +415,78 @@ def test_a_missing_query_table_says_how_to_make_it(tmp_path) -> None:
         QueryTable.load(str(tmp_path / 'query_table.json'))
     with pytest.raises(FileNotFoundError, match='--cfg-options test_cfg.latency.repeats=20'):
         QueryTable.load(str(tmp_path / 'query_table_latency_ms.json'))
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch) -> Iterator[list]:
+    """The figures plot_results draws, kept open for the test."""
+    import matplotlib.pyplot as plt
+    figures = []
+    monkeypatch.setattr(plt, 'close', figures.append)
+    yield figures
+    monkeypatch.undo()
+    for figure in figures:
+        plt.close(figure)
+
+
+def grid_records() -> list:
+    """The digits demo's grid: 4 widths at 32/27/23/18 px, most points on the front."""
+    records = []
+    for width in (1.0, 0.75, 0.5, 0.25):
+        for pixels in (32, 27, 23, 18):
+            scale = pixels / 32
+            gflops = 0.04 * width ** 2 * scale ** 2
+            records.append(dict(record(width, scale, gflops, 0.9 - 0.05 / (gflops + 0.01)),
+                                name=SubnetConfig(width, scale).name))
+    return records
+
+
+def luminance(colour) -> float:
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+              for c in matplotlib.colors.to_rgb(colour)]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_plot_labels_are_configuration_names_and_do_not_overlap(tmp_path,
+                                                                 drawn_figures) -> None:
+    records = grid_records()
+    plot_results(records, METRIC, str(tmp_path / 'plot.png'))
+    ax = drawn_figures[0].axes[0]
+    labels = {text.get_text(): text for text in ax.texts}
+    names = {r['name'].replace('_', ' ') for r in records}
+    assert labels and set(labels) <= names  # w1.00 s0.719, never s0.71875
+    front = pareto_front(records, METRIC)
+    assert len(front) > 8
+    for end in (front[0], front[-1]):
+        assert end['name'].replace('_', ' ') in labels
+    renderer = drawn_figures[0].canvas.get_renderer()
+    boxes = [text.get_window_extent(renderer) for text in labels.values()]
+    overlapping = [(a, b) for i, a in enumerate(labels) for j, b in enumerate(labels)
+                   if i < j and boxes[i].overlaps(boxes[j])]
+    assert not overlapping
+
+
+def test_plot_widths_have_distinct_colours_visible_on_white(tmp_path, drawn_figures) -> None:
+    plot_results(grid_records(), METRIC, str(tmp_path / 'plot.png'))
+    ax = drawn_figures[0].axes[0]
+    curves = [line for line in ax.lines if line.get_label().startswith('width')]
+    front = next(line for line in ax.lines if line.get_label().startswith('Pareto front'))
+    assert len(curves) == 4
+    colours = [matplotlib.colors.to_rgb(line.get_color()) for line in curves]
+    assert all(luminance(c) < 0.6 for c in colours)  # no yellow on white
+    distances = [sum((a - b) ** 2 for a, b in zip(c, d)) ** 0.5
+                 for i, c in enumerate(colours) for d in colours[i + 1:]]
+    assert min(distances) > 0.3
+    assert matplotlib.colors.to_rgb(front.get_color()) not in colours
+    assert all(line.get_zorder() > front.get_zorder() for line in curves)  # points on top
+    assert len({line.get_marker() for line in curves}) == 4  # apart in grey-scale print
+
+
+def test_the_latency_plot_shows_latency(tmp_path, drawn_figures) -> None:
+    records = [dict(r, latency_ms=1 + 10 * r['gflops']) for r in RECORDS]
+    plot_results(records, METRIC, str(tmp_path / 'plot.png'), cost='latency_ms')
+    ax = drawn_figures[0].axes[0]
+    assert ax.get_xlabel().startswith('latency per input (ms')
+    front = next(line for line in ax.lines if line.get_label().startswith('Pareto front'))
+    assert list(front.get_xdata()) == [r['latency_ms'] for r in
+                                       pareto_front(records, METRIC, 'latency_ms')]
