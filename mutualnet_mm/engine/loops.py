@@ -197,8 +197,8 @@ class _PerConfigMixin:
         self._grid_clock = (time.perf_counter(), 0)  # start, batches evaluated
         for position, config in enumerate(self.grid, 1):
             if is_main_process():
-                print_log(f'configuration {position}/{len(self.grid)}: {config.name} '
-                          f'({config.label}): BN calibration on '
+                print_log(f'configuration {position}/{len(self.grid)}: {config.name}: '
+                          'BN calibration on '
                           f'{self.num_calibration_batches} batches, then {stage} on '
                           f'{len(self.dataloader)} batches', logger='current')
             calibrate_bn(detector, self._calibration_batches(), config, self.rescaler,
