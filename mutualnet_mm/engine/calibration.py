@@ -1,6 +1,6 @@
 """Post-statistics batch-norm calibration for one configuration, and the data it reads."""
 import copy
-from typing import Any, Iterable, List
+from typing import Any, Callable, Iterable, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -96,7 +96,7 @@ def build_calibration_loader(loader_cfg: dict, seed: int = CALIBRATION_SEED) -> 
 
 @torch.no_grad()
 def calibrate_bn(model: nn.Module, batches: Iterable[dict], config: SubnetConfig, rescaler,
-                 num_batches: int) -> int:
+                 num_batches: int, after_batch: Optional[Callable[[int], Any]] = None) -> int:
     """Recompute every batch norm's running statistics at ``config``.
 
     Statistics are reset and accumulated as a cumulative average over ``num_batches``
@@ -110,6 +110,7 @@ def calibrate_bn(model: nn.Module, batches: Iterable[dict], config: SubnetConfig
         config: The configuration to calibrate.
         rescaler: The task's batch rescaler.
         num_batches: How many batches to use (0: keep the current statistics).
+        after_batch: Called as ``after_batch(batch_idx=i)`` once batch ``i`` is used.
 
     Returns:
         The number of batches used.
@@ -140,6 +141,8 @@ def calibrate_bn(model: nn.Module, batches: Iterable[dict], config: SubnetConfig
             else:
                 module(inputs, samples, mode='tensor')
             used += 1
+            if after_batch is not None:
+                after_batch(batch_idx=used - 1)
     finally:
         module.eval()
         for norm, momentum in momenta.items():  # later training keeps its own averaging

@@ -2,6 +2,7 @@
 import logging
 import os.path as osp
 import time
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import mmcv
@@ -13,6 +14,7 @@ from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, TestLoop, ValLoop
 from mmengine.runner.amp import autocast
 from mmengine.utils import ProgressBar
+from torch.utils.data import DataLoader
 
 from ..checks import check_int
 from ..evaluation.cost import count_cost
@@ -126,6 +128,12 @@ class _PerConfigMixin:
     the work dir as one result set (:func:`write_results`), recording the fingerprint of
     the weights, and logs a table. The full configuration runs last, so the model is left
     at full width with its statistics.
+
+    Besides the stock hook points, hooks are called before each configuration
+    (``before_{stage}_config(runner, position, config)``, ``position`` counting from 1)
+    and after each calibration batch (``after_{stage}_calibration_iter(runner, position,
+    batch_idx, config)``); every rank reaches them together (``SafeCheckpointHook`` stops
+    there on SIGTERM).
     """
 
     def _setup_grid(self, widths: Optional[Sequence[float]], scales: Sequence[float],
@@ -161,6 +169,7 @@ class _PerConfigMixin:
         self.num_calibration_batches = check_int(
             calibration.get('num_batches', 8), f'{type(self).__name__}.calibration.num_batches',
             0)
+        self.calibration_loader: Optional[DataLoader] = None
         self.rescaler = build_rescaler(rescaler or default_rescaler(model))
         self.metric = metric
         self.count_flops = count_flops
@@ -168,21 +177,22 @@ class _PerConfigMixin:
         if self.latency is not None:  # checked now, not after a training epoch
             check_latency_options(self.latency, f'{type(self).__name__}.latency')
 
-    def _calibration_batches(self):
-        """A loader over the training set, separate from the training loop's own.
+    def _build_calibration_loader(self) -> None:
+        """Set ``calibration_loader``: a loader over the training set (once, if needed).
 
-        Iterating the training loader itself would reset its persistent workers' shared
-        iterator mid-epoch and change the training order. It is a fixed, seeded draw
-        without random augmentation (:func:`build_calibration_loader`): the same batches
-        for every configuration and every run.
+        It is separate from the training loop's own: iterating that would reset its
+        persistent workers' shared iterator mid-epoch and change the training order. It
+        is a fixed, seeded draw without random augmentation
+        (:func:`build_calibration_loader`): the same batches for every configuration and
+        every run.
         """
-        if not hasattr(self, '_calibration_loader'):
-            loader_cfg = self.runner.cfg.get('train_dataloader')
-            if not loader_cfg:
-                raise ValueError('BN calibration needs train_dataloader in the config '
-                                 '(or calibration=dict(num_batches=0) to skip it)')
-            self._calibration_loader = build_calibration_loader(loader_cfg)
-        return self._calibration_loader
+        if self.calibration_loader is not None or not self.num_calibration_batches:
+            return
+        loader_cfg = self.runner.cfg.get('train_dataloader')
+        if not loader_cfg:
+            raise ValueError('BN calibration needs train_dataloader in the config '
+                             '(or calibration=dict(num_batches=0) to skip it)')
+        self.calibration_loader = build_calibration_loader(loader_cfg)
 
     def _evaluate_grid(self, stage: str) -> dict:
         runner = self.runner
@@ -201,8 +211,11 @@ class _PerConfigMixin:
                           'BN calibration on '
                           f'{self.num_calibration_batches} batches, then {stage} on '
                           f'{len(self.dataloader)} batches', logger='current')
-            calibrate_bn(detector, self._calibration_batches(), config, self.rescaler,
-                         self.num_calibration_batches)
+            runner.call_hook(f'before_{stage}_config', position=position, config=config)
+            calibrate_bn(detector, self.calibration_loader or (), config, self.rescaler,
+                         self.num_calibration_batches,
+                         after_batch=partial(runner.call_hook, f'after_{stage}_calibration_iter',
+                                             position=position, config=config))
             self._route_outputs(config)
             first_batch = None
             for idx, data_batch in enumerate(self.dataloader):
@@ -397,6 +410,7 @@ class _PerConfigLoop(_PerConfigMixin):
         register_eta_hook(runner)
 
     def run(self) -> dict:
+        self._build_calibration_loader()  # before the hooks, which may set up its workers
         self.runner.call_hook(f'before_{self.stage}')
         self.runner.call_hook(f'before_{self.stage}_epoch')
         metrics = self._evaluate_grid(self.stage)
