@@ -39,10 +39,14 @@ class TorchRandomStateHook(Hook):
     come out as in an uninterrupted run. The model's own draws (RPN/RoI sampling,
     dropout, ...) use torch's generator, whose state at the checkpoint is lost: this
     hook stores it and restores it right before the first resumed iteration, after the
-    dataloader has been set up.
+    dataloader has been set up, or before the resumed validation of a checkpoint saved
+    when SIGTERM interrupted one (``SafeCheckpointHook``), which then draws as the
+    interrupted one did.
 
-    Only rank 0 saves checkpoints, so under DDP the ranks' states are gathered after
-    every iteration and epoch (a few kilobytes per rank).
+    A checkpoint holds the states taken after the last training iteration or epoch, or
+    after the last validation, whichever came last (not mid-validation). Only rank 0
+    saves checkpoints, so under DDP the ranks' states are gathered then (a few kilobytes
+    per rank).
 
     The result is exact for iteration-based loops, and for epoch-based loops resumed in
     the first epoch or with ``persistent_workers=False``: persistent dataloader workers
@@ -56,28 +60,28 @@ class TorchRandomStateHook(Hook):
     priority = 'VERY_HIGH'  # gather before CheckpointHook (VERY_LOW) saves
 
     def __init__(self) -> None:
-        self._gathered: Optional[List[dict]] = None
+        self._states: Optional[List[dict]] = None
         self._pending: Optional[dict] = None
         self._pending_iter: Optional[int] = None
 
-    def _gather(self) -> None:
-        if get_dist_info()[1] > 1:
-            self._gathered = all_gather_object(torch_random_state())
+    def _take(self) -> None:
+        state = torch_random_state()
+        self._states = all_gather_object(state) if get_dist_info()[1] > 1 else [state]
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
-        self._gather()
+        self._take()
 
     def after_train_epoch(self, runner) -> None:
-        self._gather()
+        self._take()
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self._take()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         # Runs on rank 0 only (mmengine's save_checkpoint is master_only).
-        if get_dist_info()[1] > 1:
-            if self._gathered is not None:
-                checkpoint[RANDOM_STATE_KEY] = self._gathered
-        else:
-            checkpoint[RANDOM_STATE_KEY] = [torch_random_state()]
+        if self._states is not None:
+            checkpoint[RANDOM_STATE_KEY] = self._states
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states: Optional[List[dict]] = checkpoint.get(RANDOM_STATE_KEY)
@@ -92,12 +96,18 @@ class TorchRandomStateHook(Hook):
         self._pending = states[rank]
         self._pending_iter = checkpoint.get('meta', {}).get('iter')
 
-    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+    def _restore(self, runner) -> None:
         if self._pending is None:
             return
         if runner.iter == self._pending_iter:
             set_torch_random_state(self._pending)
         self._pending = self._pending_iter = None
+
+    def before_val(self, runner) -> None:
+        self._restore(runner)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._restore(runner)
 
 
 def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Tensor],
