@@ -4,8 +4,10 @@ Example:
     python tools/train.py configs/maskrcnn_mutual_r50.py --work-dir work_dirs/mrcnn
 """
 import argparse
+import os
 import os.path as osp
 import warnings
+from pathlib import Path
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
@@ -32,6 +34,12 @@ def parse_args() -> argparse.Namespace:
 
 
 STOCK_CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook)
+
+#: Set by tools/dist_train.sh: the file a rank stopped by SIGTERM (its checkpoint saved,
+#: every rank stopped with it) creates before exiting with 0 instead of 143. torchrun
+#: takes a non-zero exit for a failure: it would stop the other ranks and exit 1, hiding
+#: the preemption; dist_train.sh exits 143 when the file exists.
+PREEMPTED_FILE_ENV = 'MUTUALNET_PREEMPTED_FILE'
 
 
 def use_safe_checkpoint_hook(cfg) -> None:
@@ -77,7 +85,9 @@ def main() -> None:
         exit_code = stop.code
     del runner
     leave_distributed()
-    if exit_code:
+    if exit_code and os.environ.get(PREEMPTED_FILE_ENV):
+        Path(os.environ[PREEMPTED_FILE_ENV]).touch()
+    elif exit_code:
         raise SystemExit(exit_code)
 
 
