@@ -10,13 +10,14 @@ import stat
 import string
 import threading
 from collections import deque
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, NoReturn, Optional
 
 import torch
 from mmengine.dist import all_reduce, barrier, get_dist_info, is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
+from torch.utils.data import DataLoader
 
 from ..fileio import (
     create_temporary,
@@ -36,6 +37,10 @@ from ..fileio import (
 PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
 #: The file naming the latest checkpoint, in the work dir.
 LAST_CHECKPOINT = 'last_checkpoint'
+
+#: ``meta`` key of a checkpoint saved when SIGTERM interrupted a validation: resuming it
+#: runs that validation again before training goes on.
+VALIDATION_PENDING = 'validation_pending'
 
 
 class IgnoreSigtermInWorker:
@@ -63,6 +68,26 @@ class IgnoreSigtermInWorker:
             self.worker_init_fn(worker_id)
 
 
+#: One ``exiting`` event per multiprocessing start method, set at this process's exit.
+_EXITING: Dict[str, multiprocessing.synchronize.Event] = {}
+
+
+def ignore_sigterm_in_workers(loader: DataLoader) -> None:
+    """Make ``loader``'s workers ignore SIGTERM until this process exits (once per loader).
+
+    Takes effect for workers started afterwards: call it before the loader is iterated
+    (persistent workers start at the first iteration).
+    """
+    if loader.num_workers == 0 or isinstance(loader.worker_init_fn, IgnoreSigtermInWorker):
+        return
+    context = loader.multiprocessing_context or multiprocessing.get_context()
+    method = context.get_start_method()
+    if method not in _EXITING:
+        _EXITING[method] = context.Event()
+        atexit.register(_EXITING[method].set)  # runs before multiprocessing's own atexit
+    loader.worker_init_fn = IgnoreSigtermInWorker(loader.worker_init_fn, _EXITING[method])
+
+
 @HOOKS.register_module()
 class SafeCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` (same arguments), saving so that no run is lost.
@@ -86,10 +111,15 @@ class SafeCheckpointHook(CheckpointHook):
       of exactly the temporary form, of processes no longer running) are removed.
     - On SIGTERM (preemption) the run finishes its iteration, saves a resumable
       checkpoint, logs the command that resumes it and exits with status 143
-      (:data:`PREEMPTED_EXIT_CODE`). Under DDP the flag is reduced across ranks after
-      every iteration, so every rank stops at the same one. Training dataloader workers
-      ignore SIGTERM until the main process exits (:class:`IgnoreSigtermInWorker`), so
-      a signal to every process of the job (Slurm) is survived too.
+      (:data:`PREEMPTED_EXIT_CODE`). During a per-configuration validation
+      (``PerConfigValLoop``) it stops before the next configuration or after the current
+      BN calibration batch instead, and the checkpoint (``meta`` marked
+      :data:`VALIDATION_PENDING`) makes the resumed run validate again before it trains
+      on. Under DDP the flag is reduced across ranks at each of these points, so every
+      rank stops at the same one. The workers of every dataloader of the run (training,
+      validation, calibration) ignore SIGTERM until the main process exits
+      (:func:`ignore_sigterm_in_workers`), so a signal to every process of the job
+      (Slurm) is survived too.
 
     Remote backends (``backend_args``, ``out_dir`` on object storage) keep the order of
     writing and removing but cannot rename: their files are written in place.
@@ -105,6 +135,7 @@ class SafeCheckpointHook(CheckpointHook):
         self._terminate = False
         self._previous_handler: Optional[object] = None
         self._handling_sigterm = False
+        self._validation_pending_at: Optional[int] = None
 
     # ---------------------------------------------------------------- resume
     def before_train(self, runner) -> None:
@@ -137,13 +168,33 @@ class SafeCheckpointHook(CheckpointHook):
         if self.save_on_sigterm and threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
             self._handling_sigterm = True
-            loader = runner.train_loop.dataloader
-            if loader.num_workers > 0 and not isinstance(loader.worker_init_fn,
-                                                         IgnoreSigtermInWorker):
-                exiting = multiprocessing.get_context(
-                    loader.multiprocessing_context).Event()
-                atexit.register(exiting.set)  # runs before multiprocessing's own atexit
-                loader.worker_init_fn = IgnoreSigtermInWorker(loader.worker_init_fn, exiting)
+            self._protect_loaders(runner)
+        if self._validation_pending_at == runner.iter and runner.val_loop is not None:
+            runner.logger.warning(f'the checkpoint was saved when SIGTERM interrupted the '
+                                  f'validation after iteration {runner.iter}: validating again')
+            runner.val_loop.run()
+        self._validation_pending_at = None
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Note a checkpoint saved in an interrupted validation (see ``before_train``)."""
+        meta = checkpoint.get('meta', {})
+        self._validation_pending_at = meta.get('iter') if meta.get(VALIDATION_PENDING) else None
+
+    def before_val(self, runner) -> None:
+        """Protect the loaders the validation built (its BN calibration loader)."""
+        if self._handling_sigterm:
+            self._protect_loaders(runner)
+
+    @staticmethod
+    def _protect_loaders(runner) -> None:
+        """Every dataloader of the run built so far ignores SIGTERM in its workers: the
+        training and validation loops' and the per-configuration validation's calibration
+        loader (built when the validation starts, before ``before_val``)."""
+        for loop in (runner.train_loop, runner.val_loop):
+            for name in ('dataloader', 'calibration_loader'):
+                loader = getattr(loop, name, None)
+                if isinstance(loader, DataLoader):
+                    ignore_sigterm_in_workers(loader)
 
     def after_train(self, runner) -> None:
         """Restore the SIGTERM handler; publish as the stock hook."""
@@ -312,36 +363,77 @@ class SafeCheckpointHook(CheckpointHook):
     def _on_sigterm(self, signum: int, frame) -> None:
         self._terminate = True
 
+    def _stop_requested(self) -> bool:
+        """Whether SIGTERM reached any rank; every rank calls it at the same points."""
+        if not self._handling_sigterm:
+            return False
+        stop = torch.tensor([int(self._terminate)])
+        if get_dist_info()[1] > 1:
+            all_reduce(stop, op='max')
+        return bool(stop.item())
+
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         """Save as the stock hook; after a SIGTERM on any rank, save and exit (all ranks)."""
         before = self.last_ckpt
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
-        if not self.save_on_sigterm:
+        if not self._stop_requested():
             return
-        stop = torch.tensor([int(self._terminate)])
-        if get_dist_info()[1] > 1:
-            all_reduce(stop, op='max')
-        if not stop.item():
-            return
+        step = runner.iter + 1
         if self.last_ckpt == before:  # not saved at this iteration already
-            step = runner.iter + 1
-            filename = (f'iter_{step}.pth' if self.by_epoch else self.filename_tmpl.format(step))
-            runner.logger.warning(f'SIGTERM: saving {filename} after iteration {step}')
-            self._save_preempted(runner, step, filename)
+            self._save_preempted(runner, step)
+        self._stop(runner, f'after iteration {step}')
+
+    def before_val_config(self, runner, position: int, config) -> None:
+        """``PerConfigValLoop``, before each configuration: stop after a SIGTERM."""
+        self._stop_in_validation(runner, f'before configuration {position}/'
+                                         f'{len(runner.val_loop.grid)}')
+
+    def after_val_calibration_iter(self, runner, position: int, batch_idx: int,
+                                   config) -> None:
+        """``PerConfigValLoop``, after each BN calibration batch: stop after a SIGTERM."""
+        self._stop_in_validation(runner, f'in the BN calibration of configuration {position}/'
+                                         f'{len(runner.val_loop.grid)}, after batch '
+                                         f'{batch_idx + 1}')
+
+    def _stop_in_validation(self, runner, where: str) -> None:
+        """After a SIGTERM on any rank: save a checkpoint that validates again, and exit.
+
+        (Its BN statistics are those of the configuration being evaluated; the resumed
+        run calibrates every configuration again.)
+        """
+        if not self._stop_requested():
+            return
+        self._save_preempted(runner, runner.iter, validation_pending=True)
+        self._stop(runner, f'during the validation after iteration {runner.iter} ({where}; '
+                           'the resumed run validates again)')
+
+    def _stop(self, runner, when: str) -> NoReturn:
+        """Log the command that resumes the run and leave, every rank together."""
         config = runner.cfg.filename or 'CONFIG'
+        world_size = get_dist_info()[1]
         launcher = (f' (under the same launcher: tools/dist_train.sh {config} '
-                    f'{get_dist_info()[1]} --work-dir {runner.work_dir} --resume)'
-                    if get_dist_info()[1] > 1 else '')
+                    f'{world_size} --work-dir {runner.work_dir} --resume)'
+                    if world_size > 1 else '')
         runner.logger.warning(
-            f'stopped by SIGTERM after iteration {runner.iter + 1}; resume with: python '
-            f'tools/train.py {config} --work-dir {runner.work_dir} --resume{launcher}')
-        if get_dist_info()[1] > 1:  # every rank leaves together, rank 0's save complete
+            f'stopped by SIGTERM {when}; resume with: python tools/train.py {config} '
+            f'--work-dir {runner.work_dir} --resume{launcher}')
+        if world_size > 1:  # every rank leaves together, rank 0's save complete
             barrier()  # tools/train.py then frees the model and the group, in that order
         raise SystemExit(PREEMPTED_EXIT_CODE)
 
-    def _save_preempted(self, runner, step: int, filename: str) -> None:
-        """A mid-epoch checkpoint after iteration ``step``, named by ``last_checkpoint``."""
+    def _save_preempted(self, runner, step: int, validation_pending: bool = False) -> None:
+        """A checkpoint after iteration ``step``, named by ``last_checkpoint``.
+
+        Args:
+            runner: The runner.
+            step: Iterations trained.
+            validation_pending: Mark it :data:`VALIDATION_PENDING` (saved in a validation).
+        """
+        filename = f'iter_{step}.pth' if self.by_epoch else self.filename_tmpl.format(step)
+        runner.logger.warning(f'SIGTERM: saving {filename} after iteration {step}')
         meta = dict(epoch=runner.epoch, iter=step)
+        if validation_pending:
+            meta[VALIDATION_PENDING] = True
         if not self.by_epoch:
             self._save_checkpoint_with_step(runner, step, meta)
             return

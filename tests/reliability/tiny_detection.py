@@ -38,24 +38,32 @@ train_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=train_pipeline))
 test_dataloader = dict(dataset=dict(data_root=data_root))
 test_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-val_cfg = None
-val_dataloader = None
-val_evaluator = None
+{validation}
 default_hooks = dict(logger=dict(interval=1))
 randomness = dict(seed=0, deterministic=True)
 '''
 
 
+# The demo's validation (its grid, on the validation images) or none.
+_VALIDATION = {True: ("val_dataloader = dict(dataset=dict(data_root=data_root))\n"
+                      "val_evaluator = dict(ann_file=data_root + "
+                      "'annotations/instances_val.json')"),
+               False: 'val_cfg = None\nval_dataloader = None\nval_evaluator = None'}
+
+
 def write_config(path: Path, data_root: Path, extra: str = '', flip: float = 0.5,
-                 batch_size: int = 2) -> Path:
+                 batch_size: int = 2, validation: bool = False) -> Path:
     """Write a config inheriting the demo config: 64 px images, tiny batches, no val.
 
     ``extra`` goes into ``path``, which inherits the shrunk demo config written next to
     it (so that its dicts merge into the demo's instead of replacing them).
+    ``validation``: keep the demo's per-configuration validation (``extra`` can shrink
+    its ``val_cfg``).
     """
     base = path.with_name(f'{path.stem}_base.py')
     base.write_text(_CONFIG.format(base=str(DEMO_CONFIG), data_root=f'{data_root}/',
-                                   size=IMAGE_SIZE, flip=flip, batch_size=batch_size))
+                                   size=IMAGE_SIZE, flip=flip, batch_size=batch_size,
+                                   validation=_VALIDATION[validation]))
     path.write_text(f'_base_ = {base.name!r}\ndata_root = {f"{data_root}/"!r}\n{extra}')
     return path
 
