@@ -21,9 +21,8 @@ from .test_resume import max_difference
 from .tiny_detection import ITERATIONS, REPO, SCHEDULE, free_port, run_tool, tool_env, write_config
 
 # Meant to keep the multi-process tests on one xdist worker (make test: --dist
-# loadgroup), but with pytest-xdist 3.8 these modules were seen running on both workers
-# at once (30 Nov 2026; not investigated): each must be safe beside the others (file
-# stores or ports from free_port()).
+# loadgroup); pytest-xdist 3.8 may still run these modules on both workers at once, so
+# each must be safe beside the others (file stores or ports from free_port()).
 pytestmark = pytest.mark.xdist_group('multiprocess')
 
 # The demo's checkpoints: one, at the end of training.
