@@ -4,7 +4,7 @@ DEMO_DATA := data/coco_shapes
 DEMO_CONFIG := configs/demo/maskrcnn_mutual_r18_shapes.py
 DEMO_WORK_DIR := work_dirs/demo
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test test-fast lint
 
 setup:
 	bash tools/setup_env.sh
@@ -21,3 +21,7 @@ lint: setup
 
 test: lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup --durations=15
+
+# For development: everything but the tests marked slow (processes, Runner trainings).
+test-fast: lint
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup -m "not slow"

@@ -95,6 +95,7 @@ def tiny(name: str, root: Path, work_dir: Path) -> Config:
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(RECIPES))
 def test_recipe_trains_one_iteration_then_evaluates_per_config(
         name: str, image_folder: Path, tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ def test_every_config_is_listed() -> None:
     assert not any(name.startswith('_base_') for name in ALL_CONFIGS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ALL_CONFIGS)
 def test_config_saves_checkpoints_safely(name: str) -> None:
     assert Config.fromfile(str(CONFIGS / name)).default_hooks.checkpoint.type == (
@@ -105,6 +106,7 @@ def tiny_r50_config(data_root: Path, work_dir: Path) -> Config:
     return cfg
 
 
+@pytest.mark.slow
 def test_maskrcnn_r50_trains_one_iteration_then_evaluates_per_config(tmp_path: Path) -> None:
     start = time.perf_counter()
     data_root = tmp_path / 'coco_shapes'

@@ -153,6 +153,7 @@ def max_abs_difference(a, b) -> float:
     return max((x - y).abs().max().item() for x, y in zip(a, b))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', CONFIGS, ids=[c.name for c in CONFIGS])
 def test_exported_model_runs_without_the_package_and_matches(config, exports, stock_outputs):
     adaptive, stock = exports[config], stock_outputs[config]
@@ -210,6 +211,7 @@ def test_onnx_backbone_and_neck_match_pytorch(exports, tmp_path) -> None:
     assert max(np.abs(g - w.numpy()).max() for g, w in zip(got, export['features'])) <= 1e-4
 
 
+@pytest.mark.slow
 def test_export_tool_picks_the_configuration_of_a_budget(demo_cfg, demo_checkpoint,
                                                          tmp_path) -> None:
     work_dir = tmp_path / 'run'

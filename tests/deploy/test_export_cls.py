@@ -6,6 +6,7 @@ import site
 import subprocess
 import sys
 
+import pytest
 import torch
 from mmengine.config import Config
 
@@ -31,6 +32,7 @@ print('stock run done')
 '''
 
 
+@pytest.mark.slow
 def test_classifier_configuration_exports_as_stock_mmpretrain(tmp_path) -> None:
     cfg = Config.fromfile(osp.join(REPO, 'configs/classification/resnet18_mutual_in1k.py'))
     torch.manual_seed(0)

@@ -94,6 +94,7 @@ def checkpoint_files(directory: Path) -> List[str]:
          max_keep_ckpts=3),
     dict(interval=3, by_epoch=False, save_last=False),
 ], ids=['iter-keep2', 'epoch-best', 'iter-best-auto', 'template', 'no-last'])
+@pytest.mark.slow
 def test_same_files_as_the_stock_hook(tmp_path, args):
     for name in ('CheckpointHook', 'SafeCheckpointHook'):
         make_runner(tmp_path / name, dict(type=name, **args)).train()

@@ -85,6 +85,7 @@ def test_each_attack_loads_with_torch_alone(tmp_path):
         torch.load(path, weights_only=True)
 
 
+@pytest.mark.slow
 def test_a_tuple_300000_deep_is_refused_not_a_crash(tmp_path):
     # Hashing it as a dict key overflows the C stack inside torch.load (SIGSEGV).
     path = payloads.with_data_pickle(payloads.save(tmp_path / 'crafted.pth', {}),

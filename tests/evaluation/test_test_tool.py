@@ -16,6 +16,9 @@ from mutualnet_mm.deploy import build_adaptive_model
 
 from ..reliability.tiny_detection import REPO, write_config
 
+# Runs the tools or trainings in processes: `make test-fast` leaves these out.
+pytestmark = pytest.mark.slow
+
 GRID = ['--widths', '1.0', '0.25', '--scales', '1.0']
 NAMES = ['w1.00_s1', 'w0.25_s1']
 

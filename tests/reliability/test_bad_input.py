@@ -335,6 +335,7 @@ def test_corrupt_or_truncated_checkpoint(tmp_path: Path, damage: str) -> None:
     ({'epoch': 0, 'iter': 0, 'seed': 2**40}, r'meta\.seed is 1099511627776; allowed: an '
                                              r'integer from 0 to 2\*\*32 - 1'),
 ])
+@pytest.mark.slow
 def test_resuming_a_checkpoint_with_a_bad_meta(data: Path, tmp_path: Path, monkeypatch,
                                                meta: dict, message: str) -> None:
     config = write_config(tmp_path / 'config.py', data, 'train_cfg = dict(max_epochs=2)\n')

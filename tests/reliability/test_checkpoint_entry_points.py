@@ -23,6 +23,9 @@ from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 from ..engine import checkpoint_payloads as payloads
 from .tiny_detection import REPO, write_config
 
+# Runs the tools or trainings in processes: `make test-fast` leaves these out.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory) -> dict:

@@ -20,7 +20,7 @@ from .tiny_detection import REPO, free_port, run_tool, tool_env, write_config
 # Meant to keep the multi-process tests on one xdist worker (make test: --dist
 # loadgroup); pytest-xdist 3.8 may still run these modules on both workers at once, so
 # each must be safe beside the others (file stores or ports from free_port()).
-pytestmark = pytest.mark.xdist_group('multiprocess')
+pytestmark = [pytest.mark.xdist_group('multiprocess'), pytest.mark.slow]
 
 EXTRA = '''
 custom_imports = dict(imports=['mutualnet_mm', 'tests.reliability.digest_metric'],

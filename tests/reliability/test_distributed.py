@@ -26,7 +26,7 @@ from .tiny_video_net import build, make_batches, shard
 # Meant to keep the multi-process tests on one xdist worker (make test: --dist
 # loadgroup); pytest-xdist 3.8 may still run these modules on both workers at once, so
 # each must be safe beside the others (file stores or ports from free_port()).
-pytestmark = pytest.mark.xdist_group('multiprocess')
+pytestmark = [pytest.mark.xdist_group('multiprocess'), pytest.mark.slow]
 
 WORLD_SIZE = 2
 ITERATIONS = 3

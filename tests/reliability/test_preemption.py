@@ -23,7 +23,7 @@ from .tiny_detection import ITERATIONS, REPO, SCHEDULE, free_port, run_tool, too
 # Meant to keep the multi-process tests on one xdist worker (make test: --dist
 # loadgroup); pytest-xdist 3.8 may still run these modules on both workers at once, so
 # each must be safe beside the others (file stores or ports from free_port()).
-pytestmark = pytest.mark.xdist_group('multiprocess')
+pytestmark = [pytest.mark.xdist_group('multiprocess'), pytest.mark.slow]
 
 # The demo's checkpoints: one, at the end of training.
 BY_EPOCH = "default_hooks = dict(checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))\n"

@@ -21,7 +21,7 @@ from mutualnet_mm.engine.checkpoint_hook import PREEMPTED_EXIT_CODE, VALIDATION_
 from .test_preemption import assert_same_training
 from .tiny_detection import REPO, SCHEDULE, free_port, run_tool, tool_env, write_config
 
-pytestmark = pytest.mark.xdist_group('multiprocess')  # see test_preemption.py
+pytestmark = [pytest.mark.xdist_group('multiprocess'), pytest.mark.slow]  # see test_preemption.py
 
 GRID = 3
 VALIDATED = SCHEDULE + '''

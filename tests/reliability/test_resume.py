@@ -19,6 +19,9 @@ from mutualnet_mm.datasets import generate_coco_shapes
 
 from .tiny_detection import ITERATIONS, REPO, SCHEDULE, run_tool, tool_env, write_config
 
+# Runs the tools or trainings in processes: `make test-fast` leaves these out.
+pytestmark = pytest.mark.slow
+
 # A checkpoint after every iteration.
 EVERY_ITERATION = SCHEDULE + ('default_hooks = dict(checkpoint=dict(by_epoch=False, interval=1, '
                                'max_keep_ckpts=10))\n')
