@@ -3,8 +3,9 @@
 A distiller names the submodule whose output it compares (captured with a forward hook
 during the pass), and says whether sub-networks also keep their ground-truth losses.
 """
+import inspect
 from contextlib import contextmanager
-from typing import Any, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import torch
 import torch.nn.functional as F
@@ -27,20 +28,48 @@ class Distiller:
         self.weight = weight
         self.label_loss = label_loss
 
-    @contextmanager
-    def capture(self, model: nn.Module) -> Iterator[List[Any]]:
-        """Record the output of ``model.<module>`` during the ``with`` block."""
+    def _target(self, model: nn.Module) -> nn.Module:
         try:
-            target = model.get_submodule(self.module)
+            return model.get_submodule(self.module)
         except AttributeError:
             raise ValueError(f'distill.module {self.module!r} is not a submodule of '
                              f'{type(model).__name__}') from None
+
+    @contextmanager
+    def capture(self, model: nn.Module) -> Iterator[List[Any]]:
+        """Record the output of ``model.<module>`` during the ``with`` block."""
+        target = self._target(model)
         outputs: List[Any] = []
         handle = target.register_forward_hook(lambda _m, _i, out: outputs.append(out))
         try:
             yield outputs
         finally:
             handle.remove()
+
+    @contextmanager
+    def without_label_loss(self, model: nn.Module) -> Iterator[None]:
+        """Within the block, ``model.<module>.loss`` runs the module's forward only.
+
+        The heads of mmpretrain, mmaction2 and mmdet compute ``loss(feats, data_samples)``
+        as their forward followed by the loss of its output against the labels. A pass
+        that keeps no label loss needs the forward alone (:meth:`capture` records it); its
+        label losses are then not computed and the module reports none. A module without
+        a ``loss`` method (e.g. a neck) is left as it is.
+        """
+        target = self._target(model)
+        if not inspect.ismethod(getattr(target, 'loss', None)):
+            yield
+            return
+
+        def forward_only(feats: Any, data_samples: Any = None, **kwargs) -> Dict[str, Tensor]:
+            target(feats, **kwargs)
+            return {}
+
+        target.loss = forward_only
+        try:
+            yield
+        finally:
+            del target.loss
 
     def loss(self, student: Any, teacher: Any) -> Tensor:
         """The weighted distillation loss of one sub-network."""

@@ -74,10 +74,11 @@ class MutualTrainStep:
     """Runs one iteration of mutual learning.
 
     Per iteration: the data preprocessor runs once; then for each configuration of the
-    cohort (full first): set the width, rescale the batch, forward in loss mode,
-    backward (gradients accumulate; under DDP all passes but the last run in
-    ``no_sync``, so the last backward synchronizes the sum of all passes); then exactly
-    one optimizer step.
+    cohort (full first): set the width, rescale the batch, forward in loss mode (a
+    sub-network that keeps no label loss runs its distilled module's forward only, see
+    :meth:`Distiller.without_label_loss`), backward (gradients accumulate; under DDP all
+    passes but the last run in ``no_sync``, so the last backward synchronizes the sum of
+    all passes); then exactly one optimizer step.
 
     Args:
         sampler: Draws each iteration's cohort.
@@ -156,6 +157,8 @@ class MutualTrainStep:
         try:
             for index, config in enumerate(cohort):
                 is_last = index == len(cohort) - 1
+                # Sub-networks that learn from the full configuration only: no label loss.
+                labels = index == 0 or self.distiller is None or self.distiller.label_loss
                 set_width(module, config.width, config.head_width)
                 inputs, samples = self.rescaler(batch['inputs'], batch['data_samples'], config)
                 with ExitStack() as stack:
@@ -163,12 +166,15 @@ class MutualTrainStep:
                         stack.enter_context(model.no_sync())
                     captured = stack.enter_context(
                         self.distiller.capture(module) if self.distiller else nullcontext([]))
+                    if not labels:
+                        stack.enter_context(self.distiller.without_label_loss(module))
                     with optim_wrapper.optim_context(model):
                         losses = model(inputs, samples, mode='loss')
-                        loss, pass_vars = module.parse_losses(losses)
+                        if labels:
+                            loss, pass_vars = module.parse_losses(losses)
                         if self.distiller is not None and index > 0:
                             distill = self.distiller.loss(captured[-1], teacher)
-                            loss = loss + distill if self.distiller.label_loss else distill
+                            loss = loss + distill if labels else distill
                             kind_losses.setdefault('distill', []).append(distill.detach())
                     if self.distiller is not None and index == 0:
                         teacher = _detach(captured[-1])

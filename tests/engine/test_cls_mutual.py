@@ -98,3 +98,30 @@ def test_classifier_step_full_on_labels_subnetworks_on_the_kl() -> None:
     torch.testing.assert_close(log_vars['loss_distill'], torch.stack(kls).mean())
     torch.testing.assert_close(log_vars['loss_min'], kls[-1])  # no label loss
     torch.testing.assert_close(log_vars['loss'], log_vars['loss_full'] + sum(kls))
+
+
+@pytest.mark.parametrize('label_loss', [False, True], ids=['kl_only', 'with_labels'])
+def test_subnetworks_without_label_loss_do_not_compute_it(label_loss: bool) -> None:
+    """The label loss is computed once per iteration (the full pass) unless kept."""
+    model = classifier().train()
+    distill = dict(MUTUAL['distill'], label_loss=label_loss)
+    step = MutualTrainStep.from_config(dict(MUTUAL, distill=distill), model, seed=0)
+    calls: List[int] = []
+    model.head.loss_module.register_forward_hook(lambda m, args, out: calls.append(1))
+    logits: List[torch.Tensor] = []
+    model.head.register_forward_hook(lambda m, args, out: logits.append(out.detach()))
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.0))
+    log_vars = step(model, batch(), optim, 0)
+    assert len(calls) == (4 if label_loss else 1) and len(logits) == 4
+    assert 'loss' not in vars(model.head)  # the head's own loss method is back
+    labels = torch.arange(4)
+    kls = [F.kl_div(s.log_softmax(-1), logits[0].softmax(-1), reduction='batchmean')
+           for s in logits[1:]]
+    label_losses = [F.cross_entropy(s, labels) for s in logits[1:]] if label_loss else [0] * 3
+    torch.testing.assert_close(log_vars['loss_min'], kls[-1] + label_losses[-1])
+    torch.testing.assert_close(log_vars['loss'], F.cross_entropy(logits[0], labels) +
+                               sum(k + c for k, c in zip(kls, label_losses)))
+    # The next pass of the model computes its label loss again.
+    model(model.data_preprocessor(batch(), True)['inputs'], batch()['data_samples'],
+          mode='loss')
+    assert len(calls) == (5 if label_loss else 2)

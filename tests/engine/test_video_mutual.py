@@ -78,6 +78,8 @@ def test_recognizer_step_distills_every_subnetwork(cfg: Config, batches: List[di
     model.backbone.register_forward_pre_hook(
         lambda m, args: inputs_seen.append((tuple(args[0].shape), mutualnet_mm.get_width(m))))
     model.cls_head.register_forward_hook(lambda m, args, out: logits_seen.append(out.detach()))
+    label_losses = []
+    model.cls_head.loss_cls.register_forward_hook(lambda *_: label_losses.append(1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     steps = []
     original_step = optimizer.step
@@ -86,6 +88,7 @@ def test_recognizer_step_distills_every_subnetwork(cfg: Config, batches: List[di
 
     assert len(steps) == 1
     assert len(inputs_seen) == len(cohort) == 4
+    assert len(label_losses) == 1  # the full network's: sub-networks compute none
     for (shape, width), config in zip(inputs_seen, cohort):
         assert width == pytest.approx(config.width)
         assert shape[-1] == round(32 * config.scale)  # (N*views, C, T, H, W)
