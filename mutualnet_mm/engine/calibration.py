@@ -14,20 +14,59 @@ from torch.utils.data import DataLoader
 from ..ops import reset_bn_statistics, set_width
 from .subnet import SubnetConfig
 
-#: Random augmentations dropped from the calibration pipeline (as are all ``Random*``
-#: transforms other than the resizes below).
-RANDOM_AUGMENTATIONS = (
-    'Albu', 'AutoAugment', 'AutoContrast', 'Brightness', 'CachedMixUp', 'CachedMosaic',
-    'Color', 'ColorJitter', 'Contrast', 'CopyPaste', 'CutOut', 'Equalize', 'Expand', 'Flip',
-    'InstaBoost', 'Invert', 'MinIoURandomCrop', 'MixUp', 'Mosaic', 'MultiScaleCrop',
-    'PhotoMetricDistortion', 'Posterize', 'RandAugment', 'Rotate', 'Sharpness', 'ShearX',
-    'ShearY', 'Solarize', 'SolarizeAdd', 'TranslateX', 'TranslateY', 'YOLOXHSVRandomAug')
+#: Transforms that draw random numbers, besides every ``Random*`` type and the frame
+#: samplers outside their test mode (:func:`is_random`), across mmcv, mmdet, mmpretrain
+#: and mmaction2. Calibration drops them, or replaces them (random resizes and crops).
+RANDOM_AUGMENTATIONS = frozenset((
+    'Albu', 'Albumentations', 'AutoAugment', 'AutoContrast', 'BEiTMaskGenerator', 'Brightness',
+    'CachedMixUp', 'CachedMosaic', 'Color', 'ColorJitter', 'ColorTransform', 'Contrast',
+    'CopyPaste', 'Corrupt', 'CutOut', 'Cutout', 'EfficientNetRandomCrop', 'Equalize', 'Expand',
+    'Flip', 'GaussianBlur', 'GeomTransform', 'ImgAug', 'InstaBoost', 'Invert', 'Lighting',
+    'MAERandomResizedCrop', 'MinIoURandomCrop', 'MixUp', 'Mosaic', 'MultiScaleCrop',
+    'MultiView', 'PhotoMetricDistortion', 'Posterize', 'PytorchVideoWrapper', 'RandAugment',
+    'Rotate', 'Sharpness', 'Shear', 'ShearX', 'ShearY', 'SimMIMMaskGenerator', 'Solarize',
+    'SolarizeAdd', 'TorchVisionWrapper', 'TorchVisonTransformWrapper', 'Translate',
+    'TranslateX', 'TranslateY', 'YOLOXHSVRandomAug'))
 #: Random resizes, replaced by a resize to their largest scale.
 RANDOM_RESIZES = ('RandomResize', 'RandomChoiceResize')
-#: Frame samplers, set to their deterministic test mode.
-FRAME_SAMPLERS = ('SampleFrames', 'DenseSampleFrames', 'UniformSample', 'UniformSampleFrames')
+#: Frame samplers: random outside their test mode, which calibration sets.
+FRAME_SAMPLERS = ('SampleFrames', 'DenseSampleFrames', 'SampleAVAFrames', 'UniformSample',
+                  'UniformSampleFrames', 'MMUniformSampleFrames')
+#: The frame samplers that take ``temporal_jitter`` (random even in test mode).
+JITTERED_SAMPLERS = ('SampleFrames', 'DenseSampleFrames')
+#: The short edge of mmpretrain's test-time resize, per pixel of its centre crop (256/224).
+RESIZE_PER_CROP = 256 / 224
 #: The seed of the calibration draw when none is given.
 CALIBRATION_SEED = 0
+
+
+def _type_name(transform: dict) -> str:
+    return str(transform['type']).rpartition('.')[2]
+
+
+def _nested(transform: dict) -> List[dict]:
+    """The steps a wrapper (``KeyMapper``, ``ApplyToList``, ...) runs, if any."""
+    steps = transform.get('transforms')
+    if isinstance(steps, (list, tuple)) and all(isinstance(s, dict) for s in steps):
+        return list(steps)
+    return []
+
+
+def _random_type(name: str) -> bool:
+    return name.startswith('Random') or name in RANDOM_AUGMENTATIONS
+
+
+def is_random(transform: dict) -> bool:
+    """Whether a pipeline step (a transform config) draws random numbers.
+
+    The one rule calibration follows: every ``Random*`` type, the types of
+    :data:`RANDOM_AUGMENTATIONS`, frame samplers outside their test mode or with temporal
+    jitter, and wrappers that run any of these.
+    """
+    name = _type_name(transform)
+    if name in FRAME_SAMPLERS:
+        return not transform.get('test_mode', False) or bool(transform.get('temporal_jitter'))
+    return _random_type(name) or any(is_random(step) for step in _nested(transform))
 
 
 def _largest(scales: Any) -> Any:
@@ -37,32 +76,56 @@ def _largest(scales: Any) -> Any:
     return scales
 
 
-def deterministic_pipeline(pipeline: List[dict]) -> List[dict]:
-    """A training pipeline without its random steps, for BN calibration.
+def _centre_crop(transform: dict) -> List[dict]:
+    """An mmpretrain ``RandomResizedCrop(scale=S)`` as its test-time counterpart.
 
-    Random augmentations (flips, crops, colour and geometric jitter, mosaics; every
-    ``Random*`` type) are dropped, random resizes become a resize to their largest scale,
-    and frame samplers take their test-mode clips without temporal jitter.
+    mmpretrain's test pipelines: ``ResizeEdge`` of the short edge to ``S * 256 / 224``
+    (256 for 224), then ``CenterCrop`` to ``S``; the crop keeps the training crop's size.
+    """
+    prefix = str(transform['type']).rpartition('.')[0]
+    scope = f'{prefix}.' if prefix else ''
+    scale = transform['scale']  # an int, or (h, w)
+    height, width = (scale, scale) if isinstance(scale, int) else scale
+    resize = dict(type=f'{scope}ResizeEdge', scale=int(max(height, width) * RESIZE_PER_CROP),
+                  edge='short')
+    resize.update({k: transform[k] for k in ('backend', 'interpolation') if k in transform})
+    crop_size = scale if isinstance(scale, int) else (width, height)
+    return [resize, dict(type=f'{scope}CenterCrop', crop_size=crop_size)]
+
+
+def deterministic_pipeline(pipeline: List[dict]) -> List[dict]:
+    """A training pipeline without its random steps (:func:`is_random`), for BN calibration.
+
+    Random resizes become a resize to their largest scale; mmpretrain's
+    ``RandomResizedCrop(scale=S)`` becomes the test-time resize and centre crop to ``S``
+    (:func:`_centre_crop`), so that calibration batches have the training crop's size;
+    frame samplers take their test-mode clips without temporal jitter; wrappers keep
+    their deterministic steps; every other random step is dropped.
     """
     steps = []
     for transform in copy.deepcopy(list(pipeline)):
-        name = str(transform['type']).rpartition('.')[2]
+        name = _type_name(transform)
         if name in RANDOM_RESIZES:
             scale = transform.pop('scale' if name == 'RandomResize' else 'scales', None)
             resize = transform.pop('resize_type', 'Resize')
             transform.pop('ratio_range', None)
             transform.update(type=resize, scale=_largest(scale))
-        elif name in RANDOM_AUGMENTATIONS or name.startswith('Random'):
+        elif name == 'RandomResizedCrop' and 'scale' in transform:
+            steps.extend(_centre_crop(transform))
             continue
         elif name in FRAME_SAMPLERS:
             transform['test_mode'] = True
-            if name == 'SampleFrames':
+            if name in JITTERED_SAMPLERS:
                 transform['temporal_jitter'] = False
+        elif _random_type(name):
+            continue
+        elif _nested(transform):
+            transform['transforms'] = deterministic_pipeline(transform['transforms'])
         steps.append(transform)
     return steps
 
 
-def _deterministic_dataset(dataset_cfg: Any) -> Any:
+def deterministic_dataset(dataset_cfg: Any) -> Any:
     """``dataset_cfg`` with :func:`deterministic_pipeline` applied at every level."""
     if not isinstance(dataset_cfg, dict):
         return dataset_cfg
@@ -70,9 +133,9 @@ def _deterministic_dataset(dataset_cfg: Any) -> Any:
     if isinstance(dataset_cfg.get('pipeline'), (list, tuple)):
         dataset_cfg['pipeline'] = deterministic_pipeline(dataset_cfg['pipeline'])
     if 'dataset' in dataset_cfg:  # RepeatDataset, ClassBalancedDataset, ...
-        dataset_cfg['dataset'] = _deterministic_dataset(dataset_cfg['dataset'])
+        dataset_cfg['dataset'] = deterministic_dataset(dataset_cfg['dataset'])
     if isinstance(dataset_cfg.get('datasets'), (list, tuple)):  # ConcatDataset
-        dataset_cfg['datasets'] = [_deterministic_dataset(d) for d in dataset_cfg['datasets']]
+        dataset_cfg['datasets'] = [deterministic_dataset(d) for d in dataset_cfg['datasets']]
     return dataset_cfg
 
 
@@ -90,7 +153,7 @@ def build_calibration_loader(loader_cfg: dict, seed: int = CALIBRATION_SEED) -> 
     """
     loader_cfg = copy.deepcopy(loader_cfg)
     loader_cfg['persistent_workers'] = False
-    loader_cfg['dataset'] = _deterministic_dataset(loader_cfg['dataset'])
+    loader_cfg['dataset'] = deterministic_dataset(loader_cfg['dataset'])
     return Runner.build_dataloader(loader_cfg, seed=seed)
 
 

@@ -12,6 +12,8 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from torch import nn
 
+from mutualnet_mm.engine.calibration import build_calibration_loader, deterministic_pipeline
+
 CONFIGS = Path(__file__).parents[2] / 'configs'
 RECIPES = {  # recipe -> (width range, LR, batch per GPU, epochs, crop area from)
     'classification/mobilenet-v1_mutual_in1k.py': ((0.25, 1.0), 0.5, 128, 250, 0.25),
@@ -57,13 +59,15 @@ def test_recipe_states_the_reference_facts(name: str) -> None:
 
 @pytest.fixture(scope='module')
 def image_folder(tmp_path_factory) -> Path:
-    """Two classes of two generated 40 x 40 images each (CustomDataset's folder layout)."""
+    """Two classes of two generated images of different sizes each (CustomDataset's
+    folder layout)."""
     root = tmp_path_factory.mktemp('images')
     rng = np.random.default_rng(0)
+    sizes = iter([(40, 40), (36, 54), (50, 38), (44, 44)])  # (h, w)
     for label in ('a', 'b'):
         (root / label).mkdir()
         for index in range(2):
-            mmcv.imwrite(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8),
+            mmcv.imwrite(rng.integers(0, 256, (*next(sizes), 3), dtype=np.uint8),
                          str(root / label / f'{index}.png'))
     return root
 
@@ -96,6 +100,32 @@ def tiny(name: str, root: Path, work_dir: Path) -> Config:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(RECIPES))
+def test_calibration_crops_as_the_test_pipeline(name: str) -> None:
+    """The training crop becomes the recipe's own test-time resize and centre crop."""
+    cfg = Config.fromfile(str(CONFIGS / name))
+    calibration = deterministic_pipeline(cfg.train_dataloader.dataset.pipeline)
+    assert [t['type'] for t in calibration] == [
+        'LoadImageFromFile', 'ResizeEdge', 'CenterCrop', 'PackInputs']
+    assert calibration[1:3] == cfg.val_dataloader.dataset.pipeline[1:3]
+
+
+@pytest.mark.parametrize('name', sorted(RECIPES))
+def test_calibration_batches_have_the_training_crop_size(name: str, image_folder: Path,
+                                                         tmp_path: Path) -> None:
+    cfg = tiny(name, image_folder, tmp_path)
+    draws = []
+    for seed in (1, 2):  # the global seeds do not matter: nothing random is left
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            draws.append(list(build_calibration_loader(cfg.train_dataloader)))
+    for batch in draws[0]:
+        assert [tuple(image.shape) for image in batch['inputs']] == [(3, SIZE, SIZE)] * 4
+    for a, b in zip(*draws, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a['inputs'], b['inputs']))
+
+
 @pytest.mark.parametrize('name', sorted(RECIPES))
 def test_recipe_trains_one_iteration_then_evaluates_per_config(
         name: str, image_folder: Path, tmp_path: Path) -> None:

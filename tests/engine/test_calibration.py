@@ -1,13 +1,19 @@
 """Post-statistics BN calibration: cumulative batch statistics at one configuration."""
+from pathlib import Path
 from typing import List
 
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.dataset import Compose
 from mmengine.model import BaseModel
+from mmengine.registry import DefaultScope
 
 from mutualnet_mm import get_width, set_width
+from mutualnet_mm.deploy.adaptive import config_scope
 from mutualnet_mm.engine import DetBatchRescaler, SubnetConfig, calibrate_bn
+from mutualnet_mm.engine.calibration import deterministic_dataset, deterministic_pipeline, is_random
 from mutualnet_mm.models.backbones.resnet import SlimmableResNet
 from mutualnet_mm.ops import SlimmableBatchNorm2d
 
@@ -111,3 +117,77 @@ def test_zero_batches_keep_the_statistics() -> None:
 def test_an_empty_loader_is_an_error() -> None:
     with pytest.raises(ValueError, match='BN calibration got no batches'):
         calibrate_bn(tiny_net(), [], CONFIG, DetBatchRescaler(), num_batches=4)
+
+
+CONFIGS = Path(__file__).parents[2] / 'configs'
+ALL_CONFIGS = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob('*.py')
+                     if '_base_' not in p.parts)
+
+
+def pipelines(dataset_cfg) -> List[list]:
+    """Every pipeline of a dataset config, wrapped datasets included."""
+    found = [dataset_cfg['pipeline']] if dataset_cfg.get('pipeline') else []
+    if 'dataset' in dataset_cfg:
+        found += pipelines(dataset_cfg['dataset'])
+    for inner in dataset_cfg.get('datasets') or []:
+        found += pipelines(inner)
+    return found
+
+
+@pytest.mark.parametrize('name', ALL_CONFIGS)
+def test_no_random_step_is_left_in_any_calibration_pipeline(name: str) -> None:
+    cfg = Config.fromfile(str(CONFIGS / name))
+    train = pipelines(cfg.train_dataloader.dataset)
+    calibration = pipelines(deterministic_dataset(cfg.train_dataloader.dataset))
+    assert train and len(calibration) == len(train)
+    assert any(is_random(step) for pipeline in train for step in pipeline)
+    for pipeline in calibration:
+        assert not [step['type'] for step in pipeline if is_random(step)]
+        with DefaultScope.overwrite_default_scope(config_scope(cfg)):
+            Compose(pipeline)  # every step builds in the config's scope
+
+
+@pytest.mark.parametrize('step', [
+    dict(type='RandomFlip', prob=0.5), dict(type='mmdet.RandomFlip'), dict(type='Flip'),
+    dict(type='RandomResizedCrop', scale=224), dict(type='RandomResizedCrop'),
+    dict(type='Lighting', eigval=[1.0], eigvec=[[1.0]]), dict(type='ColorJitter'),
+    dict(type='RandomErasing'), dict(type='RandomChoiceResize', scales=[(8, 8)]),
+    dict(type='RandomResize', scale=(8, 8)), dict(type='RandomCrop', crop_size=8),
+    dict(type='MultiScaleCrop'), dict(type='PhotoMetricDistortion'),
+    dict(type='SampleFrames', clip_len=8), dict(type='SampleFrames', test_mode=False),
+    dict(type='SampleFrames', test_mode=True, temporal_jitter=True),
+    dict(type='UniformSample', clip_len=8), dict(type='RandAugment'),
+    dict(type='KeyMapper', transforms=[dict(type='RandomFlip')]),
+], ids=lambda step: step['type'])
+def test_random_steps(step: dict) -> None:
+    assert is_random(step)
+
+
+@pytest.mark.parametrize('step', [
+    dict(type='LoadImageFromFile'), dict(type='Resize', scale=(8, 8)),
+    dict(type='ResizeEdge', scale=256, edge='short'), dict(type='CenterCrop', crop_size=224),
+    dict(type='SampleFrames', clip_len=8, test_mode=True), dict(type='PackInputs'),
+    dict(type='KeyMapper', transforms=[dict(type='Resize', scale=(8, 8))]),
+], ids=lambda step: step['type'])
+def test_deterministic_steps(step: dict) -> None:
+    assert not is_random(step)
+
+
+def test_random_crops_and_wrappers_in_calibration() -> None:
+    pipeline = [dict(type='LoadImageFromFile'),
+                dict(type='RandomResizedCrop', scale=(64, 96), backend='pillow'),
+                dict(type='mmpretrain.RandomResizedCrop', scale=224),
+                dict(type='KeyMapper', transforms=[dict(type='RandomFlip'),
+                                                   dict(type='Resize', scale=(8, 8))]),
+                dict(type='DenseSampleFrames', clip_len=8),
+                dict(type='UniformSample', clip_len=8)]
+    assert deterministic_pipeline(pipeline) == [
+        dict(type='LoadImageFromFile'),
+        # mmpretrain's (h, w) crop; CenterCrop takes (w, h)
+        dict(type='ResizeEdge', scale=109, edge='short', backend='pillow'),
+        dict(type='CenterCrop', crop_size=(96, 64)),
+        dict(type='mmpretrain.ResizeEdge', scale=256, edge='short'),
+        dict(type='mmpretrain.CenterCrop', crop_size=224),
+        dict(type='KeyMapper', transforms=[dict(type='Resize', scale=(8, 8))]),
+        dict(type='DenseSampleFrames', clip_len=8, test_mode=True, temporal_jitter=False),
+        dict(type='UniformSample', clip_len=8, test_mode=True)]
