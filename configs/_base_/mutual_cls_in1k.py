@@ -14,7 +14,12 @@ custom_imports = dict(imports=['mutualnet_mm'], allow_failed_imports=False)
 # Augmentation (utils/datasets.py, 'imagenet1k_basic'): RandomResizedCrop to 224 (crop
 # area from 0.08), ColorJitter 0.4, Lighting 0.1, flip. The sub-networks' resolutions are
 # the same crop downsampled (ClsBatchRescaler).
-_eigval = [55.4625, 4.7940, 1.1475]  # ImageNet PCA lighting, BGR order
+# Lighting: the reference's ImageNet PCA (utils/transforms.py), eigenvalues on the 0-1
+# scale, applied as there to the 0-255 uint8 image: a shift of about 0.01 grey levels,
+# which the cast back to uint8 turns into 0 or -1 per channel. mmpretrain's configs use
+# 255 times these eigenvalues (shifts of about 3 levels, wrapping around at 0 and 255).
+# Eigenvector rows in BGR order (the images are BGR; to_rgb=False).
+_eigval = [0.2175, 0.0188, 0.0045]
 _eigvec = [[-0.5836, -0.6948, 0.4203], [-0.5808, -0.0045, -0.8140],
            [-0.5675, 0.7192, 0.4009]]
 train_pipeline = [

@@ -10,6 +10,7 @@ from mmdet.registry import MODELS as DET_MODELS
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
+from mmpretrain.registry import TRANSFORMS
 from torch import nn
 
 from mutualnet_mm.engine.calibration import build_calibration_loader, deterministic_pipeline
@@ -23,6 +24,11 @@ RECIPES = {  # recipe -> (width range, LR, batch per GPU, epochs, crop area from
     'classification/resnet18_mutual_in1k.py': ((0.25, 1.0), 0.2, 64, 120, 0.08),
 }
 SIZE = 32  # the tests' crop (the recipes: 224)
+# The reference's Lighting (utils/transforms.py): ImageNet PCA on the 0-1 scale, rows of
+# the eigenvectors in RGB order, added to the uint8 RGB image, clipped, cast to uint8.
+REFERENCE_EIGVAL = np.array([0.2175, 0.0188, 0.0045])
+REFERENCE_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140],
+                             [-0.5836, -0.6948, 0.4203]])
 
 
 def test_every_classification_recipe_is_listed() -> None:
@@ -55,6 +61,30 @@ def test_recipe_states_the_reference_facts(name: str) -> None:
         assert loop.rescaler == mutual.rescaler  # evaluated as trained
         assert min(loop.widths) == width_range[0] and max(loop.widths) == 1.0
         assert [round(224 * s) for s in loop.scales] == [224, 192, 160, 128]
+
+
+@pytest.mark.parametrize('name', sorted(RECIPES))
+def test_lighting_perturbs_as_the_reference(name: str) -> None:
+    """The reference adds ~0.01 grey levels; its uint8 cast makes that 0 or -1 per channel."""
+    lighting = next(t for t in Config.fromfile(str(CONFIGS / name)).train_pipeline
+                    if t.type == 'Lighting')
+    transform = TRANSFORMS.build(lighting)
+    # The increment's standard deviation per channel, in grey levels: far below one.
+    spread = np.sqrt(((REFERENCE_EIGVEC * REFERENCE_EIGVAL * lighting.alphastd) ** 2).sum(1))
+    assert spread.max() < 0.02
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    image[0, 0], image[0, 1] = 0, 255  # the ends of the range
+    shifts = set()
+    for seed in range(20):
+        np.random.seed(seed)
+        alpha = np.random.randn(3) * lighting.alphastd  # as the reference draws it
+        increment = REFERENCE_EIGVEC @ (alpha * REFERENCE_EIGVAL)
+        expected = np.clip(image[..., ::-1] + increment, 0, 255).astype(np.uint8)[..., ::-1]
+        np.random.seed(seed)
+        out = transform(dict(img=image.copy()))['img']
+        assert out.dtype == np.uint8 and np.array_equal(out, expected), seed
+        shifts.update(np.unique(out.astype(int) - image).tolist())
+    assert shifts == {-1, 0}
 
 
 @pytest.fixture(scope='module')
