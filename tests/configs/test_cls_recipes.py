@@ -24,6 +24,11 @@ RECIPES = {  # recipe -> (width range, LR, batch per GPU, epochs, crop area from
     'classification/resnet18_mutual_in1k.py': ((0.25, 1.0), 0.2, 64, 120, 0.08),
 }
 SIZE = 32  # the tests' crop (the recipes: 224)
+# The widths of the reference's published query tables (MobileNetV2: also 0.95 and 0.9).
+PUBLISHED_WIDTHS = {
+    'classification/mobilenet-v1_mutual_in1k.py': (1.0, 0.85, 0.7, 0.5, 0.35, 0.25),
+    'classification/mobilenet-v2_mutual_in1k.py': (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7),
+}
 # The reference's Lighting (utils/transforms.py): ImageNet PCA on the 0-1 scale, rows of
 # the eigenvectors in RGB order, added to the uint8 RGB image, clipped, cast to uint8.
 REFERENCE_EIGVAL = np.array([0.2175, 0.0188, 0.0045])
@@ -61,6 +66,13 @@ def test_recipe_states_the_reference_facts(name: str) -> None:
         assert loop.rescaler == mutual.rescaler  # evaluated as trained
         assert min(loop.widths) == width_range[0] and max(loop.widths) == 1.0
         assert [round(224 * s) for s in loop.scales] == [224, 192, 160, 128]
+
+
+@pytest.mark.parametrize('name', sorted(PUBLISHED_WIDTHS))
+def test_grid_has_the_published_widths(name: str) -> None:
+    cfg = Config.fromfile(str(CONFIGS / name))
+    for loop in (cfg.val_cfg, cfg.test_cfg):
+        assert set(PUBLISHED_WIDTHS[name]) <= set(loop.widths)
 
 
 @pytest.mark.parametrize('name', sorted(RECIPES))
