@@ -314,7 +314,12 @@ def load_urls_weights_only() -> None:
     mmengine_checkpoint.load_url = _load_url_weights_only
 
 
-def _load_local_safely(filename: str, map_location: Any = None) -> Any:
+def load_from_local(filename: str, map_location: Any = None) -> Any:
+    """mmengine's local loader, by :func:`load_checkpoint_safely`.
+
+    Named as mmengine names its loaders: it logs ``Loads checkpoint by <name without
+    load_from_> backend``, here ``local``.
+    """
     return load_checkpoint_safely(os.path.expanduser(filename), map_location)
 
 
@@ -326,7 +331,7 @@ def load_local_checkpoints_safely() -> None:
     archive``) that names neither the file nor the problem. ``resume``, ``load_from``
     and ``init_cfg`` checkpoints all go through this loader.
     """
-    mmengine_checkpoint.CheckpointLoader.register_scheme(prefixes='', loader=_load_local_safely,
+    mmengine_checkpoint.CheckpointLoader.register_scheme(prefixes='', loader=load_from_local,
                                                          force=True)
 
 
