@@ -24,9 +24,34 @@ from ..evaluation.results import format_table, write_results
 from ..ops import set_width, width_range_of
 from .calibration import build_calibration_loader, calibrate_bn
 from .hooks import MutualEtaHook, TorchRandomStateHook
-from .mutual_step import MutualTrainStep, check_trainable_norms
+from .mutual_step import MutualTrainStep, check_trainable_norms, pass_names
 from .rescale import build_rescaler, default_rescaler
 from .subnet import SubnetConfig, check_scales
+
+#: Metrics that print a summary of their own when they evaluate: mmdet's COCO metric (and
+#: its subclasses: LVIS, occluded COCO...) and VOC metric.
+SUMMARY_METRICS = ('CocoMetric', 'VOCMetric')
+
+
+def prints_summary(metrics: Sequence) -> bool:
+    """Whether one of an evaluator's ``metrics`` prints a summary (:data:`SUMMARY_METRICS`)."""
+    return any(cls.__name__ in SUMMARY_METRICS for metric in metrics
+               for cls in type(metric).__mro__)
+
+
+def _training_iteration(runner) -> int:
+    """The runner's training iteration, 0 when its train loop is not built.
+
+    Reading ``runner.iter`` builds the train loop (its dataloader and dataset too); a
+    test run has nothing to train, so this does not, as mmengine's logger does not.
+    """
+    loop = runner._train_loop
+    return 0 if loop is None or isinstance(loop, dict) else runner.iter
+
+
+def _loss_sum(sampler) -> str:
+    """``loss_full + loss_mid1 + ... + loss_min``: what the logged ``loss`` sums."""
+    return ' + '.join(pass_names(sampler.num_subnets))
 
 
 def register_eta_hook(runner) -> None:
@@ -54,9 +79,18 @@ class _MutualTrainMixin:
                   + (f', the full configuration alone for the first '
                      f'{sampler.full_only_iters} iterations' if sampler.full_only_iters else '')
                   + (f', distillation {type(self.mutual_step.distiller).__name__}'
-                     if self.mutual_step.distiller else ''), logger='current')
+                     if self.mutual_step.distiller else '')
+                  + f'; the logged loss is the sum over the passes ({_loss_sum(sampler)}'
+                  + ('; loss_full alone in the warm-up' if sampler.full_only_iters else '')
+                  + ')', logger='current')
 
     def _mutual_iter(self, batch_idx: int, data_batch) -> None:
+        sampler = self.mutual_step.sampler
+        if self._iter == sampler.full_only_iters > 0:
+            print_log(f'iteration {self._iter + 1}: the warm-up of {sampler.full_only_iters} '
+                      f'iterations is over, the cohort of {sampler.num_subnets - 1} narrower '
+                      f'configurations joins: the logged loss is now the sum over '
+                      f'{sampler.num_subnets} passes ({_loss_sum(sampler)})', logger='current')
         self.runner.call_hook('before_train_iter', batch_idx=batch_idx, data_batch=data_batch)
         outputs = self.mutual_step(self.runner.model, data_batch, self.runner.optim_wrapper,
                                    self._iter)
@@ -205,6 +239,7 @@ class _PerConfigMixin:
         progress = ProgressBar(len(self.grid) * len(self.dataloader)) \
             if is_main_process() else None
         self._grid_clock = (time.perf_counter(), 0)  # start, batches evaluated
+        summary = prints_summary(self.evaluator.metrics)
         for position, config in enumerate(self.grid, 1):
             if is_main_process():
                 print_log(f'configuration {position}/{len(self.grid)}: {config.name}: '
@@ -229,8 +264,9 @@ class _PerConfigMixin:
                 if progress:
                     progress.update()
             if is_main_process():
-                print_log(f'evaluating {config.name} ({position}/{len(self.grid)}); the '
-                          "evaluator's summary follows", logger='current')
+                print_log(f'evaluating {config.name} ({position}/{len(self.grid)})'
+                          + ("; the evaluator's summary follows" if summary else ''),
+                          logger='current')
             metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
             self._check_metric(metrics)
             record = config.record()
@@ -383,7 +419,7 @@ class _PerConfigMixin:
         """Every configuration's numbers, keyed ``<config>/<key>``, and the plot, to the
         runner's visualizer backends (TensorBoard, W&B, local ``vis_data``)."""
         visualizer = self.runner.visualizer
-        step = self.runner.iter  # 0 in tools/test.py
+        step = _training_iteration(self.runner)
         for record in records:
             visualizer.add_scalars(
                 {f'per_config/{record["name"]}/{k}': v for k, v in record.items()

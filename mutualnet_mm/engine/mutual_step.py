@@ -17,7 +17,7 @@ from ..ops import is_backbone, set_width, slimmable_modules, width_range_of
 from . import rescale
 from .distill import Distiller, build_distiller
 from .rescale import build_rescaler
-from .subnet import CohortSampler, SubnetConfig
+from .subnet import CohortSampler
 
 
 def _detach(output: Any) -> Any:
@@ -28,10 +28,15 @@ def _detach(output: Any) -> Any:
     return output
 
 
-def _kind(index: int, cohort: List[SubnetConfig]) -> str:
-    if index == 0:
-        return 'full'
-    return 'min' if index == len(cohort) - 1 else 'mid'
+def pass_names(num_passes: int) -> List[str]:
+    """The log names of a cohort's passes, largest first: ``loss_full``, then
+    ``loss_mid1``, ``loss_mid2``... (random widths, widest first), then ``loss_min``.
+
+    The logged ``loss`` is their sum: what the backward passes accumulate.
+    """
+    if num_passes == 1:
+        return ['loss_full']
+    return ['loss_full', *(f'loss_mid{i}' for i in range(1, num_passes - 1)), 'loss_min']
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -145,13 +150,21 @@ class MutualTrainStep:
 
     def __call__(self, model: nn.Module, data: Dict[str, Any], optim_wrapper: OptimWrapper,
                  iteration: int) -> Dict[str, Tensor]:
-        """Run the cohort of ``iteration`` on ``data``; return the log variables."""
+        """Run the cohort of ``iteration`` on ``data``; return the log variables.
+
+        They are the full configuration's stock loss terms (which sum to
+        ``loss_full``), each pass's loss (:func:`pass_names`), ``loss``: the sum over
+        the passes, ``loss_distill``: the mean distillation term (already part of the
+        narrower passes' losses) and ``skipped``: passes with a non-finite loss.
+        """
         module = model.module if is_model_wrapper(model) else model
         cohort = self.sampler.cohort(iteration)
         with optim_wrapper.optim_context(model):
             batch = module.data_preprocessor(data, True)
         log_vars: Dict[str, Tensor] = OrderedDict()
-        kind_losses: Dict[str, List[Tensor]] = {}
+        pass_losses: List[Tensor] = []
+        distill_losses: List[Tensor] = []
+        skipped = 0
         teacher = None
         count_before = optim_wrapper.inner_count
         try:
@@ -175,7 +188,7 @@ class MutualTrainStep:
                         if self.distiller is not None and index > 0:
                             distill = self.distiller.loss(captured[-1], teacher)
                             loss = loss + distill if labels else distill
-                            kind_losses.setdefault('distill', []).append(distill.detach())
+                            distill_losses.append(distill.detach())
                     if self.distiller is not None and index == 0:
                         teacher = _detach(captured[-1])
                     if not torch.isfinite(loss).all():
@@ -185,7 +198,7 @@ class MutualTrainStep:
                                 f'{config.name} (width={config.width:.4f}, '
                                 f'scale={config.scale}) in iteration {iteration}; set '
                                 'mutual.skip_nonfinite=True to skip such passes')
-                        kind_losses.setdefault('skipped', []).append(loss.new_tensor(1.0))
+                        skipped += 1
                         # A zero that reaches every parameter keeps DDP's gradient hooks in
                         # step on every rank; backpropagating through the non-finite graph
                         # instead would turn the accumulated gradients into NaN (0 * inf).
@@ -194,7 +207,7 @@ class MutualTrainStep:
                     optim_wrapper.backward(loss)
                 if index == 0:
                     log_vars.update(pass_vars)  # the stock loss names, full configuration
-                kind_losses.setdefault(_kind(index, cohort), []).append(loss.detach())
+                pass_losses.append(loss.detach())
         finally:
             full = self.sampler.full
             set_width(module, full.width, full.head_width)
@@ -203,13 +216,12 @@ class MutualTrainStep:
         if optim_wrapper.should_update():
             optim_wrapper.step()
             optim_wrapper.zero_grad()
-        total = sum(torch.stack(v).sum() for k, v in kind_losses.items()
-                    if k in ('full', 'mid', 'min'))
-        for kind, values in kind_losses.items():
-            reduce = torch.sum if kind == 'skipped' else torch.mean
-            log_vars[f'loss_{kind}' if kind != 'skipped' else 'skipped'] = \
-                reduce(torch.stack(values))
-        log_vars['loss'] = total
+        log_vars.update(zip(pass_names(len(pass_losses)), pass_losses))
+        if distill_losses:  # a part of the narrower passes' losses, not added to them
+            log_vars['loss_distill'] = torch.stack(distill_losses).mean()
+        if skipped:
+            log_vars['skipped'] = pass_losses[0].new_tensor(float(skipped))
+        log_vars['loss'] = torch.stack(pass_losses).sum()
         return log_vars
 
 
@@ -234,4 +246,4 @@ def check_trainable_norms(model: nn.Module) -> None:
                              'norm_eval=False and frozen_stages=-1 in its config')
 
 
-__all__ = ['MutualTrainStep', 'NonFiniteLossError', 'check_trainable_norms']
+__all__ = ['MutualTrainStep', 'NonFiniteLossError', 'check_trainable_norms', 'pass_names']

@@ -3,6 +3,7 @@ import copy
 import math
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Dict, Iterator, List
 
 import pytest
@@ -15,8 +16,14 @@ from mmengine.runner import Runner
 
 import mutualnet_mm
 from mutualnet_mm.datasets import generate_coco_shapes
-from mutualnet_mm.engine import DetBatchRescaler, MutualTrainStep, NonFiniteLossError
-from mutualnet_mm.engine.mutual_step import check_trainable_norms
+from mutualnet_mm.engine import (
+    CohortSampler,
+    DetBatchRescaler,
+    MutualTrainStep,
+    NonFiniteLossError,
+    loops,
+)
+from mutualnet_mm.engine.mutual_step import check_trainable_norms, pass_names
 
 CONFIG = Path(__file__).parents[2] / 'configs/demo/maskrcnn_mutual_r18_shapes.py'
 SIZE = 64
@@ -142,12 +149,14 @@ def test_an_iteration_runs_the_cohort_then_one_optimizer_step(model, data) -> No
         assert all(g.any() for g in contributions), name
         torch.testing.assert_close(recorder.grads_at_step[0][name], sum(contributions))
 
-    assert STOCK_LOSSES | {'loss', 'loss_full', 'loss_mid', 'loss_min'} <= set(log_vars)
+    # One loss per pass; the stock terms are the full pass's; `loss` is the passes' sum.
+    passes = ['loss_full', 'loss_mid1', 'loss_mid2', 'loss_min']
+    assert pass_names(4) == passes
+    assert STOCK_LOSSES | {'loss', *passes} <= set(log_vars)
     stock_total = sum(v for k, v in log_vars.items() if k.startswith('loss_') and
-                      k not in ('loss_full', 'loss_mid', 'loss_min'))
+                      k not in passes)
     torch.testing.assert_close(log_vars['loss_full'], stock_total.detach())
-    torch.testing.assert_close(log_vars['loss'], log_vars['loss_full']
-                               + 2 * log_vars['loss_mid'] + log_vars['loss_min'])
+    torch.testing.assert_close(log_vars['loss'], sum(log_vars[k] for k in passes))
 
 
 def test_gradients_accumulate_over_the_cohort(initial_model, data) -> None:
@@ -312,3 +321,19 @@ def test_a_warm_up_that_leaves_the_cohort_untrained_is_refused(model, settings, 
                                                                 message) -> None:
     with pytest.raises(ValueError, match=message):
         MutualTrainStep.from_config(mutual(**settings), model, max_iters=max_iters)
+
+
+def test_the_cohort_joining_is_logged_once(monkeypatch) -> None:
+    logged = []
+    monkeypatch.setattr(loops, 'print_log', lambda message, **_: logged.append(message))
+    def step(*args) -> dict:
+        return {}
+
+    step.sampler = CohortSampler((0.25, 1.0), 4, (1.0,), full_only_iters=2)
+    loop = SimpleNamespace(_iter=0, mutual_step=step, runner=SimpleNamespace(
+        call_hook=lambda *args, **kwargs: None, model=None, optim_wrapper=None))
+    for index in range(5):
+        loops._MutualTrainMixin._mutual_iter(loop, index, None)
+    assert logged == ['iteration 3: the warm-up of 2 iterations is over, the cohort of 3 '
+                      'narrower configurations joins: the logged loss is now the sum over 4 '
+                      'passes (loss_full + loss_mid1 + loss_mid2 + loss_min)']

@@ -7,13 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mmaction.evaluation import AccMetric
+from mmdet.evaluation import CocoMetric, DumpDetResults, LVISMetric
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
+from mmpretrain.evaluation import Accuracy
 
 from mutualnet_mm.datasets import generate_coco_shapes
 from mutualnet_mm.deploy import build_adaptive_model
 from mutualnet_mm.engine.calibration import build_calibration_loader, deterministic_pipeline
+from mutualnet_mm.engine.loops import prints_summary
 from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 
 from ..deploy.demo import IMAGE_SIZE, tiny_demo_config
@@ -206,3 +210,10 @@ def test_tensorboard_gets_every_configuration_and_the_plot(setup, tmp_path) -> N
     assert {'per_config/w1.00_s1/gflops', 'per_config/w0.25_s1/gflops'} <= tags
     assert 'per_config/w1.00_s1/coco/bbox_mAP' in tags
     assert 'per_config' in events.Tags()['images']
+
+
+def test_the_summary_is_announced_only_for_evaluators_that_print_one() -> None:
+    assert prints_summary([CocoMetric(), DumpDetResults(out_file_path='x.pkl')])
+    assert prints_summary([LVISMetric.__new__(LVISMetric)])  # a CocoMetric
+    assert not prints_summary([Accuracy(topk=(1, 5))])
+    assert not prints_summary([AccMetric()])

@@ -121,3 +121,13 @@ def test_video_dump_writes_one_file_per_configuration(monkeypatch, tmp_path) -> 
     with pytest.raises(ValueError, match='--tta is for detection configs'):
         run_test_tool(monkeypatch, dict(config=config, checkpoint=checkpoint),
                       tmp_path / 'work', ['--tta'])
+
+
+def test_the_log_has_no_training_line_and_names_the_loader(setup, monkeypatch, tmp_path,
+                                                           capsys):
+    run_test_tool(monkeypatch, setup, tmp_path, [])
+    # mmengine prints it (with no logger) as "by <loader name without load_from_> backend"
+    assert 'Loads checkpoint by local backend from path: ' in capsys.readouterr().out
+    log = next(tmp_path.glob('*/*.log')).read_text()
+    assert 'mutual learning:' not in log  # the train loop is not even built
+    assert 'per-configuration results' in log
