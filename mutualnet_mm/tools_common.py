@@ -8,27 +8,9 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
-
-from .datasets.checks import CHECK_MODES
-
-
-def add_runner_arguments(parser: argparse.ArgumentParser, work_dir_help: str) -> None:
-    """The arguments every runner tool takes: mmdet's ``--work-dir``, ``--cfg-options``,
-    ``--launcher`` and ``--local_rank``, and ``--check-data`` (see ``check_data_config``)."""
-    parser.add_argument('--work-dir', help=work_dir_help)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. train_cfg.max_epochs=1')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    parser.add_argument('--check-data', choices=CHECK_MODES, default='fast',
-                        help='data check before the run: fast (annotation files; the first '
-                             '100 samples of each dataset\'s data list are read, images '
-                             'decoded within MAX_IMAGE_PIXELS), all (every sample, with a '
-                             'progress bar), none')
 
 
 def load_tool_config(args: argparse.Namespace) -> Config:

@@ -9,23 +9,10 @@ Example:
 import argparse
 import warnings
 
+# mmengine resolves `mmdet::` config bases through pkg_resources, which warns on import.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-
-from mmengine.config import Config, DictAction
-from mmengine.runner import set_random_seed
-
-import mutualnet_mm  # noqa: F401
-from mutualnet_mm.deploy import (
-    build_adaptive_model,
-    calibrate_bn_stats,
-    calibration_loader,
-    save_bn_stats,
-)
-from mutualnet_mm.deploy.adaptive import task_rescaler
-from mutualnet_mm.deploy.export import config_of
-from mutualnet_mm.evaluation import QueryTable
-from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
-from mutualnet_mm.tools_common import check_config_file
+# The arguments are parsed before the stack is imported (in main): --help takes no time.
+from mmengine.config import DictAction
 
 
 def parse_args() -> argparse.Namespace:
@@ -48,6 +35,22 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    from mmengine.config import Config
+    from mmengine.runner import set_random_seed
+
+    import mutualnet_mm  # noqa: F401
+    from mutualnet_mm.deploy import (
+        build_adaptive_model,
+        calibrate_bn_stats,
+        calibration_loader,
+        save_bn_stats,
+    )
+    from mutualnet_mm.deploy.adaptive import task_rescaler
+    from mutualnet_mm.deploy.export import config_of
+    from mutualnet_mm.evaluation import QueryTable
+    from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
+    from mutualnet_mm.tools_common import check_config_file
+
     check_config_file(args.config)
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:

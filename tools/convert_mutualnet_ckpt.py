@@ -11,23 +11,28 @@ import os
 import sys
 from typing import List, Optional
 
-import torch
 
-from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
-from mutualnet_mm.models import convert
-
-
-def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='source checkpoint')
     parser.add_argument('dst', help='converted checkpoint to write')
-    parser.add_argument('--arch', choices=sorted(convert.ARCHS),
-                        help='source layout (default: detected from the keys)')
-    return parser.parse_args(argv)
+    parser.add_argument('--arch', help='source layout, a key of '
+                        'mutualnet_mm.models.convert.ARCHS (default: detected from the keys)')
+    return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # The stack is imported after parsing: --help and argument errors take no time.
+    import torch
+
+    from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
+    from mutualnet_mm.models import convert
+
+    if args.arch is not None and args.arch not in convert.ARCHS:
+        parser.error(f'argument --arch: invalid choice: {args.arch!r} (choose from '
+                     f'{", ".join(sorted(convert.ARCHS))})')
     state_dict = convert.unwrap_state_dict(load_checkpoint_safely(args.src))
     arch = args.arch or convert.detect_arch(state_dict)
     converted, dropped = convert.convert_reference_state_dict(state_dict, arch)

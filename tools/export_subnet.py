@@ -18,26 +18,10 @@ import math
 import os.path as osp
 import warnings
 
+# mmengine resolves `mmdet::` config bases through pkg_resources, which warns on import.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-
-import torch
+# The arguments are parsed before the stack is imported (in main): --help takes no time.
 from mmengine.config import Config, DictAction
-from mmengine.runner import set_random_seed
-
-import mutualnet_mm  # noqa: F401
-from mutualnet_mm.deploy import (
-    build_adaptive_model,
-    build_stock_model,
-    calibration_loader,
-    export_backbone_neck_onnx,
-    export_subnet,
-    load_adaptive_weights,
-    resolve_config,
-)
-from mutualnet_mm.deploy.onnx_export import onnx_difference
-from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
-from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
-from mutualnet_mm.tools_common import check_config_file
 
 
 def parse_args() -> argparse.Namespace:
@@ -91,6 +75,24 @@ def default_onnx_shape(stock_cfg: Config) -> list:
 
 def main() -> None:
     args = parse_args()
+    import torch
+    from mmengine.runner import set_random_seed
+
+    import mutualnet_mm  # noqa: F401
+    from mutualnet_mm.deploy import (
+        build_adaptive_model,
+        build_stock_model,
+        calibration_loader,
+        export_backbone_neck_onnx,
+        export_subnet,
+        load_adaptive_weights,
+        resolve_config,
+    )
+    from mutualnet_mm.deploy.onnx_export import onnx_difference
+    from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
+    from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
+    from mutualnet_mm.tools_common import check_config_file
+
     check_config_file(args.config)
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:

@@ -7,8 +7,6 @@ Example::
 import argparse
 import sys
 
-from mutualnet_mm.datasets.coco_shapes import generate_coco_shapes
-
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -28,6 +26,9 @@ def show_progress(split: str, done: int, total: int) -> None:
 
 def main() -> None:
     args = parse_args()
+    # The stack is imported after parsing: --help and argument errors take no time.
+    from mutualnet_mm.datasets.coco_shapes import generate_coco_shapes
+
     try:
         summary = generate_coco_shapes(args.out, num_train=args.num_train,
                                        num_val=args.num_val, image_size=args.size,

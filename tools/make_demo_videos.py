@@ -7,8 +7,6 @@ Example::
 import argparse
 import sys
 
-from mutualnet_mm.datasets.motion_clips import generate_motion_clips
-
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,6 +27,9 @@ def show_progress(split: str, done: int, total: int) -> None:
 
 def main() -> None:
     args = parse_args()
+    # The stack is imported after parsing: --help and argument errors take no time.
+    from mutualnet_mm.datasets.motion_clips import generate_motion_clips
+
     try:
         summary = generate_motion_clips(args.out, num_train=args.num_train,
                                         num_val=args.num_val, size=args.size,

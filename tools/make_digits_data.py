@@ -7,8 +7,6 @@ Example::
 import argparse
 import sys
 
-from mutualnet_mm.datasets.digits import write_digits
-
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -22,6 +20,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # The stack is imported after parsing: --help and argument errors take no time.
+    from mutualnet_mm.datasets.digits import write_digits
+
     try:
         counts = write_digits(args.out, args.size, args.val_fraction, args.seed)
     except ValueError as error:

@@ -5,12 +5,14 @@ sub-package that the wheel does not ship (upstream issue #2714), so
 ``import mmaction.models`` fails. This drops that import (the DRN localizer is the only
 thing lost). Running it again changes nothing.
 """
+import argparse
 import importlib.util
 import pathlib
 import sys
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     spec = importlib.util.find_spec('mmaction')
     if spec is None or spec.origin is None:
         print('[patch_mmaction] mmaction2 is not installed', file=sys.stderr)

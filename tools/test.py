@@ -9,18 +9,18 @@ Example:
 import argparse
 import copy
 import os
+import os.path as osp
+import sys
 import warnings
 
+# mmengine resolves `mmdet::` config bases through pkg_resources, which warns on import.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-
-from mmdet.evaluation import DumpDetResults
+# The arguments are parsed before the stack is imported (in main): --help takes no time.
+TOOLS = osp.dirname(osp.abspath(__file__))
+if TOOLS not in sys.path:  # run by path (runpy) rather than as a script
+    sys.path.append(TOOLS)
+from _arguments import add_runner_arguments
 from mmengine.config import Config, ConfigDict
-from mmengine.evaluator import DumpResults
-from mmengine.runner import Runner
-
-import mutualnet_mm  # noqa: F401
-from mutualnet_mm.datasets.checks import check_data_config
-from mutualnet_mm.tools_common import add_runner_arguments, leave_distributed, load_tool_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -89,6 +89,14 @@ def main() -> None:
     args = parse_args()
     if not os.path.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
+    from mmdet.evaluation import DumpDetResults
+    from mmengine.evaluator import DumpResults
+    from mmengine.runner import Runner
+
+    import mutualnet_mm  # noqa: F401
+    from mutualnet_mm.datasets.checks import check_data_config
+    from mutualnet_mm.tools_common import leave_distributed, load_tool_config
+
     cfg = load_tool_config(args)
     if args.widths:
         cfg.test_cfg.widths = tuple(args.widths)

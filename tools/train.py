@@ -6,18 +6,17 @@ Example:
 import argparse
 import os
 import os.path as osp
+import sys
 import warnings
 from pathlib import Path
 
+# mmengine resolves `mmdet::` config bases through pkg_resources, which warns on import.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-
-from mmengine.hooks import CheckpointHook
-from mmengine.runner import Runner
-
-import mutualnet_mm  # noqa: F401  (registers modules, loops and safe checkpoint loading)
-from mutualnet_mm.datasets.checks import check_data_config
-from mutualnet_mm.engine.checkpoint_hook import PREEMPTED_EXIT_CODE
-from mutualnet_mm.tools_common import add_runner_arguments, leave_distributed, load_tool_config
+# The arguments are parsed before the stack is imported (in main): --help takes no time.
+TOOLS = osp.dirname(osp.abspath(__file__))
+if TOOLS not in sys.path:  # run by path (runpy) rather than as a script
+    sys.path.append(TOOLS)
+from _arguments import add_runner_arguments
 
 
 def parse_args() -> argparse.Namespace:
@@ -33,7 +32,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-STOCK_CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook)
 
 #: Set by tools/dist_train.sh: the file a rank stopped by SIGTERM (its checkpoint saved,
 #: every rank stopped with it) creates before exiting with 0 instead of 143. torchrun
@@ -44,14 +42,23 @@ PREEMPTED_FILE_ENV = 'MUTUALNET_PREEMPTED_FILE'
 
 def use_safe_checkpoint_hook(cfg) -> None:
     """Replace a stock ``CheckpointHook`` by ``SafeCheckpointHook`` (same arguments)."""
+    from mmengine.hooks import CheckpointHook
+    stock = ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook)
     hooks = [cfg.get('default_hooks', {}).get('checkpoint'), *cfg.get('custom_hooks', [])]
     for hook in hooks:
-        if isinstance(hook, dict) and hook.get('type') in STOCK_CHECKPOINT_HOOKS:
+        if isinstance(hook, dict) and hook.get('type') in stock:
             hook['type'] = 'SafeCheckpointHook'
 
 
 def main() -> None:
     args = parse_args()
+    from mmengine.runner import Runner
+
+    import mutualnet_mm  # noqa: F401  (registers modules, loops and safe checkpoint loading)
+    from mutualnet_mm.datasets.checks import check_data_config
+    from mutualnet_mm.engine.checkpoint_hook import PREEMPTED_EXIT_CODE
+    from mutualnet_mm.tools_common import leave_distributed, load_tool_config
+
     cfg = load_tool_config(args)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
