@@ -4,13 +4,17 @@ import datetime
 import gc
 import os
 import os.path as osp
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
+
+#: Parameter-scheduler settings counted in the schedule's unit (epochs, or iterations).
+SCHEDULE_KEYS = ('begin', 'end', 'T_max', 'milestones', 'step_size')
 
 
 def load_tool_config(args: argparse.Namespace) -> Config:
@@ -20,10 +24,65 @@ def load_tool_config(args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        written = schedule_length(cfg)
         cfg.merge_from_dict(args.cfg_options)
+        if not any(key.split('.')[0] == 'param_scheduler' for key in args.cfg_options):
+            follow_schedule_length(cfg, written)
     setup_cpu_distributed(cfg)
     set_default_work_dir(cfg, args.config, args.work_dir)
     return cfg
+
+
+def schedule_length(cfg: Config) -> Optional[Tuple[str, int]]:
+    """``('max_epochs', n)`` or ``('max_iters', n)`` from ``cfg.train_cfg`` (None without)."""
+    train_cfg = cfg.get('train_cfg') or {}
+    return next(((key, train_cfg[key]) for key in ('max_epochs', 'max_iters')
+                 if train_cfg.get(key) is not None), None)
+
+
+def _scaled(value: int, ratio: float) -> int:
+    """``value * ratio`` in whole units; a positive count stays at least 1."""
+    return max(1, round(value * ratio)) if value > 0 else value
+
+
+def follow_schedule_length(cfg: Config, written: Optional[Tuple[str, int]]) -> None:
+    """Rescale the parameter schedulers to a schedule length set after they were written.
+
+    A config writes its schedulers for its own ``train_cfg.max_epochs`` (or ``max_iters``),
+    usually through a variable that ``--cfg-options train_cfg.max_epochs=N`` does not
+    change: the learning rate would still decay over the written length. This scales
+    the :data:`SCHEDULE_KEYS` of the schedulers counted in the loop's unit (``by_epoch``
+    for ``max_epochs``, ``by_epoch=False`` for ``max_iters``) by ``N / written``, rounded
+    to whole units, and logs the change. Schedulers in the other unit (a warm-up of a
+    number of iterations in an epoch-based schedule) are left as they are.
+
+    Args:
+        cfg: The config, with the new length merged in.
+        written: :func:`schedule_length` of the config as read from its file.
+    """
+    length = schedule_length(cfg)
+    schedulers = cfg.get('param_scheduler') or []
+    if written is None or length is None or length[0] != written[0] or length == written:
+        return
+    key, value = length
+    ratio = value / written[1]
+    changes = []
+    for scheduler in [schedulers] if isinstance(schedulers, dict) else schedulers:
+        if scheduler.get('by_epoch', True) != (key == 'max_epochs'):
+            continue
+        before = {k: scheduler[k] for k in SCHEDULE_KEYS if scheduler.get(k) is not None}
+        for name, setting in before.items():
+            scheduler[name] = [_scaled(v, ratio) for v in setting] \
+                if isinstance(setting, (list, tuple)) else _scaled(setting, ratio)
+        if 'end' in before:
+            scheduler['end'] = max(scheduler['end'], scheduler.get('begin', 0) + 1)
+        changes += [f"{scheduler.get('type')}.{name} {setting} -> {scheduler[name]}"
+                    for name, setting in before.items() if scheduler[name] != setting]
+    if changes:
+        unit = 'epochs' if key == 'max_epochs' else 'iterations'
+        print_log(f'train_cfg.{key} is {value} instead of the config\'s {written[1]}: the '
+                  f'param_scheduler settings in {unit} are scaled by {value}/{written[1]} '
+                  f'({", ".join(changes)})', logger='current')
 
 
 def check_config_file(path: str) -> None:

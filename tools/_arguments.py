@@ -17,7 +17,8 @@ def add_runner_arguments(parser: argparse.ArgumentParser, work_dir_help: str) ->
     ``--launcher`` and ``--local_rank``, and ``--check-data`` (see ``check_data_config``)."""
     parser.add_argument('--work-dir', help=work_dir_help)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. train_cfg.max_epochs=1')
+                        help='override config settings, e.g. train_cfg.max_epochs=1 (the '
+                             'learning-rate schedule follows a new schedule length)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
