@@ -231,7 +231,7 @@ def scale_test_pipelines(cfg: dict, config: SubnetConfig) -> int:
     resized = sampled = 0
     pipelines = [cfg.get('test_pipeline')] + [
         pipeline for key in ('test_dataloader', 'val_dataloader')
-        for pipeline in _pipelines(cfg.get(key, {}).get('dataset'))]
+        for pipeline in _pipelines((cfg.get(key) or {}).get('dataset'))]  # None: no loader
     for pipeline in pipelines:
         for transform in pipeline or ():
             if not isinstance(transform, dict) or id(transform) in seen:

@@ -395,3 +395,11 @@ def test_video_recognizer_exports_as_stock_mmaction2() -> None:
     with torch.no_grad():
         assert (model(clips, None, mode='tensor') - stock(clips, None, mode='tensor')).abs() \
             .max() <= 1e-4
+
+
+def test_test_pipelines_scale_when_a_config_has_no_validation_loader():
+    cfg = {'test_dataloader': {'dataset': {'pipeline': [
+               {'type': 'LoadImageFromFile'}, {'type': 'Resize', 'scale': (128, 128)}]}},
+           'val_dataloader': None}
+    assert export_module.scale_test_pipelines(cfg, SubnetConfig(1.0, 0.5)) == 1
+    assert cfg['test_dataloader']['dataset']['pipeline'][1]['scale'] == (64, 64)
