@@ -39,8 +39,9 @@ def parse_args() -> argparse.Namespace:
                              '--out, mmaction2: --dump)')
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument('--show-dir',
-                        help='draw the predictions into work_dir/timestamp/SHOW_DIR/'
-                             '<configuration>/ (mmaction2: into SHOW_DIR/<configuration>/)')
+                        help='draw the predictions and the ground truth into '
+                             'SHOW_DIR/<configuration>/, a relative SHOW_DIR being below '
+                             'work_dir/<timestamp>/ (as mmdet does)')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument('--interval', type=int, default=1,
                         help='video: visualize every INTERVAL-th sample')
@@ -51,10 +52,19 @@ def parse_args() -> argparse.Namespace:
 
 
 def enable_visualization(cfg: Config, args: argparse.Namespace, video: bool) -> None:
-    """Turn on the task's visualization hook as mmdet's / mmaction2's test.py do."""
+    """Turn on the task's visualization hook as mmdet's / mmaction2's test.py do.
+
+    A video config without one (mmaction2's recognizer configs have none) gets a
+    :class:`~mutualnet_mm.engine.visualization.ClipVisualizationHook`; mmaction2's own
+    hook in a config is replaced by it (it cannot draw clips of several views).
+    """
     hook = cfg.default_hooks.get('visualization')
+    if video and (hook is None or str(hook.type).rpartition('.')[2] == 'VisualizationHook'):
+        hook = cfg.default_hooks.visualization = ConfigDict(
+            {**(hook or {}), 'type': 'ClipVisualizationHook'})
     if hook is None:
-        raise ValueError(f'--show/--show-dir need default_hooks.visualization in {args.config}')
+        raise ValueError(f'--show/--show-dir need default_hooks.visualization in '
+                         f'{args.config} (mmdet: dict(type="DetVisualizationHook"))')
     hook.update(show=args.show, wait_time=args.wait_time)
     if video:
         hook.update(enable=True, out_dir=args.show_dir, interval=args.interval)

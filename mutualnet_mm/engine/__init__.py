@@ -13,10 +13,11 @@ from .loops import (
 from .mutual_step import MutualTrainStep, NonFiniteLossError
 from .rescale import ClsBatchRescaler, DetBatchRescaler, VideoBatchRescaler
 from .subnet import CohortSampler, SubnetConfig
+from .visualization import ClipVisualizationHook
 
 __all__ = [
-    'ClsBatchRescaler', 'CohortSampler', 'DetBatchRescaler', 'Distiller', 'FeatureDistiller',
-    'LogitDistiller', 'RPNOutputDistiller',
+    'ClipVisualizationHook', 'ClsBatchRescaler', 'CohortSampler', 'DetBatchRescaler',
+    'Distiller', 'FeatureDistiller', 'LogitDistiller', 'RPNOutputDistiller',
     'MutualEpochBasedTrainLoop', 'MutualIterBasedTrainLoop', 'MutualTrainStep',
     'NonFiniteLossError', 'PerConfigTestLoop', 'PerConfigValLoop', 'ResumeMetaCheckHook',
     'SafeCheckpointHook',

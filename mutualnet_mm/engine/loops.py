@@ -25,7 +25,7 @@ from ..ops import set_width, width_range_of
 from .calibration import build_calibration_loader, calibrate_bn
 from .hooks import MutualEtaHook, TorchRandomStateHook
 from .mutual_step import MutualTrainStep, check_trainable_norms, pass_names
-from .rescale import build_rescaler, default_rescaler
+from .rescale import build_rescaler, default_rescaler, with_loaded_annotations
 from .subnet import SubnetConfig, check_scales
 
 #: Metrics that print a summary of their own when they evaluate: mmdet's COCO metric (and
@@ -311,8 +311,9 @@ class _PerConfigMixin:
         """Send each configuration's drawings and dumped predictions to its own place.
 
         Visualization hooks (mmdet's ``test_out_dir``, mmaction2's ``out_dir``) draw into
-        a sub-folder named after the configuration; dump metrics (``--out``) write
-        ``<name>_<configuration>.pkl``.
+        ``<out dir>/<configuration>/``, a relative out dir being below
+        ``work_dir/<timestamp>/`` (mmdet's rule, for every task); dump metrics (``--out``)
+        write ``<name>_<configuration>.pkl``.
         """
         if not hasattr(self, '_output_roots'):
             self._output_roots = {}
@@ -323,9 +324,8 @@ class _PerConfigMixin:
                 root = self._output_roots.setdefault((id(hook), attribute),
                                                      getattr(hook, attribute, None))
                 if isinstance(root, str):
-                    if attribute == 'test_out_dir':  # mmdet: below work_dir/timestamp
-                        root = osp.join(self.runner.work_dir, self.runner.timestamp, root)
-                    setattr(hook, attribute, osp.join(root, config.name))
+                    setattr(hook, attribute, osp.join(
+                        self.runner.work_dir, self.runner.timestamp, root, config.name))
         for metric in self.evaluator.metrics:
             root = self._output_roots.setdefault((id(metric), 'out_file_path'),
                                                  getattr(metric, 'out_file_path', None))
@@ -343,7 +343,8 @@ class _PerConfigMixin:
         with autocast(enabled=getattr(self, 'fp16', False)):
             data = module.data_preprocessor(data_batch, False)
             inputs, samples = self.rescaler(data['inputs'], data['data_samples'], config)
-            return module(inputs, samples, mode='predict')
+            return with_loaded_annotations(module(inputs, samples, mode='predict'),
+                                           data['data_samples'])
 
     def _first_sample(self, module, data_batch, config: SubnetConfig) -> tuple:
         """The first sample of a batch, preprocessed and rescaled to ``config``."""

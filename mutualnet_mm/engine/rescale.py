@@ -182,6 +182,30 @@ class ClsBatchRescaler:
                              align_corners=self.align_corners), data_samples
 
 
+def with_loaded_annotations(predictions: Sequence, originals: Sequence) -> list:
+    """Predictions on rescaled samples, carried over to the samples as loaded.
+
+    A rescaler returns samples whose ground truth and metainfo follow the rescaled batch;
+    the model adds its predictions (mapped back to the original image) to them. This
+    returns copies of ``originals`` with the fields the model added: ground truth,
+    shapes and scale factor as the dataset loaded them, in the frame of the predictions,
+    which is what visualization hooks draw and what metrics that read the ground truth
+    from the samples (mmdet's VOC metric) compare.
+
+    Args:
+        predictions: The model's outputs, one per sample.
+        originals: The samples before rescaling, in the same order.
+    """
+    merged = []
+    for prediction, original in zip(predictions, originals):
+        sample, loaded = original.new(), set(original.keys())
+        for key in prediction.keys():
+            if key not in loaded:
+                setattr(sample, key, getattr(prediction, key))
+        merged.append(sample)
+    return merged
+
+
 def default_rescaler(model) -> dict:
     """The config of the rescaler registered for the model's data preprocessor.
 
@@ -212,4 +236,4 @@ def build_rescaler(cfg) -> object:
 
 
 __all__: List[str] = ['ClsBatchRescaler', 'DetBatchRescaler', 'VideoBatchRescaler',
-                      'build_rescaler', 'default_rescaler']
+                      'build_rescaler', 'default_rescaler', 'with_loaded_annotations']

@@ -66,6 +66,70 @@ def test_out_and_show_dir_write_one_set_per_configuration(setup, monkeypatch, tm
     assert not (tmp_path / 'results.pkl').exists()
 
 
+#: The demo's default grid, largest first.
+DEFAULT_GRID = [f'w{w:.2f}_s{s:g}' for w in (1.0, 0.75, 0.5, 0.25) for s in (1, 0.75, 0.5)]
+
+
+def record_drawings(monkeypatch) -> list:
+    """Make mmdet's visualizer record each ``add_datasample`` call (out file, sample)."""
+    from mmdet.visualization import DetLocalVisualizer
+    calls = []
+    draw = DetLocalVisualizer.add_datasample
+
+    def recording(self, name, image, data_sample=None, **kwargs):
+        calls.append((kwargs.get('out_file'), image.shape, data_sample))
+        return draw(self, name, image, data_sample=data_sample, **kwargs)
+
+    monkeypatch.setattr(DetLocalVisualizer, 'add_datasample', recording)
+    return calls
+
+
+def annotated_boxes(data_root: Path) -> dict:
+    """Image file name -> the ground-truth boxes (x1, y1, x2, y2) of the val annotations."""
+    coco = json.loads((data_root / 'annotations/instances_val.json').read_text())
+    names = {image['id']: image['file_name'] for image in coco['images']}
+    boxes: dict = {}
+    for annotation in coco['annotations']:
+        x, y, w, h = annotation['bbox']
+        boxes.setdefault(Path(names[annotation['image_id']]).name, []).append(
+            [x, y, x + w, y + h])
+    return boxes
+
+
+def test_show_dir_draws_masks_at_every_configuration_of_the_grid(setup, monkeypatch,
+                                                                  tmp_path) -> None:
+    argv = ['test.py', setup['config'], setup['checkpoint'], '--work-dir', tmp_path,
+            '--show-dir', 'drawn']
+    monkeypatch.setattr(sys, 'argv', [str(a) for a in argv])
+    calls = record_drawings(monkeypatch)
+    runpy.run_path(str(REPO / 'tools/test.py'), run_name='__main__')
+    timestamp, = [p.name for p in tmp_path.iterdir() if (p / 'drawn').is_dir()]
+    for name in DEFAULT_GRID:  # mmdet's place: work_dir/<timestamp>/SHOW_DIR
+        assert len(list((tmp_path / timestamp / 'drawn' / name).glob('*.jpg'))) == 2, name
+    for _, shape, sample in calls:  # the masks of the image drawn on
+        assert sample.gt_instances.masks.to_ndarray().shape[1:] == shape[:2]
+        assert sample.pred_instances.masks.shape[1:] == shape[:2]
+
+
+def test_show_dir_draws_the_ground_truth_on_the_original_image(setup, monkeypatch,
+                                                               tmp_path) -> None:
+    calls = record_drawings(monkeypatch)
+    run_test_tool(monkeypatch, setup['boxes_only'], tmp_path,
+                  ['--scales', '1.0', '0.5', '--show-dir', str(tmp_path / 'drawn')])
+    expected = annotated_boxes(Path(setup['config']).parent / 'data')
+    drawn = {}
+    for out_file, _, sample in calls:
+        configuration, image = Path(out_file).parts[-2:]
+        drawn[configuration, image] = sample.gt_instances.bboxes.tolist()
+    # an absolute SHOW_DIR is used as it is; scale 0.5 draws the boxes where they belong
+    assert sorted({c for c, _ in drawn}) == sorted(
+        f'w{w}_s{s}' for w in ('1.00', '0.25') for s in ('1', '0.5'))
+    for (configuration, image), boxes in drawn.items():
+        assert torch.allclose(torch.tensor(boxes), torch.tensor(expected[image])), \
+            configuration
+        assert (tmp_path / 'drawn' / configuration / image).is_file()
+
+
 def test_head_widths_make_a_grid_dimension(setup, monkeypatch, tmp_path) -> None:
     run_test_tool(monkeypatch, setup, tmp_path, ['--head-widths', '0.5'])
     records = json.loads((tmp_path / 'per_config.json').read_text())['records']
@@ -98,7 +162,7 @@ def test_tta_of_instance_segmentation_is_refused_before_running(setup, monkeypat
         run_test_tool(monkeypatch, setup, tmp_path, ['--tta'])
 
 
-def test_video_dump_writes_one_file_per_configuration(monkeypatch, tmp_path) -> None:
+def test_video_dump_and_show_dir_write_one_set_per_configuration(monkeypatch, tmp_path) -> None:
     generate_motion_clips(tmp_path / 'clips', num_train=2, num_val=2, size=32, frames=16)
     config = tmp_path / 'x3d.py'
     loaders = '\n'.join(
@@ -114,10 +178,13 @@ def test_video_dump_writes_one_file_per_configuration(monkeypatch, tmp_path) -> 
     torch.save({'state_dict': build_adaptive_model(Config.fromfile(str(config))).state_dict()},
                checkpoint)
     run_test_tool(monkeypatch, dict(config=config, checkpoint=checkpoint), tmp_path / 'work',
-                  ['--dump', tmp_path / 'scores.pkl'])
+                  ['--dump', tmp_path / 'scores.pkl', '--show-dir', 'drawn'])
     for name in NAMES:
         predictions = dumped(tmp_path / f'scores_{name}.pkl')
         assert len(predictions) == 2 and 'pred_score' in predictions[0], name
+        # the config has no visualization hook: --show-dir draws each clip's frames
+        drawn = list((tmp_path / 'work').glob(f'*/drawn/{name}/**/*.png'))
+        assert len(drawn) == 2 * 8, name
     with pytest.raises(ValueError, match='--tta is for detection configs'):
         run_test_tool(monkeypatch, dict(config=config, checkpoint=checkpoint),
                       tmp_path / 'work', ['--tta'])
