@@ -13,6 +13,8 @@ from mmengine.logging import print_log
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
 
+from .evaluation.locations import run_work_dir
+
 #: Parameter-scheduler settings counted in the schedule's unit (epochs, or iterations).
 SCHEDULE_KEYS = ('begin', 'end', 'T_max', 'milestones', 'step_size')
 
@@ -94,11 +96,9 @@ def check_config_file(path: str) -> None:
 
 
 def set_default_work_dir(cfg: Config, config_path: str, work_dir: Optional[str]) -> None:
-    """``--work-dir`` first, then the config's, else ``work_dirs/<config name>``."""
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+    """``--work-dir`` first, then the config's, else ``work_dirs/<config name>``
+    (:func:`~mutualnet_mm.evaluation.locations.run_work_dir`)."""
+    cfg.work_dir = run_work_dir(cfg, config_path, work_dir)
 
 
 def setup_cpu_distributed(cfg: Config) -> None:

@@ -2,8 +2,9 @@
 
 Example:
     python tools/calibrate_bn_stats.py configs/maskrcnn_mutual_r50.py \
-        work_dirs/m/epoch_12.pth --query-table work_dirs/m/query_table.json \
-        --out work_dirs/m/bn_stats.pth
+        work_dirs/m/epoch_12.pth --out work_dirs/m/bn_stats.pth
+    # the query tables are those `python tools/test.py CONFIG CHECKPOINT` wrote
+    # (work_dirs/maskrcnn_mutual_r50/), or --query-table PATH [PATH]
     # then: AdaptiveInferencer(config, checkpoint, query_table, bn_stats='.../bn_stats.pth')
 """
 import argparse
@@ -19,8 +20,15 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Per-configuration BN statistics')
     parser.add_argument('config', help='config of the adaptive model')
     parser.add_argument('checkpoint', help='its checkpoint')
-    parser.add_argument('--query-table', nargs='+', required=True,
-                        help='query table(s): every configuration in them is calibrated')
+    parser.add_argument('--query-table', nargs='+',
+                        help='query table(s): every configuration in them is calibrated '
+                             '(default: query_table.json, and query_table_latency_ms.json '
+                             'if there is one, where tools/test.py CONFIG CHECKPOINT writes '
+                             'them: the work dir, then next to the checkpoint)')
+    parser.add_argument('--work-dir',
+                        help='the work dir of the tools/test.py run to take the query '
+                             'tables from (default: the config\'s, else '
+                             'work_dirs/<config name>)')
     parser.add_argument('--out', required=True, help='output file (e.g. bn_stats.pth)')
     parser.add_argument('--calibration-batches', type=int, default=8,
                         help='training batches per configuration')
@@ -49,6 +57,7 @@ def main() -> None:
     from mutualnet_mm.deploy.export import config_of
     from mutualnet_mm.evaluation import QueryTable
     from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
+    from mutualnet_mm.evaluation.locations import find_query_tables
     from mutualnet_mm.tools_common import check_config_file
 
     check_config_file(args.config)
@@ -59,7 +68,8 @@ def main() -> None:
     model = build_adaptive_model(cfg, args.checkpoint, args.device)
     fingerprint = weights_fingerprint(model)
     tables = [QueryTable.load(path, fingerprint, f'checkpoint {args.checkpoint!r}')
-              for path in args.query_table]
+              for path in args.query_table] if args.query_table else \
+        find_query_tables(cfg, args.config, args.checkpoint, fingerprint, args.work_dir)
     configs = list(dict.fromkeys(config_of(e) for table in tables for e in table.entries))
     stats = calibrate_bn_stats(model, calibration_loader(cfg, args.seed), configs,
                                task_rescaler(model, cfg), args.calibration_batches)

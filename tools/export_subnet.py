@@ -9,7 +9,8 @@ written whole: staged next to it, then put in place of an earlier export in one 
 Examples:
     python tools/export_subnet.py configs/maskrcnn_mutual_r50.py work_dirs/m/epoch_12.pth \
         --width 0.5 --scale 0.75 --out exported/w0.5_s0.75
-    # the best configuration within 40 GFLOPs, from work_dirs/m/query_table.json
+    # the best configuration within 40 GFLOPs, from the query table that
+    # `python tools/test.py CONFIG CHECKPOINT` wrote to work_dirs/maskrcnn_mutual_r50/
     python tools/export_subnet.py configs/maskrcnn_mutual_r50.py work_dirs/m/epoch_12.pth \
         --budget 40 --out exported/40gflops
 """
@@ -42,7 +43,13 @@ def parse_args() -> argparse.Namespace:
                         help='unit of --budget: GFLOPs or measured latency in ms')
     parser.add_argument('--query-table',
                         help='query table of an evaluation run (default: query_table.json, '
-                             'or query_table_latency_ms.json for ms, next to the checkpoint)')
+                             'or query_table_latency_ms.json for ms, where tools/test.py '
+                             'CONFIG CHECKPOINT writes it: the work dir, then next to the '
+                             'checkpoint, where a training validates)')
+    parser.add_argument('--work-dir',
+                        help='the work dir of the tools/test.py run to take the query '
+                             'table from (default: the config\'s, else '
+                             'work_dirs/<config name>)')
     parser.add_argument('--calibration-batches', type=int, default=8,
                         help='training batches to calibrate BN statistics with')
     parser.add_argument('--onnx', action='store_true',
@@ -88,9 +95,11 @@ def main() -> None:
         load_adaptive_weights,
         resolve_config,
     )
+    from mutualnet_mm.deploy.export import BUDGET_COSTS
     from mutualnet_mm.deploy.onnx_export import onnx_difference
     from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
     from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
+    from mutualnet_mm.evaluation.locations import find_query_table
     from mutualnet_mm.tools_common import check_config_file
 
     check_config_file(args.config)
@@ -104,12 +113,15 @@ def main() -> None:
     set_random_seed(args.seed)
     model = build_adaptive_model(cfg, device=args.device)
     meta = load_adaptive_weights(model, args.checkpoint)
+    fingerprint = weights_fingerprint(model)
+    table = args.query_table
+    if args.budget is not None and table is None and args.budget_unit in BUDGET_COSTS:
+        table = find_query_table(cfg, args.config, args.checkpoint,
+                                 BUDGET_COSTS[args.budget_unit], fingerprint, args.work_dir)
     config, entry = resolve_config(
         width=args.width, scale=args.scale, frames=args.frames, budget=args.budget,
-        head_width=args.head_width,
-        budget_unit=args.budget_unit, query_table=args.query_table,
-        work_dir=osp.dirname(osp.abspath(args.checkpoint)),
-        checkpoint=weights_fingerprint(model), checkpoint_name=f'checkpoint {args.checkpoint!r}')
+        head_width=args.head_width, budget_unit=args.budget_unit, query_table=table,
+        checkpoint=fingerprint, checkpoint_name=f'checkpoint {args.checkpoint!r}')
     if entry is not None:
         print(f'budget {args.budget:g} {args.budget_unit}: {config.name} ({entry})')
     extra = {'dataset_meta': meta['dataset_meta']} if 'dataset_meta' in meta else {}

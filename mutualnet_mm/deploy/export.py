@@ -443,8 +443,9 @@ def build_stock_model(stock_cfg: Config, state_dict: Dict[str, Tensor]) -> nn.Mo
 def resolve_config(width: Optional[float] = None, scale: float = 1.0,
                    frames: Optional[int] = None, budget: Optional[float] = None,
                    head_width: Optional[float] = None,
-                   budget_unit: str = 'gflops', query_table: Optional[str] = None,
-                   work_dir: str = '.', checkpoint: Optional[str] = None,
+                   budget_unit: str = 'gflops',
+                   query_table: Union[str, QueryTable, None] = None,
+                   checkpoint: Optional[str] = None,
                    checkpoint_name: str = 'the model') -> Tuple[SubnetConfig, Optional[dict]]:
     """The configuration to export: given, or the best within a budget.
 
@@ -452,11 +453,11 @@ def resolve_config(width: Optional[float] = None, scale: float = 1.0,
         width, scale, frames, head_width: The configuration (with ``budget`` None).
         budget: A cost budget, looked up in the query table.
         budget_unit: ``'gflops'`` or ``'ms'`` (latency).
-        query_table: The table (default: ``query_table.json`` or
-            ``query_table_latency_ms.json`` in ``work_dir``).
-        work_dir: Where an evaluation run wrote its tables.
-        checkpoint: The fingerprint of the weights to export: the table must record it
-            (see :meth:`QueryTable.load`; ``None``: no check).
+        query_table: The table of the budget's unit, or its path (needed with
+            ``budget``; :func:`~mutualnet_mm.evaluation.locations.find_query_table`
+            finds the one of a config and checkpoint).
+        checkpoint: The fingerprint of the weights to export: a table loaded from a path
+            must record it (see :meth:`QueryTable.load`; ``None``: no check).
         checkpoint_name: Where those weights come from, for messages.
 
     Returns:
@@ -479,11 +480,11 @@ def resolve_config(width: Optional[float] = None, scale: float = 1.0,
                          f'got {budget_unit!r}')
     cost = BUDGET_COSTS[budget_unit]
     if query_table is None:
-        name = 'query_table.json' if cost == 'gflops' else f'query_table_{cost}.json'
-        query_table = osp.join(work_dir, name)
-    table = QueryTable.load(query_table, checkpoint, checkpoint_name)
+        raise ValueError('a budget needs a query table')
+    table = query_table if isinstance(query_table, QueryTable) else \
+        QueryTable.load(query_table, checkpoint, checkpoint_name)
     if table.cost != cost:
-        raise ValueError(f'{query_table!r} is a table of {table.cost} budgets, not '
+        raise ValueError(f'{table.source} is a table of {table.cost} budgets, not '
                          f'{budget_unit} ({cost})')
     entry = table.lookup(budget)
     return config_of(entry), entry

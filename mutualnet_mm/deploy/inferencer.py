@@ -12,6 +12,7 @@ from mmengine.registry import DefaultScope
 
 from ..engine.subnet import SubnetConfig
 from ..evaluation.fingerprint import check_fingerprint, weights_fingerprint
+from ..evaluation.locations import find_query_tables
 from ..evaluation.results import REGENERATE_QUERY_TABLE, QueryTable
 from ..ops import WidthSnapshot
 from .adaptive import (
@@ -66,7 +67,9 @@ class AdaptiveInferencer:
         query_table: A query table (path or :class:`QueryTable`), or several with
             different cost axes (``gflops``, ``latency_ms``). Files must record the
             fingerprint of ``checkpoint``'s weights (tools/test.py writes it); objects
-            that record one must match too.
+            that record one must match too. ``None``: the tables tools/test.py wrote for
+            the config and checkpoint
+            (:func:`~mutualnet_mm.evaluation.locations.find_query_tables`).
         bn_stats: Per-configuration statistics: a path written by
             :func:`save_bn_stats` (``tools/calibrate_bn_stats.py``; it must record the
             fingerprint of ``checkpoint``'s weights) or the mapping.
@@ -74,25 +77,33 @@ class AdaptiveInferencer:
             ``num_calibration_batches`` batches of the config's training dataloader.
         num_calibration_batches: See ``calibrate``.
         device: Where the model runs.
+        work_dir: With ``query_table=None``: the ``--work-dir`` of that tools/test.py run
+            (default: the config's, else ``work_dirs/<config name>``).
 
     Example:
         >>> inferencer = AdaptiveInferencer('configs/x.py', 'epoch_12.pth',
-        ...                                 'work_dirs/x/query_table.json',
         ...                                 bn_stats='work_dirs/x/bn_stats.pth')
+        >>> # the tables of `python tools/test.py configs/x.py epoch_12.pth` (work_dirs/x/)
         >>> result = inferencer('demo.jpg', budget=2.0)  # GFLOPs
         >>> result.config, result.predictions[0].pred_instances
     """
 
     def __init__(self, config: Union[str, Config], checkpoint: Optional[str],
-                 query_table: Union[str, QueryTable, Sequence[Union[str, QueryTable]]],
+                 query_table: Union[str, QueryTable, Sequence[Union[str, QueryTable]],
+                                    None] = None,
                  bn_stats: Union[str, Dict[SubnetConfig, BNState], None] = None,
                  calibrate: bool = False, num_calibration_batches: int = 8,
-                 device: str = 'cpu') -> None:
+                 device: str = 'cpu', work_dir: Optional[str] = None) -> None:
         self.cfg = load_config(config)
         self.model = build_adaptive_model(self.cfg, checkpoint, device)
         self.fingerprint = weights_fingerprint(self.model)
         name = f'checkpoint {checkpoint!r}' if checkpoint is not None else \
             'the model (no checkpoint)'
+        if query_table is None:
+            if checkpoint is None:
+                raise ValueError('AdaptiveInferencer without a checkpoint needs query_table')
+            query_table = find_query_tables(self.cfg, self.cfg.filename, checkpoint,
+                                            self.fingerprint, work_dir)
         tables = [query_table] if isinstance(query_table, (str, os.PathLike, QueryTable)) \
             else list(query_table)
         tables = [_checked_table(t, self.fingerprint, name) if isinstance(t, QueryTable)

@@ -41,7 +41,7 @@ _COST_PLOT_FILE = re.compile(r'per_config_[A-Za-z0-9_]+\.png')  # plots of extra
 _QUERY_TABLE_FORMAT = (f'a JSON object with version {QUERY_TABLE_VERSION}, "metric", "cost", '
                        '"checkpoint" and "entries", as tools/test.py writes it')
 REGENERATE_QUERY_TABLE = 'python tools/test.py CONFIG CHECKPOINT (it writes query_table.json ' \
-    'in the work dir)'
+    'to work_dirs/<config name>/, or to --work-dir)'
 
 
 def _write_json(data: Any) -> Callable[[str], None]:
@@ -180,6 +180,7 @@ class QueryTable:
         self.metric = metric
         self.cost = cost
         self.checkpoint = checkpoint
+        self.source = source
 
     @classmethod
     def from_records(cls, records: Sequence[dict], metric: str, cost: str = 'gflops',
@@ -259,9 +260,11 @@ class QueryTable:
         if not osp.isfile(path):
             latency = 'latency_ms' in osp.basename(path)
             how = ('python tools/test.py CONFIG CHECKPOINT --cfg-options '
-                   'test_cfg.latency.repeats=20 writes it (and query_table.json), with latency '
+                   'test_cfg.latency.repeats=20 writes it (and query_table.json) to '
+                   'work_dirs/<config name>/, or to --work-dir, with latency '
                    'measured on this machine' if latency else
-                   'python tools/test.py CONFIG CHECKPOINT writes it in the work dir')
+                   'python tools/test.py CONFIG CHECKPOINT writes it to '
+                   'work_dirs/<config name>/, or to --work-dir')
             raise FileNotFoundError(f'query table {path!r} does not exist: {how}')
         check_in_result_set(path)
         source = f'query table {path!r}'

@@ -249,11 +249,13 @@ def test_export_tool_picks_the_configuration_of_a_budget(demo_cfg, demo_checkpoi
 def test_resolve_config_errors(tmp_path) -> None:
     table = QueryTable([dict(width=0.5, scale=0.5, gflops=1.0, mAP=0.2)], 'mAP')
     table.save(str(tmp_path / 'query_table.json'))
-    assert resolve_config(budget=3.0, work_dir=str(tmp_path))[0] == SubnetConfig(0.5, 0.5)
+    path = str(tmp_path / 'query_table.json')
+    assert resolve_config(budget=3.0, query_table=path)[0] == SubnetConfig(0.5, 0.5)
     with pytest.raises(ValueError, match='cheapest needs 1'):
-        resolve_config(budget=0.5, work_dir=str(tmp_path))
+        resolve_config(budget=0.5, query_table=table)
     with pytest.raises(FileNotFoundError, match='query_table_latency_ms.json'):
-        resolve_config(budget=10.0, budget_unit='ms', work_dir=str(tmp_path))
+        resolve_config(budget=10.0, budget_unit='ms',
+                       query_table=str(tmp_path / 'query_table_latency_ms.json'))
     with pytest.raises(ValueError, match='gflops budgets, not ms'):
         resolve_config(budget=10.0, budget_unit='ms',
                        query_table=str(tmp_path / 'query_table.json'))
@@ -262,7 +264,7 @@ def test_resolve_config_errors(tmp_path) -> None:
     with pytest.raises(ValueError, match='scales'):
         resolve_config(width=0.5, scale=0.0)
     with pytest.raises(ValueError, match="records no checkpoint fingerprint .* 'w.pth'"):
-        resolve_config(budget=3.0, work_dir=str(tmp_path), checkpoint='c' * 64,
+        resolve_config(budget=3.0, query_table=path, checkpoint='c' * 64,
                        checkpoint_name="checkpoint 'w.pth'")
 
 

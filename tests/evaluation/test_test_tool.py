@@ -130,6 +130,27 @@ def test_show_dir_draws_the_ground_truth_on_the_original_image(setup, monkeypatc
         assert (tmp_path / 'drawn' / configuration / image).is_file()
 
 
+def test_export_finds_the_latency_table_test_py_wrote(setup, monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)  # tools/test.py writes to ./work_dirs/<config name>/
+    config, checkpoint = str(setup['config']), str(setup['checkpoint'])
+    export = ['export_subnet.py', config, checkpoint, '--budget', '1000000', '--budget-unit',
+              'ms', '--calibration-batches', '1', '--out', str(tmp_path / 'exported')]
+    monkeypatch.setattr(sys, 'argv', export)
+    with pytest.raises(FileNotFoundError) as missing:
+        runpy.run_path(str(REPO / 'tools/export_subnet.py'), run_name='__main__')
+    # the hint names the command to run and the place it writes to
+    assert f'`python tools/test.py {config} {checkpoint} --cfg-options test_cfg.latency.' \
+        'repeats=20` writes it to ./work_dirs/config/query_table_latency_ms.json' in \
+        str(missing.value)
+    monkeypatch.setattr(sys, 'argv', ['test.py', config, checkpoint, *GRID, '--cfg-options',
+                                      'test_cfg.latency.repeats=2'])
+    runpy.run_path(str(REPO / 'tools/test.py'), run_name='__main__')
+    assert (tmp_path / 'work_dirs/config/query_table_latency_ms.json').is_file()
+    monkeypatch.setattr(sys, 'argv', export)
+    runpy.run_path(str(REPO / 'tools/export_subnet.py'), run_name='__main__')
+    assert (tmp_path / 'exported/model.pth').is_file()
+
+
 def test_head_widths_make_a_grid_dimension(setup, monkeypatch, tmp_path) -> None:
     run_test_tool(monkeypatch, setup, tmp_path, ['--head-widths', '0.5'])
     records = json.loads((tmp_path / 'per_config.json').read_text())['records']
