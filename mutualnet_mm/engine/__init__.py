@@ -1,15 +1,11 @@
-"""Training and evaluation machinery: cohorts, batch rescaling, the mutual step, loops."""
+"""Training machinery: cohorts, batch rescaling, the mutual step, BN calibration, the
+train loops, safe checkpoints."""
 from .calibration import calibrate_bn
 from .checkpoint import allow_mmengine_checkpoint_classes, load_checkpoint_safely
 from .checkpoint_hook import SafeCheckpointHook
 from .checkpoint_meta import ResumeMetaCheckHook, check_resume_meta
 from .distill import Distiller, FeatureDistiller, LogitDistiller, RPNOutputDistiller
-from .loops import (
-                    MutualEpochBasedTrainLoop,
-                    MutualIterBasedTrainLoop,
-                    PerConfigTestLoop,
-                    PerConfigValLoop,
-)
+from .loops import MutualEpochBasedTrainLoop, MutualIterBasedTrainLoop
 from .mutual_step import MutualTrainStep, NonFiniteLossError
 from .rescale import ClsBatchRescaler, DetBatchRescaler, VideoBatchRescaler
 from .subnet import CohortSampler, SubnetConfig
@@ -19,7 +15,7 @@ __all__ = [
     'ClipVisualizationHook', 'ClsBatchRescaler', 'CohortSampler', 'DetBatchRescaler',
     'Distiller', 'FeatureDistiller', 'LogitDistiller', 'RPNOutputDistiller',
     'MutualEpochBasedTrainLoop', 'MutualIterBasedTrainLoop', 'MutualTrainStep',
-    'NonFiniteLossError', 'PerConfigTestLoop', 'PerConfigValLoop', 'ResumeMetaCheckHook',
+    'NonFiniteLossError', 'ResumeMetaCheckHook',
     'SafeCheckpointHook',
     'SubnetConfig', 'VideoBatchRescaler', 'allow_mmengine_checkpoint_classes', 'calibrate_bn',
     'check_resume_meta', 'load_checkpoint_safely',

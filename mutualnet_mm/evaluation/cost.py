@@ -12,11 +12,11 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 
-from ..ops.layers import _SlimmableConvMixin
+from ..ops import SlimmableConvNd
 
 
 def _conv_cost(layer: _ConvNd, x: torch.Tensor, y: torch.Tensor) -> tuple:
-    if isinstance(layer, _SlimmableConvMixin):
+    if isinstance(layer, SlimmableConvNd):
         out_c, in_per_group = layer.sliced_parameters(x)[0].shape[:2]
     else:
         out_c, in_per_group = layer.weight.shape[:2]

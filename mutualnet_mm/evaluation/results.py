@@ -18,6 +18,7 @@ import re
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from ..engine.subnet import SubnetConfig
 from ..fileio import (
     atomic_write,
     create_temporary,
@@ -478,7 +479,6 @@ def _label_front(ax: Any, front: Sequence[dict], shown: str, cost: str) -> None:
     the first of :data:`_LABEL_PLACES` where its (estimated) box is free and inside the
     axes.
     """
-    from ..engine.subnet import SubnetConfig  # engine sits below evaluation
     if not front:
         return
     anchors = ax.transData.transform([(r[cost], r[shown]) for r in front])

@@ -5,6 +5,7 @@ from .layers import (
                      SlimmableBatchNorm3d,
                      SlimmableConv2d,
                      SlimmableConv3d,
+                     SlimmableConvNd,
                      SlimmableConvTranspose2d,
                      SlimmableLayer,
                      SlimmableLinear,
@@ -31,9 +32,8 @@ from .width import CHANNEL_DIVISOR, check_width, check_width_range, make_divisib
 
 __all__ = [
     'CHANNEL_DIVISOR', 'SLIMMABLE_FUSER_METHODS', 'Slimmable', 'SlimmableBatchNorm2d',
-    'SlimmableBatchNorm3d',
-    'SlimmableConv2d', 'SlimmableConv3d', 'SlimmableConvTranspose2d', 'SlimmableLayer',
-    'SlimmableLinear',
+    'SlimmableBatchNorm3d', 'SlimmableConv2d', 'SlimmableConv3d', 'SlimmableConvNd',
+    'SlimmableConvTranspose2d', 'SlimmableLayer', 'SlimmableLinear',
     'SlimmableSyncBatchNorm', 'WidthSnapshot', 'check_width', 'check_width_range',
     'convert_to_slimmable',
     'get_width', 'get_widths', 'is_backbone', 'iter_slimmable_layers', 'make_divisible',

@@ -207,8 +207,8 @@ class SlimmableLayer:
         raise NotImplementedError
 
 
-class _SlimmableConvMixin(SlimmableLayer):
-    """Shared forward of slimmable 2D and 3D convolutions."""
+class SlimmableConvNd(SlimmableLayer):
+    """What slimmable 2D and 3D convolutions share: the sliced parameters and the forward."""
 
     in_channels: int
     out_channels: int
@@ -242,13 +242,13 @@ class _SlimmableConvMixin(SlimmableLayer):
         return self._conv_fn(x, weight, bias, self.stride, padding, self.dilation, groups)
 
 
-class SlimmableConv2d(_SlimmableConvMixin, nn.Conv2d):
+class SlimmableConv2d(SlimmableConvNd, nn.Conv2d):
     """``nn.Conv2d`` whose input and output channels can run as prefix slices."""
 
     _conv_fn = staticmethod(F.conv2d)
 
 
-class SlimmableConv3d(_SlimmableConvMixin, nn.Conv3d):
+class SlimmableConv3d(SlimmableConvNd, nn.Conv3d):
     """``nn.Conv3d`` whose input and output channels can run as prefix slices."""
 
     _conv_fn = staticmethod(F.conv3d)

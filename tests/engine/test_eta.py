@@ -4,8 +4,9 @@ from types import SimpleNamespace
 import pytest
 from mmengine.logging import MessageHub
 
-from mutualnet_mm.engine import CohortSampler, loops
+from mutualnet_mm.engine import CohortSampler
 from mutualnet_mm.engine.hooks import MutualEtaHook
+from mutualnet_mm.evaluation import loops
 
 SAMPLER = CohortSampler((0.25, 1.0), 4, (1.0, 0.5), seed=0, full_only_iters=4)
 

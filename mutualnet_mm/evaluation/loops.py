@@ -1,0 +1,396 @@
+"""Per-configuration evaluation loops: calibrate, run the evaluator, count the cost.
+
+``PerConfigValLoop`` and ``PerConfigTestLoop`` evaluate every (width, scale) of a grid
+with the stock evaluator and write the result set (:mod:`.results`).
+"""
+import logging
+import os.path as osp
+import time
+from functools import partial
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import mmcv
+import torch
+from mmengine.dist import is_main_process
+from mmengine.logging import print_log
+from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.registry import LOOPS
+from mmengine.runner import TestLoop, ValLoop
+from mmengine.runner.amp import autocast
+from mmengine.utils import ProgressBar
+from torch.utils.data import DataLoader
+
+from ..checks import check_int
+from ..engine.calibration import build_calibration_loader, calibrate_bn
+from ..engine.loops import register_eta_hook
+from ..engine.rescale import build_rescaler, default_rescaler, with_loaded_annotations
+from ..engine.subnet import SubnetConfig, check_scales
+from ..ops import set_width, width_range_of
+from .cost import count_cost
+from .fingerprint import weights_fingerprint
+from .latency import check_latency_options, measure_latency
+from .results import format_table, write_results
+
+#: Metrics that print a summary of their own when they evaluate: mmdet's COCO metric (and
+#: its subclasses: LVIS, occluded COCO...) and VOC metric.
+SUMMARY_METRICS = ('CocoMetric', 'VOCMetric')
+
+
+def prints_summary(metrics: Sequence) -> bool:
+    """Whether one of an evaluator's ``metrics`` prints a summary (:data:`SUMMARY_METRICS`)."""
+    return any(cls.__name__ in SUMMARY_METRICS for metric in metrics
+               for cls in type(metric).__mro__)
+
+
+def _training_iteration(runner) -> int:
+    """The runner's training iteration, 0 when its train loop is not built.
+
+    Reading ``runner.iter`` builds the train loop (its dataloader and dataset too); a
+    test run has nothing to train, so this does not, as mmengine's logger does not.
+    """
+    loop = runner._train_loop
+    return 0 if loop is None or isinstance(loop, dict) else runner.iter
+
+
+def _size(config: SubnetConfig) -> Tuple[float, float, float]:
+    """Orders configurations: by width, then head width, then scale."""
+    head = config.width if config.head_width is None else config.head_width
+    return config.width, head, config.scale
+
+
+class _PerConfigMixin:
+    """Evaluate every configuration of a grid with the stock evaluator.
+
+    For each (width, scale): set the width, calibrate batch norms on training batches,
+    run the dataloader with the batch rescaled to the scale, evaluate, and count the cost
+    on the first sample. Writes ``per_config.{json,csv,png}`` and ``query_table.json`` to
+    the work dir as one result set (:func:`write_results`), recording the fingerprint of
+    the weights, and logs a table. The full configuration runs last, so the model is left
+    at full width with its statistics.
+
+    Besides the stock hook points, hooks are called before each configuration
+    (``before_{stage}_config(runner, position, config)``, ``position`` counting from 1)
+    and after each calibration batch (``after_{stage}_calibration_iter(runner, position,
+    batch_idx, config)``); every rank reaches them together (``SafeCheckpointHook`` stops
+    there on SIGTERM).
+    """
+
+    def _setup_grid(self, widths: Optional[Sequence[float]], scales: Sequence[float],
+                    calibration: Optional[dict], rescaler: Optional[dict],
+                    metric: Optional[str], count_flops: bool,
+                    latency: Optional[dict] = None,
+                    head_widths: Optional[Sequence[float]] = None) -> None:
+        model = self.runner.model
+        module = model.module if is_model_wrapper(model) else model
+        low, high = width_range_of(module)
+        widths = tuple(widths) if widths else (high, low)
+        heads: Tuple[Optional[float], ...] = (None,)
+        if head_widths is not None:
+            if isinstance(head_widths, (int, float)) or not head_widths:
+                raise ValueError(f'{type(self).__name__}.head_widths must be a non-empty list '
+                                 f'of widths or None, got {head_widths!r}')
+            heads = tuple(float(h) for h in head_widths)
+        for width in widths:
+            for head in heads:
+                set_width(module, width, head)  # validates against the model's range
+        set_width(module, high)
+        scales = check_scales(scales, type(self).__name__)
+        grid = [SubnetConfig(float(w), s, None, h) for w in widths for h in heads
+                for s in scales]
+        # Largest first, the full configuration last (the model is left with its statistics).
+        ordered = sorted(grid, key=_size, reverse=True)
+        self.grid = ordered[1:] + ordered[:1]
+        calibration = dict(calibration or {})
+        unknown = set(calibration) - {'num_batches'}
+        if unknown:
+            raise KeyError(f'unknown calibration key(s) {sorted(unknown)}; allowed: '
+                           "['num_batches']")
+        self.num_calibration_batches = check_int(
+            calibration.get('num_batches', 8), f'{type(self).__name__}.calibration.num_batches',
+            0)
+        self.calibration_loader: Optional[DataLoader] = None
+        self.rescaler = build_rescaler(rescaler or default_rescaler(model))
+        self.metric = metric
+        self.count_flops = count_flops
+        self.latency = None if latency is None else dict(latency)
+        if self.latency is not None:  # checked now, not after a training epoch
+            check_latency_options(self.latency, f'{type(self).__name__}.latency')
+
+    def _build_calibration_loader(self) -> None:
+        """Set ``calibration_loader``: a loader over the training set (once, if needed).
+
+        It is separate from the training loop's own: iterating that would reset its
+        persistent workers' shared iterator mid-epoch and change the training order. It
+        is a fixed, seeded draw without random augmentation
+        (:func:`build_calibration_loader`): the same batches for every configuration and
+        every run.
+        """
+        if self.calibration_loader is not None or not self.num_calibration_batches:
+            return
+        loader_cfg = self.runner.cfg.get('train_dataloader')
+        if not loader_cfg:
+            raise ValueError('BN calibration needs train_dataloader in the config '
+                             '(or calibration=dict(num_batches=0) to skip it)')
+        self.calibration_loader = build_calibration_loader(loader_cfg)
+
+    def _evaluate_grid(self, stage: str) -> dict:
+        runner = self.runner
+        model = runner.model
+        module = model.module if is_model_wrapper(model) else model
+        # With test-time augmentation (tools/test.py --tta) the model wraps the detector.
+        detector = module.module if isinstance(module, BaseTTAModel) else module
+        records: List[dict] = []
+        fingerprint = weights_fingerprint(module)
+        progress = ProgressBar(len(self.grid) * len(self.dataloader)) \
+            if is_main_process() else None
+        self._grid_clock = (time.perf_counter(), 0)  # start, batches evaluated
+        summary = prints_summary(self.evaluator.metrics)
+        for position, config in enumerate(self.grid, 1):
+            if is_main_process():
+                print_log(f'configuration {position}/{len(self.grid)}: {config.name}: '
+                          'BN calibration on '
+                          f'{self.num_calibration_batches} batches, then {stage} on '
+                          f'{len(self.dataloader)} batches', logger='current')
+            runner.call_hook(f'before_{stage}_config', position=position, config=config)
+            calibrate_bn(detector, self.calibration_loader or (), config, self.rescaler,
+                         self.num_calibration_batches,
+                         after_batch=partial(runner.call_hook, f'after_{stage}_calibration_iter',
+                                             position=position, config=config))
+            self._route_outputs(config)
+            first_batch = None
+            for idx, data_batch in enumerate(self.dataloader):
+                first_batch = first_batch or data_batch
+                runner.call_hook(f'before_{stage}_iter', batch_idx=idx, data_batch=data_batch)
+                outputs = self._predict(module, data_batch, config)
+                self._grid_clock = (self._grid_clock[0], self._grid_clock[1] + 1)
+                self.evaluator.process(data_samples=outputs, data_batch=data_batch)
+                runner.call_hook(f'after_{stage}_iter', batch_idx=idx,
+                                 data_batch=data_batch, outputs=outputs)
+                if progress:
+                    progress.update()
+            if is_main_process():
+                print_log(f'evaluating {config.name} ({position}/{len(self.grid)})'
+                          + ("; the evaluator's summary follows" if summary else ''),
+                          logger='current')
+            metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+            self._check_metric(metrics)
+            record = config.record()
+            if first_batch is not None:
+                record.update(self._measure(detector, first_batch, config,
+                                            tta=detector is not module))
+            record.update(metrics)
+            records.append(record)
+        # Reported largest first (the full configuration on top), in every output.
+        records.sort(key=lambda r: _size(SubnetConfig.from_record(r)), reverse=True)
+        full_metrics = dict(records[0])
+        metric = self.metric or self._default_metric(full_metrics)
+        if is_main_process():
+            print()
+            self._report(records, metric, fingerprint)
+        return {k: v for k, v in full_metrics.items() if '/' in k}
+
+    def _measure(self, detector, data_batch, config: SubnetConfig, tta: bool) -> dict:
+        """Cost (and latency) of ``detector`` on the first sample of ``data_batch``.
+
+        With test-time augmentation the batch holds views: the cost counts all of them
+        (one forward each), and latency is not measured.
+        """
+        views = len(data_batch['inputs']) if tta else 1
+        if tta:
+            data_batch = {key: value[0] for key, value in data_batch.items()}
+        record = self._cost(detector, data_batch, config, views) if self.count_flops else {}
+        if self.latency is not None and not tta:
+            record['latency_ms'] = self._latency(detector, data_batch, config)
+        return record
+
+    def grid_eta(self) -> Optional[float]:
+        """Seconds left in the grid: elapsed time (calibrations included) per evaluated
+        batch, times the batches left (None before the first batch)."""
+        start, done = getattr(self, '_grid_clock', (0.0, 0))
+        if not done:
+            return None
+        total = len(self.grid) * len(self.dataloader)
+        return (time.perf_counter() - start) / done * (total - done)
+
+    def _route_outputs(self, config: SubnetConfig) -> None:
+        """Send each configuration's drawings and dumped predictions to its own place.
+
+        Visualization hooks (mmdet's ``test_out_dir``, mmaction2's ``out_dir``) draw into
+        ``<out dir>/<configuration>/``, a relative out dir being below
+        ``work_dir/<timestamp>/`` (mmdet's rule, for every task); dump metrics (``--out``)
+        write ``<name>_<configuration>.pkl``.
+        """
+        if not hasattr(self, '_output_roots'):
+            self._output_roots = {}
+        for hook in self.runner.hooks:
+            if not hasattr(hook, '_visualizer'):  # other hooks' out_dir is not a drawing
+                continue
+            for attribute in ('test_out_dir', 'out_dir'):
+                root = self._output_roots.setdefault((id(hook), attribute),
+                                                     getattr(hook, attribute, None))
+                if isinstance(root, str):
+                    setattr(hook, attribute, osp.join(
+                        self.runner.work_dir, self.runner.timestamp, root, config.name))
+        for metric in self.evaluator.metrics:
+            root = self._output_roots.setdefault((id(metric), 'out_file_path'),
+                                                 getattr(metric, 'out_file_path', None))
+            if isinstance(root, str):
+                stem, extension = osp.splitext(root)
+                metric.out_file_path = f'{stem}_{config.name}{extension}'
+
+    @torch.no_grad()
+    def _predict(self, module, data_batch, config: SubnetConfig):
+        if isinstance(module, BaseTTAModel):  # each augmented view at the configuration
+            views = [{key: value[i] for key, value in data_batch.items()}
+                     for i in range(len(data_batch['inputs']))]
+            predictions = [self._predict(module.module, view, config) for view in views]
+            return module.merge_preds(list(zip(*predictions)))
+        with autocast(enabled=getattr(self, 'fp16', False)):
+            data = module.data_preprocessor(data_batch, False)
+            inputs, samples = self.rescaler(data['inputs'], data['data_samples'], config)
+            return with_loaded_annotations(module(inputs, samples, mode='predict'),
+                                           data['data_samples'])
+
+    def _first_sample(self, module, data_batch, config: SubnetConfig) -> tuple:
+        """The first sample of a batch, preprocessed and rescaled to ``config``."""
+        single = {key: value[:1] for key, value in data_batch.items()}
+        data = module.data_preprocessor(single, False)
+        return self.rescaler(data['inputs'], data['data_samples'], config)
+
+    @torch.no_grad()
+    def _latency(self, module, data_batch, config: SubnetConfig) -> float:
+        """Median milliseconds of ``predict`` on the first sample (batch 1)."""
+        inputs, samples = self._first_sample(module, data_batch, config)
+
+        def run():
+            with autocast(enabled=getattr(self, 'fp16', False)):
+                return module(inputs, samples, mode='predict')
+
+        return measure_latency(run, **self.latency, cuda=inputs.is_cuda)
+
+    def _cost(self, module, data_batch, config: SubnetConfig, views: int = 1) -> dict:
+        """Cost of ``predict`` on the first sample; with test-time augmentation, of all
+        ``views`` of it."""
+        inputs, samples = self._first_sample(module, data_batch, config)
+        parts = count_cost(module, lambda: module(inputs, samples, mode='predict'))
+        total = parts.pop('total')
+        record = {'input_shape': list(inputs.shape[1:]), 'gflops': total['gmacs'] * views,
+                  'mparams': total['mparams']}
+        record.update({f'gflops_{part}': cost['gmacs'] * views for part, cost in parts.items()})
+        return record
+
+    def _check_metric(self, metrics: Dict[str, float]) -> None:
+        """Fail at the first configuration whose metrics lack the configured ``metric``.
+
+        A configuration with no metrics at all (a detector that predicts nothing yet) is
+        no evidence either way; the check waits for one that reports metrics.
+        """
+        if self.metric is not None and metrics and self.metric not in metrics:
+            raise ValueError(f'{type(self).__name__}: metric={self.metric!r} is not reported '
+                           f'by the evaluator; it reports {sorted(metrics)}. Nothing was '
+                           'written')
+
+    @staticmethod
+    def _default_metric(metrics: Dict[str, float]) -> Optional[str]:
+        for key in ('coco/bbox_mAP', 'acc/top1'):
+            if key in metrics:
+                return key
+        numeric = [k for k, v in metrics.items() if isinstance(v, float) and '/' in k]
+        return numeric[0] if numeric else None
+
+    def _report(self, records: List[dict], metric: Optional[str], fingerprint: str) -> None:
+        work_dir = self.runner.work_dir
+        latency = ('latency_ms',) if self.latency is not None else ()
+        if metric is None:
+            print_log('the full configuration produced no metric (no predictions yet?): '
+                      'per_config.json/.csv are written, the query table and plot are not',
+                      logger='current', level=logging.WARNING)
+        paths = write_results(records, work_dir, metric, extra_costs=latency,
+                              checkpoint=fingerprint)
+        columns = list(dict.fromkeys(
+            ['width', *(['head_width'] if 'head_width' in records[0] else []), 'scale',
+             'input_shape', 'gflops']
+            + [k for r in records for k in r if k.startswith('gflops_')]
+            + ['mparams', *latency]
+            + [k for r in records for k, v in r.items() if '/' in k and isinstance(v, float)]))
+        headers = [c.replace('gflops_', '').rpartition('/')[2] for c in columns]
+        table = format_table(records, columns, headers)
+        print_log(f'per-configuration results ({len(records)} configurations; GFLOPs in all '
+                  f'and per part; query table by {metric}):\n{table}\nwritten: '
+                  + ', '.join(osp.relpath(p, work_dir) for p in paths.values())
+                  + f' in {work_dir}', logger='current')
+        self._to_visualizer(records, paths.get('plot'))
+
+    def _to_visualizer(self, records: List[dict], plot: Optional[str]) -> None:
+        """Every configuration's numbers, keyed ``<config>/<key>``, and the plot, to the
+        runner's visualizer backends (TensorBoard, W&B, local ``vis_data``)."""
+        visualizer = self.runner.visualizer
+        step = _training_iteration(self.runner)
+        for record in records:
+            visualizer.add_scalars(
+                {f'per_config/{record["name"]}/{k}': v for k, v in record.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=step)
+        if plot is not None:
+            visualizer.add_image('per_config', mmcv.imread(plot, channel_order='rgb'),
+                                 step=step)
+
+
+class _PerConfigLoop(_PerConfigMixin):
+    """Shared constructor and ``run`` of the per-configuration val and test loops."""
+
+    stage: str
+
+    def __init__(self, runner, dataloader, evaluator, widths: Optional[Sequence[float]] = None,
+                 scales: Sequence[float] = (1.0,), calibration: Optional[dict] = None,
+                 rescaler: Optional[dict] = None, metric: Optional[str] = None,
+                 count_flops: bool = True, fp16: bool = False,
+                 latency: Optional[dict] = None,
+                 head_widths: Optional[Sequence[float]] = None) -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops, latency,
+                         head_widths)
+        register_eta_hook(runner)
+
+    def run(self) -> dict:
+        self._build_calibration_loader()  # before the hooks, which may set up its workers
+        self.runner.call_hook(f'before_{self.stage}')
+        self.runner.call_hook(f'before_{self.stage}_epoch')
+        metrics = self._evaluate_grid(self.stage)
+        self.runner.call_hook(f'after_{self.stage}_epoch', metrics=metrics)
+        self.runner.call_hook(f'after_{self.stage}')
+        return metrics
+
+
+@LOOPS.register_module()
+class PerConfigValLoop(_PerConfigLoop, ValLoop):
+    """Validation over a grid of (width, scale) configurations.
+
+    Args:
+        widths: Widths to evaluate (default: the model's min and max).
+        scales: Input scales to evaluate.
+        calibration: ``dict(num_batches=K)``: training batches for BN calibration
+            (0 keeps the statistics as they are).
+        rescaler: The batch rescaler (default: the task's).
+        metric: Metric for the query table (default: bbox mAP or top-1); one the
+            evaluator reports, checked when the first configuration is evaluated.
+        count_flops: Count multiply-adds and parameters per configuration.
+        fp16: Evaluate under autocast.
+        latency: ``dict(repeats=20, warmup=5)``: also measure ``latency_ms``, the median
+            of repeated ``predict`` runs on the first sample (batch 1) per configuration,
+            and write ``query_table_latency_ms.json`` (None: no measurement).
+        head_widths: Widths of the parts after the backbone (neck, heads), a dimension
+            of the grid of their own (decoupled widths: every width with every head
+            width); ``None``: they follow the backbone's width.
+    """
+
+    stage = 'val'
+
+
+@LOOPS.register_module()
+class PerConfigTestLoop(_PerConfigLoop, TestLoop):
+    """Test over a grid of (width, scale) configurations (see :class:`PerConfigValLoop`)."""
+
+    stage = 'test'
+
+
+__all__ = ['PerConfigTestLoop', 'PerConfigValLoop', 'prints_summary']
