@@ -17,12 +17,13 @@ from typing import Any, Iterable, Optional, Union
 from mmengine.config import Config
 from torch import nn
 
-from .deploy.adaptive import calibration_loader, load_config, task_rescaler, unwrap
+from .deploy.adaptive import calibration_loader, load_config, task_rescaler
 from .deploy.bn_stats import load_bn_state, load_bn_stats
 from .deploy.export import scale_test_pipelines
 from .engine.calibration import calibrate_bn
 from .engine.subnet import SubnetConfig, check_scales
 from .evaluation.fingerprint import weights_fingerprint
+from .models.wrappers import unwrap
 from .ops import set_width
 
 #: Where :func:`prepare` keeps the model's config as it was before the first call.

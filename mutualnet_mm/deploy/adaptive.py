@@ -4,7 +4,6 @@ import os
 from typing import Optional, Union
 
 from mmengine.config import Config
-from mmengine.model import is_model_wrapper
 from mmengine.registry import MODELS, DefaultScope
 from torch import nn
 from torch.utils.data import DataLoader
@@ -27,11 +26,6 @@ def load_config(config: Union[str, os.PathLike, Config]) -> Config:
 def config_scope(cfg: Config) -> str:
     """The registry scope of a config (``default_scope``, else ``'mmdet'``)."""
     return cfg.get('default_scope') or 'mmdet'
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DDP (or other mmengine) wrapper."""
-    return model.module if is_model_wrapper(model) else model
 
 
 def build_adaptive_model(cfg: Config, checkpoint: Optional[str] = None,

@@ -28,6 +28,7 @@ from ..engine.subnet import SubnetConfig, check_scales
 from ..evaluation.results import QueryTable
 from ..fileio import check_replaceable, replaced_directory, write_error
 from ..models.stock import build_stock
+from ..models.wrappers import unwrap
 from ..ops import (
     Slimmable,
     part_width,
@@ -35,7 +36,7 @@ from ..ops import (
     slice_state_dict,
     slimmable_modules,
 )
-from .adaptive import config_scope, task_rescaler, unwrap
+from .adaptive import config_scope, task_rescaler
 
 #: The stock loops replacing the mutual ones.
 _STOCK_TRAIN_LOOPS = {'MutualEpochBasedTrainLoop': 'EpochBasedTrainLoop',

@@ -5,12 +5,12 @@ from typing import Any, Callable, Iterable, List, Optional
 import torch
 import torch.distributed as dist
 from mmengine.dist import get_world_size
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
+from ..models.wrappers import unwrap
 from ..ops import reset_bn_statistics, set_width
 from .subnet import SubnetConfig
 
@@ -178,7 +178,7 @@ def calibrate_bn(model: nn.Module, batches: Iterable[dict], config: SubnetConfig
     Returns:
         The number of batches used.
     """
-    module = model.module if is_model_wrapper(model) else model
+    module = unwrap(model)
     set_width(module, config.width, config.head_width)
     module.eval()
     if num_batches <= 0:

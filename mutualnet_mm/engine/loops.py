@@ -2,10 +2,10 @@
 from typing import Optional
 
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
+from ..models.wrappers import unwrap
 from .hooks import MutualEtaHook, TorchRandomStateHook
 from .mutual_step import MutualTrainStep, check_trainable_norms, pass_names
 
@@ -26,7 +26,7 @@ class _MutualTrainMixin:
 
     def _build_mutual_step(self, mutual: Optional[dict]) -> None:
         model = self.runner.model
-        check_trainable_norms(model.module if is_model_wrapper(model) else model)
+        check_trainable_norms(unwrap(model))
         self.mutual_step = MutualTrainStep.from_config(
             mutual, model, seed=self.runner.seed or 0,
             max_iters=self.max_iters)

@@ -8,11 +8,11 @@ from contextlib import ExitStack, nullcontext
 from typing import Any, Dict, List, Optional
 
 import torch
-from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..models.wrappers import unwrap
 from ..ops import is_backbone, set_width, slimmable_modules, width_range_of
 from . import rescale
 from .distill import Distiller, build_distiller
@@ -126,7 +126,7 @@ class MutualTrainStep:
         if unknown:
             raise KeyError(f'unknown key(s) {unknown} in mutual config; allowed: '
                            f'{sorted(allowed)}')
-        module = model.module if is_model_wrapper(model) else model
+        module = unwrap(model)
         model_range = width_range_of(module)
         width_range = tuple(cfg.get('width_range') or model_range)
         head_width_range = cfg.get('head_width_range')
@@ -157,7 +157,7 @@ class MutualTrainStep:
         the passes, ``loss_distill``: the mean distillation term (already part of the
         narrower passes' losses) and ``skipped``: passes with a non-finite loss.
         """
-        module = model.module if is_model_wrapper(model) else model
+        module = unwrap(model)
         cohort = self.sampler.cohort(iteration)
         with optim_wrapper.optim_context(model):
             batch = module.data_preprocessor(data, True)

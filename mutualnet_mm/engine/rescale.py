@@ -12,9 +12,10 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.model import BaseTTAModel
 from torch import Tensor
 
+from ..models.wrappers import unwrap
 from ..registry import MUTUAL, build_component
 from .subnet import SubnetConfig
 
@@ -215,7 +216,7 @@ def default_rescaler(model) -> dict:
     Raises:
         ValueError: no registered rescaler takes this preprocessor's batches.
     """
-    module = model.module if is_model_wrapper(model) else model
+    module = unwrap(model)
     if isinstance(module, BaseTTAModel):  # test-time augmentation wraps the task's model
         module = module.module
     preprocessor = type(getattr(module, 'data_preprocessor', None))

@@ -7,8 +7,9 @@ import hashlib
 from typing import Optional
 
 import torch
-from mmengine.model import is_model_wrapper
 from torch import nn
+
+from ..models.wrappers import unwrap
 
 #: Buffers BN calibration rewrites: left out, so that a checkpoint and the same weights
 #: after calibration have one fingerprint.
@@ -21,7 +22,7 @@ def weights_fingerprint(model: nn.Module) -> str:
     Each tensor contributes its key, dtype, shape and bytes (on the CPU), so the
     fingerprint does not depend on the device or on a DDP wrapper.
     """
-    module = model.module if is_model_wrapper(model) else model
+    module = unwrap(model)
     digest = hashlib.sha256()
     for key, tensor in module.state_dict().items():
         if key.rpartition('.')[2] in CALIBRATED_BUFFERS:

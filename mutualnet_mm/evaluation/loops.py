@@ -13,7 +13,7 @@ import mmcv
 import torch
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
-from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.model import BaseTTAModel
 from mmengine.registry import LOOPS
 from mmengine.runner import TestLoop, ValLoop
 from mmengine.runner.amp import autocast
@@ -25,6 +25,7 @@ from ..engine.calibration import build_calibration_loader, calibrate_bn
 from ..engine.loops import register_eta_hook
 from ..engine.rescale import build_rescaler, default_rescaler, with_loaded_annotations
 from ..engine.subnet import SubnetConfig, check_scales
+from ..models.wrappers import unwrap
 from ..ops import set_width, width_range_of
 from .cost import count_cost
 from .fingerprint import weights_fingerprint
@@ -81,7 +82,7 @@ class _PerConfigMixin:
                     latency: Optional[dict] = None,
                     head_widths: Optional[Sequence[float]] = None) -> None:
         model = self.runner.model
-        module = model.module if is_model_wrapper(model) else model
+        module = unwrap(model)
         low, high = width_range_of(module)
         widths = tuple(widths) if widths else (high, low)
         heads: Tuple[Optional[float], ...] = (None,)
@@ -136,7 +137,7 @@ class _PerConfigMixin:
     def _evaluate_grid(self, stage: str) -> dict:
         runner = self.runner
         model = runner.model
-        module = model.module if is_model_wrapper(model) else model
+        module = unwrap(model)
         # With test-time augmentation (tools/test.py --tta) the model wraps the detector.
         detector = module.module if isinstance(module, BaseTTAModel) else module
         records: List[dict] = []
