@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from ..engine.calibration import CALIBRATION_SEED, build_calibration_loader
 from ..engine.checkpoint import load_checkpoint_safely
+from ..engine.hooks import check_state_dict_fits
 from ..engine.rescale import build_rescaler, default_rescaler
 
 
@@ -56,27 +57,17 @@ def load_adaptive_weights(model: nn.Module, checkpoint: str) -> dict:
         The checkpoint's ``meta`` (empty if it has none).
 
     Raises:
-        KeyError: a key of the model is missing from the checkpoint, or the checkpoint
-            has a key the model lacks (the first one is named).
+        StateDictMismatchError: a key of the model is missing from the checkpoint, or the
+            checkpoint has a key the model lacks (a ``KeyError``; the first one is named).
         ValueError: a tensor has another shape than the model's (named).
     """
     loaded = load_checkpoint_safely(checkpoint)
     state_dict = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else None
     if not isinstance(state_dict, dict):
         raise ValueError(f'{checkpoint!r} holds no state dict')
-    state_dict = {k.removeprefix('module.'): v for k, v in state_dict.items()}
-    expected = model.state_dict()
-    where = f'checkpoint {checkpoint!r} is not one of {type(model).__name__} as configured'
-    for name, tensor in expected.items():
-        if name not in state_dict:
-            raise KeyError(f'{where}: it lacks {name!r}')
-        if state_dict[name].shape != tensor.shape:
-            raise ValueError(f'{where}: {name!r} has shape {tuple(state_dict[name].shape)}, '
-                             f'the model expects {tuple(tensor.shape)}')
-    unexpected = [name for name in state_dict if name not in expected]
-    if unexpected:
-        raise KeyError(f'{where}: the model has no {unexpected[0]!r}')
-    model.load_state_dict(state_dict, strict=True)
+    check_state_dict_fits(model, state_dict, f'checkpoint {checkpoint!r}')
+    model.load_state_dict({k.removeprefix('module.'): v for k, v in state_dict.items()},
+                          strict=False)  # everything but num_batches_tracked was checked
     meta = loaded.get('meta') if 'state_dict' in loaded else None
     return meta if isinstance(meta, dict) else {}
 

@@ -110,13 +110,25 @@ class TorchRandomStateHook(Hook):
         self._restore(runner)
 
 
+class StateDictMismatchError(KeyError, ValueError):
+    """A checkpoint lacks a weight of the model or has one it lacks (a ``KeyError``, as
+    torch's strict loading names keys; also a ``ValueError``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Tensor],
                           source: str = 'the checkpoint') -> None:
-    """Raise ``ValueError`` unless ``state_dict`` has exactly the model's names and shapes.
+    """Raise unless ``state_dict`` has exactly the model's names and shapes.
 
     A ``module.`` prefix (DDP) is ignored, and so are missing ``num_batches_tracked``
     counters, as mmengine does. The message names the first mismatch in the model's
     order and counts the rest.
+
+    Raises:
+        StateDictMismatchError: a weight is missing or unexpected.
+        ValueError: a weight has another shape than the model's.
     """
     loaded = {re.sub(r'^module\.', '', key): value for key, value in state_dict.items()}
     expected = model.state_dict()
@@ -134,11 +146,12 @@ def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Tensor],
         detail = f"the model's {first!r} is not in it"
     else:
         detail = f'its {unexpected[0]!r} is not in the model'
-    raise ValueError(
+    error = ValueError if first in reshaped else StateDictMismatchError
+    raise error(
         f'{source} does not fit {type(model).__name__}: {detail} ({len(missing)} missing, '
-        f'{len(unexpected)} unexpected, {len(reshaped)} reshaped weights in all). Resuming '
-        'and testing need a checkpoint of the same architecture (config); to start '
-        'training from another model use load_from, which loads what fits and warns')
+        f'{len(unexpected)} unexpected, {len(reshaped)} reshaped weights in all). It needs a '
+        "checkpoint of this config's architecture; to start training from another model "
+        'use load_from, which loads what fits and warns')
 
 
 @HOOKS.register_module()
