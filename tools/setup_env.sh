@@ -64,7 +64,8 @@ pip_install --no-deps "mmaction2==1.2.0"
 pip_install --no-deps "mmpretrain==1.2.0"
 
 log "installing mutualnet_mm (editable)"
-pip_install --no-deps --no-build-isolation -e "$repo"
+# Without setuptools' banner about editable installs (a warning, not an error).
+(export PYTHONWARNINGS=ignore; pip_install --no-deps --no-build-isolation -e "$repo")
 
 "$py" "$repo/tools/check_env.py"
 echo "$stamp" > "$stamp_file"
