@@ -86,7 +86,9 @@ TUPLE1 TUPLE2 TUPLE3
 '''.split())
 _LEAVES = {NONE: None, NEWTRUE: True, NEWFALSE: False}
 _EMPTY = {EMPTY_TUPLE: 'tuple', EMPTY_LIST: 'list', EMPTY_DICT: 'dict', EMPTY_SET: 'set'}
-_NUMBERS = {BININT: '<i', BININT2: '<H', BINFLOAT: '>d'}
+#: Fixed-size number opcodes: their layout and its size in bytes.
+_NUMBERS = {code: (layout, calcsize(layout))
+            for code, layout in ((BININT, '<i'), (BININT2, '<H'), (BINFLOAT, '>d'))}
 _MEMO = frozenset({BINPUT, LONG_BINPUT, BINGET, LONG_BINGET})
 Buffer = Union[bytes, mmap.mmap]
 
@@ -398,9 +400,9 @@ class PickleScan:
                 stack.append(int.from_bytes(raw, 'little', signed=True) if code == LONG1
                              else str(raw, 'utf-8', 'surrogatepass'))
             elif code in _NUMBERS:
-                layout = _NUMBERS[code]
+                layout, size = _NUMBERS[code]
                 stack.append(unpack_from(layout, data, pos)[0])
-                pos += calcsize(layout)
+                pos += size
             elif code in (APPEND, APPENDS):
                 items = pop_mark() if code == APPENDS else [pop()]
                 target = self.mutable(stack[-1] if stack else None, ('list',), 'APPEND')
