@@ -6,7 +6,8 @@ from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from ..models.wrappers import unwrap
-from .hooks import MutualEtaHook, TorchRandomStateHook
+from .eta import MutualEtaHook
+from .hooks import TorchRandomStateHook
 from .mutual_step import MutualTrainStep, check_trainable_norms, pass_names
 
 

@@ -49,6 +49,14 @@ class SubnetConfig(NamedTuple):
         return cls(float(record['width']), float(record['scale']), record.get('frames'),
                    None if head_width is None else float(head_width))
 
+    def relative_cost(self, reference: 'SubnetConfig') -> float:
+        """Cost relative to ``reference`` as FLOPs scale: ``(width * scale) ** 2`` (times
+        the frames, where both have them) over the same of ``reference``."""
+        cost = (self.width / reference.width * self.scale / reference.scale) ** 2
+        if self.frames is not None and reference.frames is not None:
+            cost *= self.frames / reference.frames
+        return cost
+
     @property
     def label(self) -> str:
         """The name spaced for plots and logs, e.g. ``w0.50 s0.75`` or ``w0.50 h0.25 s1``."""

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from ..checks import check_int
 from ..engine.calibration import build_calibration_loader, calibrate_bn
+from ..engine.eta import preserved_random_states, synchronize
 from ..engine.loops import register_eta_hook
 from ..engine.rescale import build_rescaler, default_rescaler, with_loaded_annotations
 from ..engine.subnet import SubnetConfig, check_scales
@@ -203,6 +204,56 @@ class _PerConfigMixin:
         if self.latency is not None and not tta:
             record['latency_ms'] = self._latency(detector, data_batch, config)
         return record
+
+    def estimate_seconds(self) -> float:
+        """Seconds a run of the grid should take, measured on one batch.
+
+        Times starting the loader, fetching a batch, and ``predict`` at the grid's largest
+        and smallest configurations (the second of two runs: the first bears one-off
+        costs). Each configuration then costs its calibration and evaluation batches, each
+        a fetch and a forward interpolated linearly in :meth:`SubnetConfig.relative_cost`,
+        plus loader starts: the calibration loader's per configuration, the evaluation
+        loader's once with persistent workers, else per configuration. Weights,
+        statistics and random generators are left as they were; the model is left at
+        full width in eval mode.
+        """
+        module = unwrap(self.runner.model)
+        module.eval()
+        ordered = sorted(self.grid, key=_size)
+        full, smallest = ordered[-1], ordered[0]
+        seconds = {}
+        loader = self.dataloader
+        # A loader of its own: a first iterator of a loader with persistent workers would
+        # stay, and the evaluation's would then not draw its workers' seed.
+        trial_loader = DataLoader(loader.dataset, batch_size=loader.batch_size,
+                                  num_workers=loader.num_workers, collate_fn=loader.collate_fn)
+        with preserved_random_states():
+            clock = time.perf_counter()
+            batches = iter(trial_loader)
+            batch = next(batches)
+            first = time.perf_counter() - clock
+            clock = time.perf_counter()
+            next(batches, None)
+            fetch = time.perf_counter() - clock
+            del batches
+            for config in (full, smallest, full, smallest):
+                set_width(module, config.width, config.head_width)
+                clock = time.perf_counter()
+                self._predict(module, batch, config)
+                synchronize()
+                seconds[config] = time.perf_counter() - clock
+        set_width(module, *width_range_of(module)[1:])
+        span = 1.0 - smallest.relative_cost(full)
+        per_cost = (seconds[full] - seconds[smallest]) / span if span > 0 else 0.0
+        start = max(0.0, first - fetch)
+        persistent = getattr(loader, 'persistent_workers', False)
+        starts = (1 if persistent else len(self.grid)) + \
+            (len(self.grid) if self.num_calibration_batches else 0)
+        batches_per_config = self.num_calibration_batches + len(loader)
+        return starts * start + sum(batches_per_config * (
+            fetch + seconds[smallest] + per_cost * (c.relative_cost(full) -
+                                                   smallest.relative_cost(full)))
+            for c in self.grid)
 
     def grid_eta(self) -> Optional[float]:
         """Seconds left in the grid: elapsed time (calibrations included) per evaluated

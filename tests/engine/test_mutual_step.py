@@ -23,6 +23,7 @@ from mutualnet_mm.engine import (
     NonFiniteLossError,
     loops,
 )
+from mutualnet_mm.engine.eta import time_cohort_passes
 from mutualnet_mm.engine.mutual_step import check_trainable_norms, pass_names
 
 CONFIG = Path(__file__).parents[2] / 'configs/demo/maskrcnn_mutual_r18_shapes.py'
@@ -337,3 +338,26 @@ def test_the_cohort_joining_is_logged_once(monkeypatch) -> None:
     assert logged == ['iteration 3: the warm-up of 2 iterations is over, the cohort of 3 '
                       'narrower configurations joins: the logged loss is now the sum over 4 '
                       'passes (loss_full + loss_mid1 + loss_mid2 + loss_min)']
+
+
+def test_a_trial_cohort_step_is_timed_and_undone(model, data) -> None:
+    step = MutualTrainStep.from_config(mutual(), model)
+    trial_model, optim_wrapper = copy.deepcopy(model), sgd(model)
+    trial_wrapper = sgd(trial_model)
+    generator = torch.get_rng_state()
+    passes = time_cohort_passes(step, trial_model, copy.deepcopy(data), trial_wrapper, 3)
+    assert [config for config, _ in passes] == step.sampler.cohort(3)
+    assert all(seconds > 0 for _, seconds in passes)
+    assert torch.equal(torch.get_rng_state(), generator)
+    assert trial_wrapper.inner_count == 0
+    assert all(p.grad is None for p in trial_model.parameters())
+    before = model.state_dict()
+    for key, value in trial_model.state_dict().items():  # weights and BN statistics
+        assert torch.equal(value, before[key]), key
+    # The next real step trains exactly as it would have without the trial.
+    for net, wrapper in ((model, optim_wrapper), (trial_model, trial_wrapper)):
+        torch.manual_seed(0)
+        step(net, copy.deepcopy(data), wrapper, 3)
+    after = model.state_dict()
+    for key, value in trial_model.state_dict().items():
+        assert torch.equal(value, after[key]), key
