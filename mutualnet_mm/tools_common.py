@@ -12,6 +12,8 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from .evaluation.locations import run_work_dir
 
@@ -123,6 +125,26 @@ def setup_cpu_distributed(cfg: Config) -> None:
     if wrapper_type is not None and issubclass(wrapper_type, DistributedDataParallel):
         wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+
+
+def stop_loader_workers(runner) -> None:
+    """Stop every dataloader worker of ``runner``'s loops now, before ``del runner``.
+
+    Left to the garbage collection that frees the runner, an iterator's shutdown may run
+    after its index queue was finalized in the same collection: the stop sentinel is
+    never sent, and each worker is waited for twice ``MP_STATUS_CHECK_INTERVAL`` (5 s)
+    before it is terminated. Persistent iterators (kept by their loader) and mmengine's
+    infinite iterators are stopped here, while their queues work.
+    """
+    for name in ('_train_loop', '_val_loop', '_test_loop'):
+        loop = getattr(runner, name, None)
+        for value in vars(loop).values() if hasattr(loop, '__dict__') else ():
+            if isinstance(value, DataLoader):
+                iterator, value._iterator = getattr(value, '_iterator', None), None
+            else:  # mmengine's _InfiniteDataloaderIterator
+                iterator = getattr(value, '_iterator', None)
+            if isinstance(iterator, _MultiProcessingDataLoaderIter):
+                iterator._shutdown_workers()
 
 
 def leave_distributed() -> None:

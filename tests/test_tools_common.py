@@ -2,12 +2,14 @@
 import argparse
 import math
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.registry import PARAM_SCHEDULERS
+from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.nn.parallel import DistributedDataParallel
 
 from mutualnet_mm import tools_common
@@ -16,6 +18,7 @@ from mutualnet_mm.tools_common import (
     leave_distributed,
     load_tool_config,
     schedule_length,
+    stop_loader_workers,
 )
 
 from .reliability.tiny_detection import DEMO_CONFIG as DEMO
@@ -108,3 +111,28 @@ def test_milestones_and_iteration_schedules_scale_in_whole_units() -> None:
     assert multistep.milestones == [60, 90]
     assert (linear.begin, linear.end) == (0, 1)  # a count stays at least 1
     assert epochs.step_size == 3  # in epochs: not the loop's unit
+
+
+class Numbers(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor(index)
+
+
+def test_the_loops_dataloader_workers_are_stopped_before_the_runner_goes() -> None:
+    persistent = torch.utils.data.DataLoader(Numbers(), batch_size=2, num_workers=1,
+                                             persistent_workers=True)
+    next(iter(persistent))  # the loader keeps this iterator and its worker
+    infinite = _InfiniteDataloaderIterator(
+        torch.utils.data.DataLoader(Numbers(), batch_size=2, num_workers=1))
+    next(infinite)
+    workers = persistent._iterator._workers + infinite._iterator._workers
+    assert all(worker.is_alive() for worker in workers)
+    runner = SimpleNamespace(_train_loop=SimpleNamespace(dataloader_iterator=infinite),
+                             _val_loop=SimpleNamespace(dataloader=persistent),
+                             _test_loop=dict(type='TestLoop'))  # not built
+    stop_loader_workers(runner)
+    assert persistent._iterator is None
+    assert not any(worker.is_alive() for worker in workers)

@@ -105,7 +105,11 @@ def main() -> None:
 
     import mutualnet_mm  # noqa: F401
     from mutualnet_mm.datasets.checks import check_data_config
-    from mutualnet_mm.tools_common import leave_distributed, load_tool_config
+    from mutualnet_mm.tools_common import (
+        leave_distributed,
+        load_tool_config,
+        stop_loader_workers,
+    )
 
     cfg = load_tool_config(args)
     if args.widths:
@@ -135,6 +139,7 @@ def main() -> None:
         dump = DumpResults if video else DumpDetResults
         runner.test_evaluator.metrics.append(dump(out_file_path=args.out))
     runner.test()
+    stop_loader_workers(runner)
     del runner
     leave_distributed()
 

@@ -57,7 +57,11 @@ def main() -> None:
     import mutualnet_mm  # noqa: F401  (registers modules, loops and safe checkpoint loading)
     from mutualnet_mm.datasets.checks import check_data_config
     from mutualnet_mm.engine.checkpoint_hook import PREEMPTED_EXIT_CODE
-    from mutualnet_mm.tools_common import leave_distributed, load_tool_config
+    from mutualnet_mm.tools_common import (
+        leave_distributed,
+        load_tool_config,
+        stop_loader_workers,
+    )
 
     cfg = load_tool_config(args)
     if args.amp:
@@ -90,6 +94,7 @@ def main() -> None:
         if stop.code != PREEMPTED_EXIT_CODE:
             raise
         exit_code = stop.code
+    stop_loader_workers(runner)
     del runner
     leave_distributed()
     if exit_code and os.environ.get(PREEMPTED_FILE_ENV):
