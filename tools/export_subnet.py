@@ -95,11 +95,11 @@ def main() -> None:
         load_adaptive_weights,
         resolve_config,
     )
-    from mutualnet_mm.deploy.export import BUDGET_COSTS
     from mutualnet_mm.deploy.onnx_export import onnx_difference
     from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
     from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
     from mutualnet_mm.evaluation.locations import find_query_table
+    from mutualnet_mm.evaluation.results import budget_cost
     from mutualnet_mm.tools_common import check_config_file
 
     check_config_file(args.config)
@@ -115,9 +115,9 @@ def main() -> None:
     meta = load_adaptive_weights(model, args.checkpoint)
     fingerprint = weights_fingerprint(model)
     table = args.query_table
-    if args.budget is not None and table is None and args.budget_unit in BUDGET_COSTS:
+    if args.budget is not None and table is None:
         table = find_query_table(cfg, args.config, args.checkpoint,
-                                 BUDGET_COSTS[args.budget_unit], fingerprint, args.work_dir)
+                                 budget_cost(args.budget_unit), fingerprint, args.work_dir)
     config, entry = resolve_config(
         width=args.width, scale=args.scale, frames=args.frames, budget=args.budget,
         head_width=args.head_width, budget_unit=args.budget_unit, query_table=table,

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..engine.calibration import calibrate_bn
 from ..engine.subnet import SubnetConfig, check_scales
-from ..evaluation.results import QueryTable
+from ..evaluation.results import QueryTable, budget_cost
 from ..fileio import check_replaceable, replaced_directory, write_error
 from ..models.stock import build_stock
 from ..models.wrappers import unwrap
@@ -42,7 +42,6 @@ from .adaptive import config_scope, task_rescaler
 _STOCK_TRAIN_LOOPS = {'MutualEpochBasedTrainLoop': 'EpochBasedTrainLoop',
                       'MutualIterBasedTrainLoop': 'IterBasedTrainLoop'}
 #: Budget units of the command line -> the query table's cost.
-BUDGET_COSTS = {'gflops': 'gflops', 'ms': 'latency_ms'}
 
 
 # ------------------------------------------------------------------------ the model
@@ -476,10 +475,7 @@ def resolve_config(width: Optional[float] = None, scale: float = 1.0,
     if budget is None:
         return SubnetConfig(float(width), check_scales([scale], 'config')[0], frames,
                             None if head_width is None else float(head_width)), None
-    if budget_unit not in BUDGET_COSTS:
-        raise ValueError(f'budget_unit must be one of {sorted(BUDGET_COSTS)}, '
-                         f'got {budget_unit!r}')
-    cost = BUDGET_COSTS[budget_unit]
+    cost = budget_cost(budget_unit)
     if query_table is None:
         raise ValueError('a budget needs a query table')
     table = query_table if isinstance(query_table, QueryTable) else \

@@ -13,7 +13,7 @@ from mmengine.registry import DefaultScope
 from ..engine.subnet import SubnetConfig
 from ..evaluation.fingerprint import check_fingerprint, weights_fingerprint
 from ..evaluation.locations import find_query_tables
-from ..evaluation.results import REGENERATE_QUERY_TABLE, QueryTable
+from ..evaluation.results import REGENERATE_QUERY_TABLE, QueryTable, budget_cost
 from ..ops import WidthSnapshot
 from .adaptive import (
     build_adaptive_model,
@@ -29,7 +29,7 @@ from .bn_stats import (
     load_bn_stats,
     save_bn_stats,
 )
-from .export import BUDGET_COSTS, config_of
+from .export import config_of
 
 #: Transforms that read annotations, which inference inputs do not have.
 _ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadPanopticAnnotations')
@@ -140,10 +140,7 @@ class AdaptiveInferencer:
         Raises:
             ValueError: an unknown unit, no table with that unit, or nothing fits.
         """
-        if budget_unit not in BUDGET_COSTS:
-            raise ValueError(f'budget_unit must be one of {sorted(BUDGET_COSTS)}, '
-                             f'got {budget_unit!r}')
-        cost = BUDGET_COSTS[budget_unit]
+        cost = budget_cost(budget_unit)
         if cost not in self.tables:
             raise ValueError(f'no query table of {cost} budgets; the inferencer has '
                              f'{sorted(self.tables)}')

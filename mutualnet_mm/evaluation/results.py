@@ -142,6 +142,22 @@ def pareto_front(records: Sequence[dict], metric: str, cost: str = 'gflops') -> 
     return sorted(unique.values(), key=lambda r: r[cost])
 
 
+#: Budget units and the cost axis of their query tables.
+BUDGET_COSTS = {'gflops': 'gflops', 'ms': 'latency_ms'}
+
+
+def budget_cost(budget_unit: str) -> str:
+    """The cost axis of the query table that a budget in ``budget_unit`` is looked up in.
+
+    Raises:
+        ValueError: ``budget_unit`` is not one of :data:`BUDGET_COSTS`.
+    """
+    if budget_unit not in BUDGET_COSTS:
+        raise ValueError(f'budget_unit must be one of {sorted(BUDGET_COSTS)}, '
+                         f'got {budget_unit!r}')
+    return BUDGET_COSTS[budget_unit]
+
+
 class QueryTable:
     """Budget -> best configuration, from the Pareto front of an evaluation.
 

@@ -17,7 +17,12 @@ from mutualnet_mm.engine import SubnetConfig
 from mutualnet_mm.evaluation import QueryTable, count_cost, pareto_front, write_results
 from mutualnet_mm.evaluation import results as results_module
 from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
-from mutualnet_mm.evaluation.results import file_sha256, headline_metrics, plot_results
+from mutualnet_mm.evaluation.results import (
+    budget_cost,
+    file_sha256,
+    headline_metrics,
+    plot_results,
+)
 from mutualnet_mm.ops import convert_to_slimmable
 
 METRIC = 'coco/bbox_mAP'
@@ -490,3 +495,10 @@ def test_the_latency_plot_shows_latency(tmp_path, drawn_figures) -> None:
     front = next(line for line in ax.lines if line.get_label().startswith('Pareto front'))
     assert list(front.get_xdata()) == [r['latency_ms'] for r in
                                        pareto_front(records, METRIC, 'latency_ms')]
+
+
+def test_a_budget_unit_names_its_query_tables_cost_axis() -> None:
+    assert (budget_cost('gflops'), budget_cost('ms')) == ('gflops', 'latency_ms')
+    with pytest.raises(ValueError, match=r"budget_unit must be one of \['gflops', 'ms'\], "
+                                         r"got 'joules'"):
+        budget_cost('joules')
