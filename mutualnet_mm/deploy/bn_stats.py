@@ -198,7 +198,7 @@ def load_bn_stats(path: str, checkpoint: Optional[str] = None,
             weights or records none.
     """
     data = load_checkpoint_safely(path)
-    if not isinstance(data, dict) or data.get('version') not in (1, BN_STATS_VERSION) or \
+    if not isinstance(data, dict) or data.get('version') != BN_STATS_VERSION or \
             not isinstance(data.get('entries'), list):
         raise ValueError(f'{path!r} is not a mutualnet_mm BN statistics file (a dict with '
                          f'version {BN_STATS_VERSION}, "checkpoint" and a list of "entries", '

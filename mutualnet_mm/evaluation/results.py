@@ -235,14 +235,14 @@ class QueryTable:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = 'the data') -> 'QueryTable':
-        """A table from :meth:`to_dict`'s output (version 1 tables have no checkpoint).
+        """A table from :meth:`to_dict`'s output.
 
         Raises:
             ValueError: ``data`` is not a query table, lacks a key, or has an entry
                 without a finite number for its width, scale, cost or metric (``source``
                 is named).
         """
-        if not isinstance(data, dict) or data.get('version') not in (1, QUERY_TABLE_VERSION):
+        if not isinstance(data, dict) or data.get('version') != QUERY_TABLE_VERSION:
             raise ValueError(f'{source} is not a mutualnet_mm query table (expected '
                              f'{_QUERY_TABLE_FORMAT})')
         missing = [key for key in ('metric', 'cost', 'entries') if key not in data]

@@ -198,7 +198,10 @@ def test_bn_stats_files_without_a_fingerprint_or_keys_are_refused(
         demo_cfg, demo_checkpoint, bn_stats_path, tmp_path) -> None:
     data = torch.load(bn_stats_path, weights_only=True)
     old = str(tmp_path / 'old.pth')
-    torch.save({'version': 1, 'entries': data['entries']}, old)
+    torch.save({'version': 1, 'entries': data['entries']}, old)  # only the current format
+    with pytest.raises(ValueError, match=f"'{old}' is not a mutualnet_mm BN statistics file"):
+        load_bn_stats(old)
+    torch.save({'version': 2, 'entries': data['entries']}, old)
     assert set(load_bn_stats(old)) == ALL  # readable without a check
     with pytest.raises(ValueError, match=f"BN statistics file '{old}' records no checkpoint "
                                          'fingerprint .* regenerate it: python '

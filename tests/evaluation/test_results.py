@@ -247,14 +247,16 @@ def test_query_table_of_other_weights_or_of_none_is_refused(tmp_path: Path) -> N
                                          f"it was measured on weights {WEIGHTS}, checkpoint "
                                          f"'x.pth' has weights {OTHER_WEIGHTS}; regenerate"):
         QueryTable.load(str(path), OTHER_WEIGHTS, "checkpoint 'x.pth'")
-    old = QueryTable.from_records(RECORDS, METRIC).to_dict()
-    del old['checkpoint']
-    old['version'] = 1
-    path.write_text(json.dumps(old))
+    unknown = QueryTable.from_records(RECORDS, METRIC).to_dict()
+    del unknown['checkpoint']
+    path.write_text(json.dumps(unknown))
     assert QueryTable.load(str(path)).checkpoint is None  # readable without a check
     with pytest.raises(ValueError, match='records no checkpoint fingerprint .* regenerate it: '
                                          'python tools/test.py CONFIG CHECKPOINT'):
         QueryTable.load(str(path), OTHER_WEIGHTS)
+    path.write_text(json.dumps(dict(unknown, version=1)))  # only the current format
+    with pytest.raises(ValueError, match='is not a mutualnet_mm query table'):
+        QueryTable.load(str(path))
 
 
 @pytest.mark.parametrize('content, message', [
