@@ -1,7 +1,7 @@
 """Training machinery: cohorts, batch rescaling, the mutual step, BN calibration, the
 train loops, safe checkpoints."""
 from .calibration import calibrate_bn
-from .checkpoint import allow_mmengine_checkpoint_classes, load_checkpoint_safely
+from .checkpoint import install_safe_loading, load_checkpoint_safely
 from .checkpoint_hook import SafeCheckpointHook
 from .checkpoint_meta import ResumeMetaCheckHook, check_resume_meta
 from .distill import Distiller, FeatureDistiller, LogitDistiller, RPNOutputDistiller
@@ -17,6 +17,6 @@ __all__ = [
     'MutualEpochBasedTrainLoop', 'MutualIterBasedTrainLoop', 'MutualTrainStep',
     'NonFiniteLossError', 'ResumeMetaCheckHook',
     'SafeCheckpointHook',
-    'SubnetConfig', 'VideoBatchRescaler', 'allow_mmengine_checkpoint_classes', 'calibrate_bn',
+    'SubnetConfig', 'VideoBatchRescaler', 'install_safe_loading', 'calibrate_bn',
     'check_resume_meta', 'load_checkpoint_safely',
 ]

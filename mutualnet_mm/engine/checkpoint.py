@@ -8,7 +8,7 @@ pickled with protocol 2, ``getattr(HistoryBuffer, 'mean')`` and the like. Allow-
 numpy's and mmengine's own constructors would let a crafted file rebuild a dtype with
 object fields (a crash), an object array of 3e8 items from 2 KB, or rewrite
 ``HistoryBuffer``'s class-wide statistics table. So each allowed name resolves to a
-narrow stand-in instead (:func:`allow_mmengine_checkpoint_classes`):
+narrow stand-in instead (:func:`_allow_mmengine_checkpoint_classes`):
 
 - ``numpy.dtype``: plain numeric dtypes only (bool, integers, floats, complex), in their
   canonical pickled state;
@@ -211,7 +211,7 @@ def _history_buffer_statistic(owner: Any, name: str) -> Any:
         f'statistics {HISTORY_BUFFER_STATISTICS} are allowed')
 
 
-def allow_mmengine_checkpoint_classes() -> None:
+def _allow_mmengine_checkpoint_classes() -> None:
     """Resolve, for ``weights_only`` loading, the globals mmengine's checkpoints name.
 
     Idempotent. Each name resolves to a checking stand-in (see the module docstring).
@@ -305,7 +305,7 @@ def _load_url_weights_only(url: str, model_dir: Optional[str] = None,
     return load_checkpoint_safely(cached, map_location)
 
 
-def load_urls_weights_only() -> None:
+def _load_urls_weights_only() -> None:
     """Make mmengine's URL checkpoint loaders (http, torchvision, open-mmlab) safe.
 
     They all call ``mmengine.runner.checkpoint.load_url``, which is
@@ -323,7 +323,7 @@ def load_from_local(filename: str, map_location: Any = None) -> Any:
     return load_checkpoint_safely(os.path.expanduser(filename), map_location)
 
 
-def load_local_checkpoints_safely() -> None:
+def _load_local_checkpoints_safely() -> None:
     """Make mmengine load local checkpoints with :func:`load_checkpoint_safely`.
 
     Its own local loader calls ``torch.load`` directly: a truncated or corrupt file fails
@@ -333,6 +333,24 @@ def load_local_checkpoints_safely() -> None:
     """
     mmengine_checkpoint.CheckpointLoader.register_scheme(prefixes='', loader=load_from_local,
                                                          force=True)
+
+
+def install_safe_loading() -> None:
+    """Make every mmengine checkpoint load safe; ``import mutualnet_mm`` calls it.
+
+    Idempotent. Three patches of mmengine, each documented on its function:
+
+    - its checkpoints' globals (``HistoryBuffer``, numpy arrays and scalars) resolve,
+      for ``weights_only`` loading, to checking stand-ins
+      (:func:`_allow_mmengine_checkpoint_classes`);
+    - its URL loaders (http, torchvision, open-mmlab) load ``weights_only``
+      (:func:`_load_urls_weights_only`);
+    - its local loader, behind ``resume``, ``load_from`` and ``init_cfg``, is
+      :func:`load_checkpoint_safely` (:func:`_load_local_checkpoints_safely`).
+    """
+    _allow_mmengine_checkpoint_classes()
+    _load_urls_weights_only()
+    _load_local_checkpoints_safely()
 
 
 def _reason(error: Exception) -> str:
@@ -377,7 +395,7 @@ def load_checkpoint_safely(path: Union[str, os.PathLike],
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file not found: {path!r}')
-    allow_mmengine_checkpoint_classes()
+    _allow_mmengine_checkpoint_classes()
     token = _array_budget.set([os.path.getsize(path)])
     try:
         scan_checkpoint(path)
@@ -413,5 +431,5 @@ def load_checkpoint_safely(path: Union[str, os.PathLike],
     return checkpoint
 
 
-__all__ = ['HISTORY_BUFFER_STATISTICS', 'NUMERIC_DTYPES', 'allow_mmengine_checkpoint_classes',
-           'load_checkpoint_safely', 'load_local_checkpoints_safely', 'load_urls_weights_only']
+__all__ = ['HISTORY_BUFFER_STATISTICS', 'NUMERIC_DTYPES', 'install_safe_loading',
+           'load_checkpoint_safely']
