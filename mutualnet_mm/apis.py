@@ -19,7 +19,7 @@ from torch import nn
 
 from .deploy.adaptive import calibration_loader, load_config, task_rescaler
 from .deploy.bn_stats import load_bn_state, load_bn_stats
-from .deploy.export import scale_test_pipelines
+from .deploy.pipelines import scale_test_pipelines
 from .engine.calibration import calibrate_bn
 from .engine.subnet import SubnetConfig, check_scales
 from .evaluation.fingerprint import weights_fingerprint

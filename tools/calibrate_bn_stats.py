@@ -54,7 +54,7 @@ def main() -> None:
         save_bn_stats,
     )
     from mutualnet_mm.deploy.adaptive import task_rescaler
-    from mutualnet_mm.deploy.export import config_of
+    from mutualnet_mm.engine.subnet import SubnetConfig
     from mutualnet_mm.evaluation import QueryTable
     from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
     from mutualnet_mm.evaluation.locations import find_query_tables
@@ -70,7 +70,8 @@ def main() -> None:
     tables = [QueryTable.load(path, fingerprint, f'checkpoint {args.checkpoint!r}')
               for path in args.query_table] if args.query_table else \
         find_query_tables(cfg, args.config, args.checkpoint, fingerprint, args.work_dir)
-    configs = list(dict.fromkeys(config_of(e) for table in tables for e in table.entries))
+    configs = list(dict.fromkeys(SubnetConfig.from_record(e)
+                                 for table in tables for e in table.entries))
     stats = calibrate_bn_stats(model, calibration_loader(cfg, args.seed), configs,
                                task_rescaler(model, cfg), args.calibration_batches)
     save_bn_stats(args.out, stats, fingerprint)

@@ -29,7 +29,6 @@ from .bn_stats import (
     load_bn_stats,
     save_bn_stats,
 )
-from .export import config_of
 
 #: Transforms that read annotations, which inference inputs do not have.
 _ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadPanopticAnnotations')
@@ -110,7 +109,7 @@ class AdaptiveInferencer:
                   else QueryTable.load(os.fspath(t), self.fingerprint, name) for t in tables]
         self.tables = {table.cost: table for table in tables}
         self.configs = list(dict.fromkeys(
-            config_of(entry) for table in tables for entry in table.entries))
+            SubnetConfig.from_record(entry) for table in tables for entry in table.entries))
         self.rescaler = task_rescaler(self.model, self.cfg)
         if bn_stats is not None:
             stats = load_bn_stats(os.fspath(bn_stats), self.fingerprint, name, self.model) \
@@ -144,7 +143,7 @@ class AdaptiveInferencer:
         if cost not in self.tables:
             raise ValueError(f'no query table of {cost} budgets; the inferencer has '
                              f'{sorted(self.tables)}')
-        return config_of(self.tables[cost].lookup(budget))
+        return SubnetConfig.from_record(self.tables[cost].lookup(budget))
 
     @torch.no_grad()
     def predict(self, data_batch: dict, config: SubnetConfig) -> list:

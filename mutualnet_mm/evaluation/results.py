@@ -16,9 +16,9 @@ import os
 import os.path as osp
 import re
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from ..engine.subnet import SubnetConfig
+from ..engine.subnet import SubnetConfig, check_scales
 from ..fileio import (
     atomic_write,
     create_temporary,
@@ -290,6 +290,53 @@ class QueryTable:
             check_fingerprint(source, table.checkpoint, checkpoint, checkpoint_name,
                               REGENERATE_QUERY_TABLE)
         return table
+
+
+def resolve_config(width: Optional[float] = None, scale: float = 1.0,
+                   frames: Optional[int] = None, budget: Optional[float] = None,
+                   head_width: Optional[float] = None,
+                   budget_unit: str = 'gflops',
+                   query_table: Union[str, QueryTable, None] = None,
+                   checkpoint: Optional[str] = None,
+                   checkpoint_name: str = 'the model') -> Tuple[SubnetConfig, Optional[dict]]:
+    """The configuration to export: given, or the best within a budget.
+
+    Args:
+        width, scale, frames, head_width: The configuration (with ``budget`` None).
+        budget: A cost budget, looked up in the query table.
+        budget_unit: ``'gflops'`` or ``'ms'`` (latency).
+        query_table: The table of the budget's unit, or its path (needed with
+            ``budget``; :func:`~mutualnet_mm.evaluation.locations.find_query_table`
+            finds the one of a config and checkpoint).
+        checkpoint: The fingerprint of the weights to export: a table loaded from a path
+            must record it (see :meth:`QueryTable.load`; ``None``: no check).
+        checkpoint_name: Where those weights come from, for messages.
+
+    Returns:
+        ``(config, entry)``: the entry is the query-table row (None without a budget).
+
+    Raises:
+        ValueError: neither or both of ``width`` and ``budget`` given, an unknown unit, a
+            table with another cost axis, of other weights, outside its result set or not
+            parsing, or no configuration within the budget.
+        FileNotFoundError: the table does not exist.
+    """
+    if (width is None) == (budget is None):
+        raise ValueError('give either a width (and scale) or a budget, not '
+                         + ('both' if width is not None else 'neither'))
+    if budget is None:
+        return SubnetConfig(float(width), check_scales([scale], 'config')[0], frames,
+                            None if head_width is None else float(head_width)), None
+    cost = budget_cost(budget_unit)
+    if query_table is None:
+        raise ValueError('a budget needs a query table')
+    table = query_table if isinstance(query_table, QueryTable) else \
+        QueryTable.load(query_table, checkpoint, checkpoint_name)
+    if table.cost != cost:
+        raise ValueError(f'{table.source} is a table of {table.cost} budgets, not '
+                         f'{budget_unit} ({cost})')
+    entry = table.lookup(budget)
+    return SubnetConfig.from_record(entry), entry
 
 
 def format_table(records: Sequence[dict], columns: Sequence[str],

@@ -35,6 +35,7 @@ from mutualnet_mm.deploy import (
 )
 from mutualnet_mm.deploy import export as export_module
 from mutualnet_mm.deploy.adaptive import task_rescaler
+from mutualnet_mm.deploy.pipelines import scale_test_pipelines
 from mutualnet_mm.engine.subnet import SubnetConfig
 from mutualnet_mm.evaluation import QueryTable
 from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
@@ -403,5 +404,5 @@ def test_test_pipelines_scale_when_a_config_has_no_validation_loader():
     cfg = {'test_dataloader': {'dataset': {'pipeline': [
                {'type': 'LoadImageFromFile'}, {'type': 'Resize', 'scale': (128, 128)}]}},
            'val_dataloader': None}
-    assert export_module.scale_test_pipelines(cfg, SubnetConfig(1.0, 0.5)) == 1
+    assert scale_test_pipelines(cfg, SubnetConfig(1.0, 0.5)) == 1
     assert cfg['test_dataloader']['dataset']['pipeline'][1]['scale'] == (64, 64)
