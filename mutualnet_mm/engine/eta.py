@@ -22,6 +22,7 @@ from mmengine.runner import EpochBasedTrainLoop
 from torch import nn
 
 from ..models.wrappers import unwrap
+from .hooks import set_torch_random_state, torch_random_state
 from .mutual_step import MutualTrainStep, NonFiniteLossError
 from .subnet import SubnetConfig
 
@@ -35,17 +36,13 @@ def synchronize() -> None:
 @contextmanager
 def preserved_random_states() -> Iterator[None]:
     """Restore the ``random``, numpy and torch (CPU and CUDA) generators on exit."""
-    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-              torch.cuda.get_rng_state_all()
-              if torch.cuda.is_available() and torch.cuda.is_initialized() else None)
+    states = random.getstate(), np.random.get_state(), torch_random_state()
     try:
         yield
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-        if states[3] is not None:
-            torch.cuda.set_rng_state_all(states[3])
+        set_torch_random_state(states[2])
 
 
 @contextmanager
