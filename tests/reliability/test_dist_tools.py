@@ -1,10 +1,12 @@
 """tools/dist_train.sh and tools/dist_test.sh with 2 CPU processes (torchrun, gloo); slurm.
 
-Training runs 2 mutual iterations in 2 processes; the per-configuration evaluation of
-its checkpoint in 2 processes gives the table one process gives. Each process calibrates
-batch norms on its half of the training images and the statistics are averaged, so the
-table only matches if the averaging is right (a :class:`PredictionDigest` of the raw
-predictions makes the comparison sensitive: mAP of a 2-iteration model is 0).
+Training runs 4 mutual iterations in 2 processes (the full configuration alone in the
+first 3: the ETA's trial cohort steps, undone, run at the second); the per-configuration
+evaluation of its checkpoint in 2 processes gives the table one process gives. Each
+process calibrates batch norms on its half of the training images and the statistics are
+averaged, so the table only matches if the averaging is right (a :class:`PredictionDigest`
+of the raw predictions makes the comparison sensitive where the mAP of so short a
+training says little).
 """
 import json
 import os
@@ -27,10 +29,10 @@ custom_imports = dict(imports=['mutualnet_mm', 'tests.reliability.digest_metric'
                       allow_failed_imports=False)
 train_dataloader = dict(num_workers=0, persistent_workers=False,
                         sampler=dict(type='InfiniteSampler', shuffle=True))
-train_cfg = dict(_delete_=True, type='MutualIterBasedTrainLoop', max_iters=2,
-                 mutual=dict(scales=(1.0, 0.75, 0.5)))
+train_cfg = dict(_delete_=True, type='MutualIterBasedTrainLoop', max_iters=4,
+                 mutual=dict(scales=(1.0, 0.75, 0.5), full_only_iters=3))
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]
-default_hooks = dict(checkpoint=dict(by_epoch=False, interval=2))
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval=4))
 test_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False)
 test_evaluator = [
     dict(type='CocoMetric', ann_file=data_root + 'annotations/instances_val.json',
@@ -55,13 +57,14 @@ def trained(tmp_path_factory) -> tuple:
     config = write_config(root / 'config.py', root / 'data', EXTRA, flip=0.0)
     result = run_tool(['dist_train.sh', config, 2, '--work-dir', root / 'train'],
                       port=free_port())
-    return config, root / 'train' / 'iter_2.pth', result.stdout + result.stderr
+    return config, root / 'train' / 'iter_4.pth', result.stdout + result.stderr
 
 
 def test_dist_train_runs_two_processes(trained) -> None:
     _, checkpoint, log = trained
     assert 'Distributed training: True' in log and 'GPU number: 2' in log  # world size
     assert "type='MMDistributedDataParallel'" in log
+    assert 'ETA: a cohort iteration' in log  # the trial steps ran on both ranks
     assert checkpoint.is_file()
 
 
