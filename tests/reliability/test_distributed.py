@@ -4,7 +4,9 @@ kept slices.
 Each process runs the real ``MutualTrainStep`` on a real ``MMDistributedDataParallel``
 with a real ``OptimWrapper`` on its half of every global batch; one process runs the
 same step on the whole batches. Without batch norm and with a per-sample mean loss the
-two must end with the same parameters, and every rank must have run every pass.
+two must end with the same parameters, and every rank must have run every pass. The
+ranks also run the ETA's trial of each cohort before its step (undone: it changes
+nothing).
 """
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.optim import OptimWrapper
 
 from mutualnet_mm.engine import MutualTrainStep, SubnetConfig, VideoBatchRescaler, calibrate_bn
+from mutualnet_mm.engine.eta import time_cohort_passes
 from mutualnet_mm.engine.hooks import RANDOM_STATE_KEY, TorchRandomStateHook
 from mutualnet_mm.ops import SlimmableSyncBatchNorm, set_width
 from mutualnet_mm.tools_common import leave_distributed
@@ -45,10 +48,15 @@ def optim_wrapper(model: torch.nn.Module) -> OptimWrapper:
                                         weight_decay=1e-4))
 
 
-def train(model, module, batches) -> None:
+def train(model, module, batches, trials: bool = False) -> None:
+    """``trials``: before each step, a trial of its cohort (the ETA's, undone)."""
     step = MutualTrainStep.from_config(MUTUAL, model, seed=0)
     wrapper = optim_wrapper(module)
     for iteration, batch in enumerate(batches):
+        if trials:
+            recorded = len(module.passes)
+            time_cohort_passes(step, model, batch, wrapper, iteration)
+            del module.passes[recorded:]
         step(model, batch, wrapper, iteration)
 
 
@@ -104,7 +112,7 @@ def run_rank(rank: int, out_dir: str) -> None:
     ddp = MMDistributedDataParallel(module=module, device_ids=None,
                                     broadcast_buffers=False)
     train(ddp, module, [shard(b, rank, WORLD_SIZE)
-                        for b in make_batches(ITERATIONS, GLOBAL_BATCH)])
+                        for b in make_batches(ITERATIONS, GLOBAL_BATCH)], trials=True)
 
     bn_model = build(with_bn=True)
     mine = calibration_batches()[rank * CALIBRATION_BATCHES_PER_RANK:
