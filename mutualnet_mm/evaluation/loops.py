@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from ..checks import check_int
 from ..engine.calibration import build_calibration_loader, calibrate_bn
-from ..engine.eta import preserved_random_states, synchronize
+from ..engine.eta import preserved_random_states
 from ..engine.loops import register_eta_hook
 from ..engine.rescale import build_rescaler, default_rescaler, with_loaded_annotations
 from ..engine.subnet import SubnetConfig, check_scales
@@ -209,8 +209,8 @@ class _PerConfigMixin:
         """Seconds a run of the grid should take, measured on one batch.
 
         Times starting the loader, fetching a batch, and ``predict`` at the grid's largest
-        and smallest configurations (the second of two runs: the first bears one-off
-        costs). Each configuration then costs its calibration and evaluation batches, each
+        and smallest configurations (:func:`measure_latency`, one warm-up run: it bears
+        one-off costs). Each configuration then costs its calibration and evaluation batches, each
         a fetch and a forward interpolated linearly in :meth:`SubnetConfig.relative_cost`,
         plus loader starts: the calibration loader's per configuration, the evaluation
         loader's once with persistent workers, else per configuration. Weights,
@@ -236,23 +236,22 @@ class _PerConfigMixin:
             next(batches, None)
             fetch = time.perf_counter() - clock
             del batches
-            for config in (full, smallest, full, smallest):
+            cuda = next(module.parameters()).is_cuda
+            for config in (full, smallest):
                 set_width(module, config.width, config.head_width)
-                clock = time.perf_counter()
-                self._predict(module, batch, config)
-                synchronize()
-                seconds[config] = time.perf_counter() - clock
+                seconds[config] = measure_latency(
+                    partial(self._predict, module, batch, config), repeats=1, warmup=1,
+                    cuda=cuda) / 1000.0
         set_width(module, *width_range_of(module)[1:])
-        span = 1.0 - smallest.relative_cost(full)
-        per_cost = (seconds[full] - seconds[smallest]) / span if span > 0 else 0.0
+        base = smallest.relative_cost(full)
+        per_cost = (seconds[full] - seconds[smallest]) / (1.0 - base) if base < 1.0 else 0.0
         start = max(0.0, first - fetch)
         persistent = getattr(loader, 'persistent_workers', False)
         starts = (1 if persistent else len(self.grid)) + \
             (len(self.grid) if self.num_calibration_batches else 0)
         batches_per_config = self.num_calibration_batches + len(loader)
         return starts * start + sum(batches_per_config * (
-            fetch + seconds[smallest] + per_cost * (c.relative_cost(full) -
-                                                   smallest.relative_cost(full)))
+            fetch + seconds[smallest] + per_cost * (c.relative_cost(full) - base))
             for c in self.grid)
 
     def grid_eta(self) -> Optional[float]:
