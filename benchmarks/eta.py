@@ -6,7 +6,7 @@ included). From its log: the ETA shown at the end of the first epoch and at the 
 the warm-up (the last training line before the cohort joins), against the time from
 that line to the log's last line.
 
-    python benchmarks/eta.py                       # the three demos, ~12 min on 2 cores
+    python benchmarks/eta.py                       # the three demos, ~10 min on 2 cores
     python benchmarks/eta.py --demos detector --detector-epochs 24
 """
 import argparse
