@@ -293,8 +293,8 @@ def load_average() -> str:
     return ' '.join(f'{v:.2f}' for v in os.getloadavg())
 
 
-def machine_info() -> str:
-    """CPU, core count, torch version and threads, and the load right now."""
+def cpu_model() -> str:
+    """The CPU's model name, as ``/proc/cpuinfo`` gives it."""
     model = platform.processor() or 'unknown CPU'
     try:
         with open('/proc/cpuinfo') as cpuinfo:
@@ -302,7 +302,12 @@ def machine_info() -> str:
                          if line.startswith('model name'))
     except (OSError, StopIteration):
         pass
-    return (f'machine: {model}, {os.cpu_count()} cores; torch {torch.__version__}, '
+    return model
+
+
+def machine_info() -> str:
+    """CPU, core count, torch version and threads, and the load right now."""
+    return (f'machine: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, '
             f'{torch.get_num_threads()} threads; python {platform.python_version()}; '
             f'load average (1/5/15 min) {load_average()}')
 

@@ -1,4 +1,4 @@
-"""Marks of the tests that need a CUDA GPU (``pytest -m cuda``; ``benchmarks/gpu_check.sh``).
+"""Marks of the tests that need a CUDA GPU (``pytest -m cuda``; ``.ci/gpu_check.sh``).
 
 Without a GPU they are skipped: the CPU suite checks the same rules on the CPU.
 """
@@ -15,7 +15,7 @@ CUDA = [pytest.mark.cuda,
 def skip_without_mmcv_cuda_ops() -> None:
     """Skip the calling test unless mmcv was built with its CUDA ops (NMS, RoIAlign):
     mmdet's detection heads need them on a GPU (``MMCV_CUDA_OPS=1 bash
-    benchmarks/gpu_check.sh`` builds them)."""
+    .ci/gpu_check.sh`` builds them)."""
     from mmcv.ops import nms
     boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], device='cuda')
     try:

@@ -177,7 +177,7 @@ def parse_args() -> argparse.Namespace:
                         help='epochs of the cohort methods and of each independent network')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per run')
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'cls_method_study'))
-    parser.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results',
+    parser.add_argument('--out', default=osp.join(REPO, 'studies', 'results',
                                                   'cls_method_study.md'))
     parser.add_argument('--report-only', action='store_true')
     return parser.parse_args()

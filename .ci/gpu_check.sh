@@ -5,9 +5,9 @@
 # as on the CPU).
 #
 # Usage (from the repository root, no network needed):
-#   bash benchmarks/gpu_check.sh                   # every step
-#   GPU_CHECK_STEPS="tests features" bash benchmarks/gpu_check.sh   # some steps
-#   MMCV_CUDA_OPS=0 bash benchmarks/gpu_check.sh   # mmcv with CPU ops only (faster build;
+#   bash .ci/gpu_check.sh                   # every step
+#   GPU_CHECK_STEPS="tests features" bash .ci/gpu_check.sh   # some steps
+#   MMCV_CUDA_OPS=0 bash .ci/gpu_check.sh   # mmcv with CPU ops only (faster build;
 #                                                  # the detection heads cannot run on the GPU)
 # Steps, in order: tests (the CUDA tests: tests/*/test_*cuda*.py), features
 # (feature_extractor.py: extract_feat, and predict with CUDA ops), inference

@@ -61,9 +61,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
-from common import DEMO_CONFIG, REPO, generated_data, markdown_table
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'benchmarks'))
+from common import DEMO_CONFIG, REPO, generated_data, markdown_table  # noqa: E402
 
-from mutualnet_mm.evaluation.results import pareto_front
+from mutualnet_mm.evaluation.results import pareto_front  # noqa: E402
 
 DEMO_DATA = dict(root=osp.join(REPO, 'data', 'coco_shapes'), size=128, num_train=400,
                  num_val=100)  # as `make demo` writes it
