@@ -25,6 +25,7 @@ from .engine.subnet import SubnetConfig, check_scales
 from .evaluation.fingerprint import weights_fingerprint
 from .models.wrappers import unwrap
 from .ops import set_width
+from .tasks import Task, task_of
 
 #: Where :func:`prepare` keeps the model's config as it was before the first call.
 _BASE_CFG = '_mutualnet_base_cfg'
@@ -32,11 +33,6 @@ _BASE_CFG = '_mutualnet_base_cfg'
 #: ``init_recognizer`` and mmengine's inferencers as ``cfg``, mmpretrain's ``get_model``
 #: and ``init_model`` as ``_config``.
 _CONFIG_ATTRS = ('cfg', '_config')
-#: What the stock inferencers write into their config's test pipeline as they build their
-#: own pipeline from it, undone before it is built again: mmdet's ``DetInferencer``
-#: renames the image loader, mmaction2's ``ActionRecogInferencer`` inserts a packer.
-_INFERENCER_RENAMED = {'mmdet.InferencerLoader': 'LoadImageFromFile'}
-_INFERENCER_INSERTED = ('InferencerPackInput',)
 
 Calibration = Union[str, os.PathLike, Config, Iterable[dict]]
 
@@ -107,14 +103,15 @@ def prepare(target: Any, width: float, scale: float = 1.0,
         load_bn_state(module, stats[config])
     else:
         source = base_cfg if calibration is None else calibration
-        batches = calibration_loader(load_config(source)) \
+        batches = calibration_loader(load_config(source), task=task_of(module)) \
             if isinstance(source, (str, os.PathLike, Config)) else source
         calibrate_bn(module, batches, config, task_rescaler(module, base_cfg), num_batches)
     module.eval()
     setattr(module, _BASE_CFG, base_cfg)
     scaled = copy.deepcopy(base_cfg)
-    _undo_inferencer_edits(scaled)
-    scale_test_pipelines(scaled, config)
+    task = task_of(module)
+    _undo_inferencer_edits(scaled, task)
+    scale_test_pipelines(scaled, config, task)
     setattr(module, attr, scaled)
     if inferencer is not None:
         pipeline_cfg = copy.deepcopy(scaled)  # the inferencers edit the config they read
@@ -137,16 +134,17 @@ def _inferencer_of(target: Any) -> Any:
     return inferencer
 
 
-def _undo_inferencer_edits(cfg: Config) -> None:
-    """Restore the test pipeline an inferencer edited as it read it (in place)."""
+def _undo_inferencer_edits(cfg: Config, task: Task) -> None:
+    """Restore the test pipeline an inferencer edited as it read it (in place): the
+    edits the task declares (:mod:`mutualnet_mm.tasks`)."""
     dataset = cfg.get('test_dataloader', {}).get('dataset', {})
     pipeline = dataset.get('pipeline') if isinstance(dataset, dict) else None
     if not isinstance(pipeline, list):
         return
-    pipeline[:] = [t for t in pipeline if t.get('type') not in _INFERENCER_INSERTED]
+    pipeline[:] = [t for t in pipeline if t.get('type') not in task.inferencer_inserted]
     for transform in pipeline:
-        transform['type'] = _INFERENCER_RENAMED.get(transform.get('type'),
-                                                    transform.get('type'))
+        transform['type'] = task.inferencer_renamed.get(transform.get('type'),
+                                                        transform.get('type'))
 
 
 __all__ = ['prepare']

@@ -7,7 +7,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / 'mutualnet_mm'
 #: Floors, lowest first (docs/advanced_guides/design.md, "Layout").
 FLOORS = {
-    'checks': 0, 'fileio': 0, 'registry': 0,
+    'checks': 0, 'fileio': 0, 'registry': 0, 'tasks': 0,
     'ops': 1,
     'models': 2,
     'datasets': 3,

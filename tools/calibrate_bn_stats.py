@@ -58,6 +58,7 @@ def main() -> None:
     from mutualnet_mm.evaluation import QueryTable
     from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
     from mutualnet_mm.evaluation.locations import find_query_tables
+    from mutualnet_mm.tasks import task_of
     from mutualnet_mm.tools_common import check_config_file
 
     check_config_file(args.config)
@@ -72,8 +73,9 @@ def main() -> None:
         find_query_tables(cfg, args.config, args.checkpoint, fingerprint, args.work_dir)
     configs = list(dict.fromkeys(SubnetConfig.from_record(e)
                                  for table in tables for e in table.entries))
-    stats = calibrate_bn_stats(model, calibration_loader(cfg, args.seed), configs,
-                               task_rescaler(model, cfg), args.calibration_batches)
+    loader = calibration_loader(cfg, args.seed, task_of(model))
+    stats = calibrate_bn_stats(model, loader, configs, task_rescaler(model, cfg),
+                               args.calibration_batches)
     save_bn_stats(args.out, stats, fingerprint)
     print(f'BN statistics of {len(stats)} configurations '
           f'({", ".join(c.name for c in stats)}) written to {args.out}')

@@ -100,6 +100,7 @@ def main() -> None:
     from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
     from mutualnet_mm.evaluation.locations import find_query_table
     from mutualnet_mm.evaluation.results import budget_cost
+    from mutualnet_mm.tasks import task_of
     from mutualnet_mm.tools_common import check_config_file
 
     check_config_file(args.config)
@@ -138,9 +139,9 @@ def main() -> None:
         print(f'ONNX at {shape}: onnxruntime vs PyTorch max |difference| {difference:.2e}')
         return {'onnx': onnx}
 
-    paths = export_subnet(model, cfg, config, args.out, calibration_loader(cfg, args.seed),
-                          args.calibration_batches, meta=extra,
-                          extend=add_onnx if args.onnx else None)
+    loader = calibration_loader(cfg, args.seed, task_of(model))
+    paths = export_subnet(model, cfg, config, args.out, loader, args.calibration_batches,
+                          meta=extra, extend=add_onnx if args.onnx else None)
     print(f'exported {config.name}: ' + ', '.join(paths.values()))
 
 

@@ -12,6 +12,7 @@ from ..engine.calibration import CALIBRATION_SEED, build_calibration_loader
 from ..engine.checkpoint import load_checkpoint_safely
 from ..engine.hooks import check_state_dict_fits
 from ..engine.rescale import build_rescaler, default_rescaler
+from ..tasks import Task
 
 
 def load_config(config: Union[str, os.PathLike, Config]) -> Config:
@@ -72,11 +73,12 @@ def load_adaptive_weights(model: nn.Module, checkpoint: str) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
-def calibration_loader(cfg: Config, seed: int = CALIBRATION_SEED) -> DataLoader:
-    """The config's training dataloader as BN calibration reads it (see
-    :func:`~mutualnet_mm.engine.calibration.build_calibration_loader`)."""
+def calibration_loader(cfg: Config, seed: int = CALIBRATION_SEED,
+                       task: Optional[Task] = None) -> DataLoader:
+    """The config's training dataloader as BN calibration reads it for the model's
+    ``task`` (see :func:`~mutualnet_mm.engine.calibration.build_calibration_loader`)."""
     with DefaultScope.overwrite_default_scope(config_scope(cfg)):
-        return build_calibration_loader(cfg.train_dataloader, seed)
+        return build_calibration_loader(cfg.train_dataloader, seed, task)
 
 
 def task_rescaler(model: nn.Module, cfg: Optional[Config] = None):

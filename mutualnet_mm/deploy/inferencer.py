@@ -15,6 +15,7 @@ from ..evaluation.fingerprint import check_fingerprint, weights_fingerprint
 from ..evaluation.locations import find_query_tables
 from ..evaluation.results import REGENERATE_QUERY_TABLE, QueryTable, budget_cost
 from ..ops import WidthSnapshot
+from ..tasks import task_of
 from .adaptive import (
     build_adaptive_model,
     calibration_loader,
@@ -31,7 +32,6 @@ from .bn_stats import (
 )
 
 #: Transforms that read annotations, which inference inputs do not have.
-_ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadPanopticAnnotations')
 ImageInput = Union[str, np.ndarray, dict]
 
 
@@ -119,8 +119,9 @@ class AdaptiveInferencer:
                 raise KeyError(f'the BN statistics lack configuration(s) {missing} of the '
                                f'query table; they hold {[c.name for c in stats]}')
         elif calibrate:
-            stats = calibrate_bn_stats(self.model, calibration_loader(self.cfg), self.configs,
-                                       self.rescaler, num_calibration_batches)
+            loader = calibration_loader(self.cfg, task=task_of(self.model))
+            stats = calibrate_bn_stats(self.model, loader, self.configs, self.rescaler,
+                                       num_calibration_batches)
         else:
             raise ValueError('AdaptiveInferencer needs BN statistics per configuration: '
                              'pass bn_stats=<path> or calibrate=True')
@@ -189,13 +190,14 @@ class AdaptiveInferencer:
         """The test pipeline, loading arrays or files, without annotation loading."""
         kind = 'array' if isinstance(item, np.ndarray) else 'other'
         if kind not in self._pipelines:
+            task = task_of(self.model)
             transforms: List[dict] = []
             for transform in copy.deepcopy(get_test_pipeline_cfg(self.cfg)):
                 name = str(transform['type']).rpartition('.')[2]
-                if name in _ANNOTATION_LOADERS:
+                if name in task.annotation_loaders:
                     continue
-                if name == 'LoadImageFromFile' and kind == 'array':
-                    transform['type'] = 'mmdet.LoadImageFromNDArray'
+                if kind == 'array' and name in task.array_loaders:
+                    transform['type'] = task.array_loaders[name]
                 transforms.append(transform)
             with DefaultScope.overwrite_default_scope(config_scope(self.cfg)):
                 self._pipelines[kind] = Compose(transforms)

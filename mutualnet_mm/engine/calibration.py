@@ -12,30 +12,9 @@ from torch.utils.data import DataLoader
 
 from ..models.wrappers import unwrap
 from ..ops import reset_bn_statistics, set_width
+from ..tasks import Task, any_task
 from .subnet import SubnetConfig
 
-#: Transforms that draw random numbers, besides every ``Random*`` type and the frame
-#: samplers outside their test mode (:func:`is_random`), across mmcv, mmdet, mmpretrain
-#: and mmaction2. Calibration drops them, or replaces them (random resizes and crops).
-RANDOM_AUGMENTATIONS = frozenset((
-    'Albu', 'Albumentations', 'AutoAugment', 'AutoContrast', 'BEiTMaskGenerator', 'Brightness',
-    'CachedMixUp', 'CachedMosaic', 'Color', 'ColorJitter', 'ColorTransform', 'Contrast',
-    'CopyPaste', 'Corrupt', 'CutOut', 'Cutout', 'EfficientNetRandomCrop', 'Equalize', 'Expand',
-    'Flip', 'GaussianBlur', 'GeomTransform', 'ImgAug', 'InstaBoost', 'Invert', 'Lighting',
-    'MAERandomResizedCrop', 'MinIoURandomCrop', 'MixUp', 'Mosaic', 'MultiScaleCrop',
-    'MultiView', 'PhotoMetricDistortion', 'Posterize', 'PytorchVideoWrapper', 'RandAugment',
-    'Rotate', 'Sharpness', 'Shear', 'ShearX', 'ShearY', 'SimMIMMaskGenerator', 'Solarize',
-    'SolarizeAdd', 'TorchVisionWrapper', 'TorchVisonTransformWrapper', 'Translate',
-    'TranslateX', 'TranslateY', 'YOLOXHSVRandomAug'))
-#: Random resizes, replaced by a resize to their largest scale.
-RANDOM_RESIZES = ('RandomResize', 'RandomChoiceResize')
-#: Frame samplers: random outside their test mode, which calibration sets.
-FRAME_SAMPLERS = ('SampleFrames', 'DenseSampleFrames', 'SampleAVAFrames', 'UniformSample',
-                  'UniformSampleFrames', 'MMUniformSampleFrames')
-#: The frame samplers that take ``temporal_jitter`` (random even in test mode).
-JITTERED_SAMPLERS = ('SampleFrames', 'DenseSampleFrames')
-#: The short edge of mmpretrain's test-time resize, per pixel of its centre crop (256/224).
-RESIZE_PER_CROP = 256 / 224
 #: The seed of the calibration draw when none is given.
 CALIBRATION_SEED = 0
 
@@ -52,21 +31,20 @@ def _nested(transform: dict) -> List[dict]:
     return []
 
 
-def _random_type(name: str) -> bool:
-    return name.startswith('Random') or name in RANDOM_AUGMENTATIONS
-
-
-def is_random(transform: dict) -> bool:
+def is_random(transform: dict, task: Optional[Task] = None) -> bool:
     """Whether a pipeline step (a transform config) draws random numbers.
 
-    The one rule calibration follows: every ``Random*`` type, the types of
-    :data:`RANDOM_AUGMENTATIONS`, frame samplers outside their test mode or with temporal
-    jitter, and wrappers that run any of these.
+    The one rule calibration follows: every ``Random*`` type, the task's random
+    transforms, its frame samplers outside their test mode or with temporal jitter, and
+    wrappers that run any of these. Without a task, every registered task's declarations
+    count (:func:`~mutualnet_mm.tasks.any_task`).
     """
+    task = task or any_task()
     name = _type_name(transform)
-    if name in FRAME_SAMPLERS:
+    if name in task.frame_samplers:
         return not transform.get('test_mode', False) or bool(transform.get('temporal_jitter'))
-    return _random_type(name) or any(is_random(step) for step in _nested(transform))
+    return (name.startswith('Random') or name in task.random
+            or any(is_random(step, task) for step in _nested(transform)))
 
 
 def _largest(scales: Any) -> Any:
@@ -76,70 +54,75 @@ def _largest(scales: Any) -> Any:
     return scales
 
 
-def _centre_crop(transform: dict) -> List[dict]:
-    """An mmpretrain ``RandomResizedCrop(scale=S)`` as its test-time counterpart.
+def _centre_crop(transform: dict, resize_per_crop: float) -> List[dict]:
+    """A random resized crop of size ``S`` as its test-time counterpart.
 
-    mmpretrain's test pipelines: ``ResizeEdge`` of the short edge to ``S * 256 / 224``
-    (256 for 224), then ``CenterCrop`` to ``S``; the crop keeps the training crop's size.
+    The test-time resize of the short edge to ``S * resize_per_crop``, then a centre
+    crop to ``S`` (mmpretrain's test pipelines: 256, then 224): the crop keeps the
+    training crop's size.
     """
     prefix = str(transform['type']).rpartition('.')[0]
     scope = f'{prefix}.' if prefix else ''
     scale = transform['scale']  # an int, or (h, w)
     height, width = (scale, scale) if isinstance(scale, int) else scale
-    resize = dict(type=f'{scope}ResizeEdge', scale=int(max(height, width) * RESIZE_PER_CROP),
+    resize = dict(type=f'{scope}ResizeEdge', scale=int(max(height, width) * resize_per_crop),
                   edge='short')
     resize.update({k: transform[k] for k in ('backend', 'interpolation') if k in transform})
     crop_size = scale if isinstance(scale, int) else (width, height)
     return [resize, dict(type=f'{scope}CenterCrop', crop_size=crop_size)]
 
 
-def deterministic_pipeline(pipeline: List[dict]) -> List[dict]:
+def deterministic_pipeline(pipeline: List[dict], task: Optional[Task] = None) -> List[dict]:
     """A training pipeline without its random steps (:func:`is_random`), for BN calibration.
 
-    Random resizes become a resize to their largest scale; mmpretrain's
-    ``RandomResizedCrop(scale=S)`` becomes the test-time resize and centre crop to ``S``
-    (:func:`_centre_crop`), so that calibration batches have the training crop's size;
-    frame samplers take their test-mode clips without temporal jitter; wrappers keep
-    their deterministic steps; every other random step is dropped.
+    Random resizes become a resize to their largest scale; random resized crops of size
+    ``S`` become the test-time resize and centre crop to ``S`` (:func:`_centre_crop`), so
+    that calibration batches have the training crop's size; frame samplers take their
+    test-mode clips without temporal jitter; wrappers keep their deterministic steps;
+    every other random step is dropped. ``task`` declares which is which (default: every
+    registered task's declarations).
     """
+    task = task or any_task()
     steps = []
     for transform in copy.deepcopy(list(pipeline)):
         name = _type_name(transform)
-        if name in RANDOM_RESIZES:
-            scale = transform.pop('scale' if name == 'RandomResize' else 'scales', None)
+        if name in task.random_resizes:
+            scale = transform.pop(task.random_resizes[name], None)
             resize = transform.pop('resize_type', 'Resize')
             transform.pop('ratio_range', None)
             transform.update(type=resize, scale=_largest(scale))
-        elif name == 'RandomResizedCrop' and 'scale' in transform:
-            steps.extend(_centre_crop(transform))
+        elif name in task.random_resized_crops and 'scale' in transform:
+            steps.extend(_centre_crop(transform, task.random_resized_crops[name]))
             continue
-        elif name in FRAME_SAMPLERS:
+        elif name in task.frame_samplers:
             transform['test_mode'] = True
-            if name in JITTERED_SAMPLERS:
+            if name in task.jittered_samplers:
                 transform['temporal_jitter'] = False
-        elif _random_type(name):
+        elif is_random(dict(type=name), task):
             continue
         elif _nested(transform):
-            transform['transforms'] = deterministic_pipeline(transform['transforms'])
+            transform['transforms'] = deterministic_pipeline(transform['transforms'], task)
         steps.append(transform)
     return steps
 
 
-def deterministic_dataset(dataset_cfg: Any) -> Any:
+def deterministic_dataset(dataset_cfg: Any, task: Optional[Task] = None) -> Any:
     """``dataset_cfg`` with :func:`deterministic_pipeline` applied at every level."""
     if not isinstance(dataset_cfg, dict):
         return dataset_cfg
     dataset_cfg = dict(dataset_cfg)
     if isinstance(dataset_cfg.get('pipeline'), (list, tuple)):
-        dataset_cfg['pipeline'] = deterministic_pipeline(dataset_cfg['pipeline'])
+        dataset_cfg['pipeline'] = deterministic_pipeline(dataset_cfg['pipeline'], task)
     if 'dataset' in dataset_cfg:  # RepeatDataset, ClassBalancedDataset, ...
-        dataset_cfg['dataset'] = deterministic_dataset(dataset_cfg['dataset'])
+        dataset_cfg['dataset'] = deterministic_dataset(dataset_cfg['dataset'], task)
     if isinstance(dataset_cfg.get('datasets'), (list, tuple)):  # ConcatDataset
-        dataset_cfg['datasets'] = [deterministic_dataset(d) for d in dataset_cfg['datasets']]
+        dataset_cfg['datasets'] = [deterministic_dataset(d, task)
+                                   for d in dataset_cfg['datasets']]
     return dataset_cfg
 
 
-def build_calibration_loader(loader_cfg: dict, seed: int = CALIBRATION_SEED) -> DataLoader:
+def build_calibration_loader(loader_cfg: dict, seed: int = CALIBRATION_SEED,
+                             task: Optional[Task] = None) -> DataLoader:
     """The training dataloader as BN calibration reads it: a fixed draw, no augmentation.
 
     The dataset's pipelines lose their random steps (:func:`deterministic_pipeline`) and
@@ -150,10 +133,11 @@ def build_calibration_loader(loader_cfg: dict, seed: int = CALIBRATION_SEED) -> 
     Args:
         loader_cfg: The ``train_dataloader`` config.
         seed: The seed of the sampler and the workers.
+        task: The model's task (default: every registered task's declarations).
     """
     loader_cfg = copy.deepcopy(loader_cfg)
     loader_cfg['persistent_workers'] = False
-    loader_cfg['dataset'] = deterministic_dataset(loader_cfg['dataset'])
+    loader_cfg['dataset'] = deterministic_dataset(loader_cfg['dataset'], task)
     return Runner.build_dataloader(loader_cfg, seed=seed)
 
 

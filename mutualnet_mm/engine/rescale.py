@@ -1,10 +1,9 @@
 """Batch rescalers: one preprocessed batch, resized to a configuration's scale.
 
 A rescaler returns new inputs and new data samples: the originals are left untouched,
-so every pass of an iteration starts from the same preprocessed batch. Each rescaler
-names the data preprocessors whose batches it takes (``data_preprocessors``): that is
-how a task gets its default rescaler (:func:`default_rescaler`), so a new task plugs in
-by registering its rescaler, with no test on module names.
+so every pass of an iteration starts from the same preprocessed batch. Each task
+declares its rescaler (:mod:`mutualnet_mm.tasks`): that is how a model gets its default
+one (:func:`default_rescaler`), with no test on module names.
 """
 import math
 from typing import List, Sequence, Tuple
@@ -12,11 +11,10 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseTTAModel
 from torch import Tensor
 
-from ..models.wrappers import unwrap
 from ..registry import MUTUAL, build_component
+from ..tasks import task_of
 from .subnet import SubnetConfig
 
 
@@ -39,8 +37,6 @@ class DetBatchRescaler:
             preprocessor does).
         pad_value: Value of the padding in the normalized input.
     """
-
-    data_preprocessors = ('DetDataPreprocessor',)
 
     def __init__(self, size_divisor: int = 32, pad_value: float = 0.0) -> None:
         self.size_divisor = size_divisor
@@ -130,8 +126,6 @@ class VideoBatchRescaler:
     set, frames are subsampled uniformly to that count. Labels are unchanged.
     """
 
-    data_preprocessors = ('ActionDataPreprocessor',)
-
     def __call__(self, inputs: Tensor, data_samples: list,
                  config: SubnetConfig) -> Tuple[Tensor, list]:
         if inputs.dim() != 6:
@@ -165,8 +159,6 @@ class ClsBatchRescaler:
         align_corners: Passed to ``F.interpolate`` (the reference: True, in training and
             evaluation; False matches an image resize in a test pipeline more closely).
     """
-
-    data_preprocessors = ('ClsDataPreprocessor',)
 
     def __init__(self, align_corners: bool = False) -> None:
         self.align_corners = align_corners
@@ -208,27 +200,8 @@ def with_loaded_annotations(predictions: Sequence, originals: Sequence) -> list:
 
 
 def default_rescaler(model) -> dict:
-    """The config of the rescaler registered for the model's data preprocessor.
-
-    The preprocessor's class and its bases are looked up in the ``data_preprocessors``
-    of the registered rescalers.
-
-    Raises:
-        ValueError: no registered rescaler takes this preprocessor's batches.
-    """
-    module = unwrap(model)
-    if isinstance(module, BaseTTAModel):  # test-time augmentation wraps the task's model
-        module = module.module
-    preprocessor = type(getattr(module, 'data_preprocessor', None))
-    for cls in preprocessor.__mro__:
-        for name, rescaler in MUTUAL.module_dict.items():
-            if cls.__name__ in getattr(rescaler, 'data_preprocessors', ()):
-                return dict(type=name)
-    known = {name: list(r.data_preprocessors) for name, r in MUTUAL.module_dict.items()
-             if hasattr(r, 'data_preprocessors')}
-    raise ValueError(f'no batch rescaler is registered for the data preprocessor '
-                     f'{preprocessor.__name__} of {type(module).__name__}; set '
-                     f"mutual.rescaler and val_cfg/test_cfg.rescaler (registered: {known})")
+    """The config of the rescaler the model's task declares (:func:`~..tasks.task_of`)."""
+    return dict(type=task_of(model).rescaler)
 
 
 def build_rescaler(cfg) -> object:

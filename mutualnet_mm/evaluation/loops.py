@@ -28,6 +28,7 @@ from ..engine.rescale import build_rescaler, default_rescaler, with_loaded_annot
 from ..engine.subnet import SubnetConfig, check_scales
 from ..models.wrappers import unwrap
 from ..ops import set_width, width_range_of
+from ..tasks import task_of
 from .cost import count_cost
 from .fingerprint import weights_fingerprint
 from .latency import check_latency_options, measure_latency
@@ -133,7 +134,8 @@ class _PerConfigMixin:
         if not loader_cfg:
             raise ValueError('BN calibration needs train_dataloader in the config '
                              '(or calibration=dict(num_batches=0) to skip it)')
-        self.calibration_loader = build_calibration_loader(loader_cfg)
+        self.calibration_loader = build_calibration_loader(loader_cfg,
+                                                           task=task_of(self.runner.model))
 
     def _evaluate_grid(self, stage: str) -> dict:
         runner = self.runner
@@ -341,9 +343,9 @@ class _PerConfigMixin:
                            f'by the evaluator; it reports {sorted(metrics)}. Nothing was '
                            'written')
 
-    @staticmethod
-    def _default_metric(metrics: Dict[str, float]) -> Optional[str]:
-        for key in ('coco/bbox_mAP', 'acc/top1'):
+    def _default_metric(self, metrics: Dict[str, float]) -> Optional[str]:
+        """The first of the task's metrics the evaluator reports, else its first metric."""
+        for key in task_of(self.runner.model).metrics:
             if key in metrics:
                 return key
         numeric = [k for k, v in metrics.items() if isinstance(v, float) and '/' in k]

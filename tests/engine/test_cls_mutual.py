@@ -70,8 +70,8 @@ def test_default_rescaler_follows_the_data_preprocessor() -> None:
     for preprocessor, expected in ((det_pre, 'DetBatchRescaler'),
                                    (video_pre, 'VideoBatchRescaler')):
         assert default_rescaler(Task(data_preprocessor=preprocessor)) == dict(type=expected)
-    with pytest.raises(ValueError, match='no batch rescaler is registered for the data '
-                                         'preprocessor BaseDataPreprocessor of Task'):
+    with pytest.raises(ValueError, match='no task is registered for the data '
+                                         'preprocessor BaseDataPreprocessor'):
         default_rescaler(Task(data_preprocessor=BaseDataPreprocessor()))
 
 
