@@ -29,6 +29,8 @@ class Task:
         distiller: Config of the distiller used when ``mutual.distill`` is not given
             (``None``: no distillation).
         metrics: Metric keys, the headline (the query table's default) first.
+        summary_metrics: Metric classes (or their bases) that log a summary of their own
+            when they evaluate (the loops announce it).
         random: Random transforms besides the ``Random*`` types; calibration drops them.
         random_resizes: Random resizes and the key of their scales; calibration
             resizes to the largest.
@@ -53,6 +55,7 @@ class Task:
     rescaler: str
     distiller: Optional[Mapping[str, Any]] = None
     metrics: Tuple[str, ...] = ()
+    summary_metrics: Tuple[str, ...] = ()
     random: FrozenSet[str] = _COMMON_RANDOM
     random_resizes: Mapping[str, str] = field(default_factory=lambda: {
         'RandomResize': 'scale', 'RandomChoiceResize': 'scales'})
@@ -86,6 +89,7 @@ DETECTION = register_task(Task(
     data_preprocessors=('DetDataPreprocessor',),
     rescaler='DetBatchRescaler',
     metrics=('coco/bbox_mAP', 'coco/segm_mAP', 'pascal_voc/mAP'),
+    summary_metrics=('CocoMetric', 'VOCMetric'),  # and subclasses: LVIS, occluded COCO...
     random=_COMMON_RANDOM | {
         'CachedMixUp', 'CachedMosaic', 'CopyPaste', 'Corrupt', 'CutOut', 'Expand',
         'GeomTransform', 'InstaBoost', 'MinIoURandomCrop', 'MixUp', 'Mosaic', 'Rotate',

@@ -1,15 +1,12 @@
 """Per-configuration evaluation loops: calibrate, run the evaluator, count the cost.
 
 ``PerConfigValLoop`` and ``PerConfigTestLoop`` evaluate every (width, scale) of a grid
-with the stock evaluator and write the result set (:mod:`.results`).
+with the stock evaluator; hooks on their events write the result set (:mod:`.hooks`).
 """
-import logging
-import os.path as osp
 import time
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import mmcv
 import torch
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
@@ -28,31 +25,18 @@ from ..engine.rescale import build_rescaler, default_rescaler, with_loaded_annot
 from ..engine.subnet import SubnetConfig, check_scales
 from ..models.wrappers import unwrap
 from ..ops import set_width, width_range_of
-from ..tasks import task_of
+from ..tasks import Task, task_of
 from .cost import count_cost
 from .fingerprint import weights_fingerprint
+from .hooks import register_per_config_hooks
 from .latency import check_latency_options, measure_latency
-from .results import format_table, write_results
-
-#: Metrics that print a summary of their own when they evaluate: mmdet's COCO metric (and
-#: its subclasses: LVIS, occluded COCO...) and VOC metric.
-SUMMARY_METRICS = ('CocoMetric', 'VOCMetric')
 
 
-def prints_summary(metrics: Sequence) -> bool:
-    """Whether one of an evaluator's ``metrics`` prints a summary (:data:`SUMMARY_METRICS`)."""
-    return any(cls.__name__ in SUMMARY_METRICS for metric in metrics
+def prints_summary(metrics: Sequence, task: Task) -> bool:
+    """Whether one of an evaluator's ``metrics`` logs a summary (the task's
+    ``summary_metrics``)."""
+    return any(cls.__name__ in task.summary_metrics for metric in metrics
                for cls in type(metric).__mro__)
-
-
-def _training_iteration(runner) -> int:
-    """The runner's training iteration, 0 when its train loop is not built.
-
-    Reading ``runner.iter`` builds the train loop (its dataloader and dataset too); a
-    test run has nothing to train, so this does not, as mmengine's logger does not.
-    """
-    loop = runner._train_loop
-    return 0 if loop is None or isinstance(loop, dict) else runner.iter
 
 
 def _size(config: SubnetConfig) -> Tuple[float, float, float]:
@@ -66,16 +50,18 @@ class _PerConfigMixin:
 
     For each (width, scale): set the width, calibrate batch norms on training batches,
     run the dataloader with the batch rescaled to the scale, evaluate, and count the cost
-    on the first sample. Writes ``per_config.{json,csv,png}`` and ``query_table.json`` to
-    the work dir as one result set (:func:`write_results`), recording the fingerprint of
-    the weights, and logs a table. The full configuration runs last, so the model is left
-    at full width with its statistics.
+    (and latency) on the first sample. The full configuration runs last, so the model is
+    left at full width with its statistics.
 
     Besides the stock hook points, hooks are called before each configuration
-    (``before_{stage}_config(runner, position, config)``, ``position`` counting from 1)
-    and after each calibration batch (``after_{stage}_calibration_iter(runner, position,
-    batch_idx, config)``); every rank reaches them together (``SafeCheckpointHook`` stops
-    there on SIGTERM).
+    (``before_{stage}_config(runner, position, config)``, ``position`` counting from 1),
+    after each calibration batch (``after_{stage}_calibration_iter(runner, position,
+    batch_idx, config)``), after each configuration (``after_{stage}_config(runner,
+    position, config, record)``) and after the grid (``after_{stage}_grid(runner,
+    records, metric, fingerprint)``); every rank reaches them together
+    (``SafeCheckpointHook`` stops there on SIGTERM). The result set and the visualizer
+    are fed by :class:`~.hooks.PerConfigResultsHook`, outputs routed per configuration
+    by :class:`~.hooks.PerConfigOutputsHook`; the loops register both.
     """
 
     def _setup_grid(self, widths: Optional[Sequence[float]], scales: Sequence[float],
@@ -148,7 +134,7 @@ class _PerConfigMixin:
         progress = ProgressBar(len(self.grid) * len(self.dataloader)) \
             if is_main_process() else None
         self._grid_clock = (time.perf_counter(), 0)  # start, batches evaluated
-        summary = prints_summary(self.evaluator.metrics)
+        summary = prints_summary(self.evaluator.metrics, task_of(module))
         for position, config in enumerate(self.grid, 1):
             if is_main_process():
                 print_log(f'configuration {position}/{len(self.grid)}: {config.name}: '
@@ -160,7 +146,6 @@ class _PerConfigMixin:
                          self.num_calibration_batches,
                          after_batch=partial(runner.call_hook, f'after_{stage}_calibration_iter',
                                              position=position, config=config))
-            self._route_outputs(config)
             first_batch = None
             for idx, data_batch in enumerate(self.dataloader):
                 first_batch = first_batch or data_batch
@@ -184,13 +169,16 @@ class _PerConfigMixin:
                                             tta=detector is not module))
             record.update(metrics)
             records.append(record)
+            runner.call_hook(f'after_{stage}_config', position=position, config=config,
+                             record=record)
         # Reported largest first (the full configuration on top), in every output.
         records.sort(key=lambda r: _size(SubnetConfig.from_record(r)), reverse=True)
         full_metrics = dict(records[0])
         metric = self.metric or self._default_metric(full_metrics)
         if is_main_process():
             print()
-            self._report(records, metric, fingerprint)
+        runner.call_hook(f'after_{stage}_grid', records=records, metric=metric,
+                         fingerprint=fingerprint)
         return {k: v for k, v in full_metrics.items() if '/' in k}
 
     def _measure(self, detector, data_batch, config: SubnetConfig, tta: bool) -> dict:
@@ -265,32 +253,6 @@ class _PerConfigMixin:
         total = len(self.grid) * len(self.dataloader)
         return (time.perf_counter() - start) / done * (total - done)
 
-    def _route_outputs(self, config: SubnetConfig) -> None:
-        """Send each configuration's drawings and dumped predictions to its own place.
-
-        Visualization hooks (mmdet's ``test_out_dir``, mmaction2's ``out_dir``) draw into
-        ``<out dir>/<configuration>/``, a relative out dir being below
-        ``work_dir/<timestamp>/`` (mmdet's rule, for every task); dump metrics (``--out``)
-        write ``<name>_<configuration>.pkl``.
-        """
-        if not hasattr(self, '_output_roots'):
-            self._output_roots = {}
-        for hook in self.runner.hooks:
-            if not hasattr(hook, '_visualizer'):  # other hooks' out_dir is not a drawing
-                continue
-            for attribute in ('test_out_dir', 'out_dir'):
-                root = self._output_roots.setdefault((id(hook), attribute),
-                                                     getattr(hook, attribute, None))
-                if isinstance(root, str):
-                    setattr(hook, attribute, osp.join(
-                        self.runner.work_dir, self.runner.timestamp, root, config.name))
-        for metric in self.evaluator.metrics:
-            root = self._output_roots.setdefault((id(metric), 'out_file_path'),
-                                                 getattr(metric, 'out_file_path', None))
-            if isinstance(root, str):
-                stem, extension = osp.splitext(root)
-                metric.out_file_path = f'{stem}_{config.name}{extension}'
-
     @torch.no_grad()
     def _predict(self, module, data_batch, config: SubnetConfig):
         if isinstance(module, BaseTTAModel):  # each augmented view at the configuration
@@ -351,42 +313,6 @@ class _PerConfigMixin:
         numeric = [k for k, v in metrics.items() if isinstance(v, float) and '/' in k]
         return numeric[0] if numeric else None
 
-    def _report(self, records: List[dict], metric: Optional[str], fingerprint: str) -> None:
-        work_dir = self.runner.work_dir
-        latency = ('latency_ms',) if self.latency is not None else ()
-        if metric is None:
-            print_log('the full configuration produced no metric (no predictions yet?): '
-                      'per_config.json/.csv are written, the query table and plot are not',
-                      logger='current', level=logging.WARNING)
-        paths = write_results(records, work_dir, metric, extra_costs=latency,
-                              checkpoint=fingerprint)
-        columns = list(dict.fromkeys(
-            ['width', *(['head_width'] if 'head_width' in records[0] else []), 'scale',
-             'input_shape', 'gflops']
-            + [k for r in records for k in r if k.startswith('gflops_')]
-            + ['mparams', *latency]
-            + [k for r in records for k, v in r.items() if '/' in k and isinstance(v, float)]))
-        headers = [c.replace('gflops_', '').rpartition('/')[2] for c in columns]
-        table = format_table(records, columns, headers)
-        print_log(f'per-configuration results ({len(records)} configurations; GFLOPs in all '
-                  f'and per part; query table by {metric}):\n{table}\nwritten: '
-                  + ', '.join(osp.relpath(p, work_dir) for p in paths.values())
-                  + f' in {work_dir}', logger='current')
-        self._to_visualizer(records, paths.get('plot'))
-
-    def _to_visualizer(self, records: List[dict], plot: Optional[str]) -> None:
-        """Every configuration's numbers, keyed ``<config>/<key>``, and the plot, to the
-        runner's visualizer backends (TensorBoard, W&B, local ``vis_data``)."""
-        visualizer = self.runner.visualizer
-        step = _training_iteration(self.runner)
-        for record in records:
-            visualizer.add_scalars(
-                {f'per_config/{record["name"]}/{k}': v for k, v in record.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=step)
-        if plot is not None:
-            visualizer.add_image('per_config', mmcv.imread(plot, channel_order='rgb'),
-                                 step=step)
-
 
 class _PerConfigLoop(_PerConfigMixin):
     """Shared constructor and ``run`` of the per-configuration val and test loops."""
@@ -403,6 +329,7 @@ class _PerConfigLoop(_PerConfigMixin):
         self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops, latency,
                          head_widths)
         register_eta_hook(runner)
+        register_per_config_hooks(runner)
 
     def run(self) -> dict:
         self._build_calibration_loader()  # before the hooks, which may set up its workers

@@ -10,7 +10,8 @@ import torch
 from mmaction.evaluation import AccMetric
 from mmdet.evaluation import CocoMetric, DumpDetResults, LVISMetric
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS, DefaultScope
 from mmengine.runner import Runner
 from mmpretrain.evaluation import Accuracy
 
@@ -18,7 +19,9 @@ from mutualnet_mm.datasets import generate_coco_shapes
 from mutualnet_mm.deploy import build_adaptive_model
 from mutualnet_mm.engine.calibration import build_calibration_loader, deterministic_pipeline
 from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
+from mutualnet_mm.evaluation.hooks import PerConfigResultsHook
 from mutualnet_mm.evaluation.loops import prints_summary
+from mutualnet_mm.tasks import CLASSIFICATION, DETECTION, VIDEO
 
 from ..deploy.demo import IMAGE_SIZE, tiny_demo_config
 from ..reliability import digest_metric  # noqa: F401  (registers PredictionDigest)
@@ -213,7 +216,40 @@ def test_tensorboard_gets_every_configuration_and_the_plot(setup, tmp_path) -> N
 
 
 def test_the_summary_is_announced_only_for_evaluators_that_print_one() -> None:
-    assert prints_summary([CocoMetric(), DumpDetResults(out_file_path='x.pkl')])
-    assert prints_summary([LVISMetric.__new__(LVISMetric)])  # a CocoMetric
-    assert not prints_summary([Accuracy(topk=(1, 5))])
-    assert not prints_summary([AccMetric()])
+    assert prints_summary([CocoMetric(), DumpDetResults(out_file_path='x.pkl')], DETECTION)
+    assert prints_summary([LVISMetric.__new__(LVISMetric)], DETECTION)  # a CocoMetric
+    assert not prints_summary([Accuracy(topk=(1, 5))], CLASSIFICATION)
+    assert not prints_summary([AccMetric()], VIDEO)
+
+
+@HOOKS.register_module()
+class RecordingPerConfigHook(Hook):
+    """Records the per-configuration events a user hook receives."""
+
+    def __init__(self) -> None:
+        self.events = []
+
+    def after_test_config(self, runner, position, config, record) -> None:
+        self.events.append(('config', position, config.name, record['name']))
+
+    def after_test_grid(self, runner, records, metric, fingerprint) -> None:
+        self.events.append(('grid', [r['name'] for r in records], metric, fingerprint))
+        self.written_before = (Path(runner.work_dir) / 'per_config.json').exists()
+
+
+def test_a_user_hook_gets_each_configuration_and_the_grid(setup, tmp_path) -> None:
+    cfg, checkpoint, fingerprint = setup
+    cfg = copy.deepcopy(cfg)
+    cfg.custom_hooks = [dict(type='RecordingPerConfigHook')]
+    cfg.test_cfg = dict(type='PerConfigTestLoop', widths=(1.0, 0.25), scales=(1.0,),
+                        calibration=dict(num_batches=1))
+    cfg.load_from, cfg.work_dir = checkpoint, str(tmp_path)
+    runner = Runner.from_cfg(cfg)
+    runner.test()
+    hook = next(h for h in runner.hooks if isinstance(h, RecordingPerConfigHook))
+    assert hook.events == [('config', 1, 'w0.25_s1', 'w0.25_s1'),
+                           ('config', 2, 'w1.00_s1', 'w1.00_s1'),
+                           ('grid', ['w1.00_s1', 'w0.25_s1'], 'coco/bbox_mAP', fingerprint)]
+    # the results hook runs at a lower priority than a custom hook's default
+    assert not hook.written_before and (tmp_path / 'per_config.json').exists()
+    assert sum(isinstance(h, PerConfigResultsHook) for h in runner.hooks) == 1
