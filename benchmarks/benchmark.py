@@ -113,7 +113,7 @@ def record(heading: str, output: str, machine: Optional[str] = None) -> str:
     Returns:
         The results file's path.
     """
-    from mutualnet_mm.fileio import write_text_atomically
+    from mutualnet_mm.reliability.fileio import write_text_atomically
     path = osp.join(RESULTS, f'{machine or this_machine()}.md')
     text = ''
     if osp.exists(path):

@@ -5,7 +5,7 @@ scheduler state, a message hub with numpy-backed ``HistoryBuffer`` logs) is writ
 temporary folder, then three things are timed in interleaved rounds on the same file
 (in the page cache after the first round):
 
-- scan: :func:`mutualnet_mm.engine.checkpoint_scan.scan_checkpoint` alone;
+- scan: :func:`mutualnet_mm.reliability.checkpoint_scan.scan_checkpoint` alone;
 - torch.load: ``torch.load(weights_only=True)`` alone;
 - load_checkpoint_safely: what every entry point runs (scan, load, stand-in checks).
 
@@ -34,8 +34,8 @@ from common import (
 from mmengine.config import Config
 from mmengine.logging import HistoryBuffer
 
-from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
-from mutualnet_mm.engine.checkpoint_scan import scan_checkpoint
+from mutualnet_mm.reliability.checkpoint import load_checkpoint_safely
+from mutualnet_mm.reliability.checkpoint_scan import scan_checkpoint
 
 CONFIGS = (DEMO_CONFIG, os.path.join(REPO, 'configs', 'maskrcnn_mutual_r50.py'))
 

@@ -18,5 +18,5 @@ model = dict(
         bbox_head=dict(type='SlimmableShared2FCBBoxHead')))
 
 # Checkpoints written atomically, the old one removed only after the new one is complete;
-# SIGTERM saves and stops (mutualnet_mm/engine/checkpoint_hook.py).
+# SIGTERM saves and stops (mutualnet_mm/reliability/checkpoint_hook.py).
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

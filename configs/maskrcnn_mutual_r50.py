@@ -27,5 +27,5 @@ model = dict(
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
 # Checkpoints written atomically, the old one removed only after the new one is complete;
-# SIGTERM saves and stops (mutualnet_mm/engine/checkpoint_hook.py).
+# SIGTERM saves and stops (mutualnet_mm/reliability/checkpoint_hook.py).
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

@@ -18,5 +18,5 @@ model = dict(
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001))
 
 # Checkpoints written atomically, the old one removed only after the new one is complete;
-# SIGTERM saves and stops (mutualnet_mm/engine/checkpoint_hook.py).
+# SIGTERM saves and stops (mutualnet_mm/reliability/checkpoint_hook.py).
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

@@ -26,5 +26,5 @@ val_cfg = dict(_delete_=True, type='PerConfigValLoop', **_grid)
 test_cfg = dict(_delete_=True, type='PerConfigTestLoop', **_grid)
 
 # Checkpoints written atomically, the old one removed only after the new one is complete;
-# SIGTERM saves and stops (mutualnet_mm/engine/checkpoint_hook.py).
+# SIGTERM saves and stops (mutualnet_mm/reliability/checkpoint_hook.py).
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

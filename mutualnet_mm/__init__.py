@@ -2,9 +2,9 @@
 
 ``import mutualnet_mm`` registers every slimmable module and engine component.
 """
-from . import datasets, engine, evaluation, models  # noqa: F401  (registers the components)
-from .engine.checkpoint import install_safe_loading
+from . import datasets, engine, evaluation, models, reliability  # noqa: F401  (registers the components)
 from .ops import get_width, set_width, width_range_of
+from .reliability.checkpoint import install_safe_loading
 
 install_safe_loading()  # every mmengine checkpoint load: weights only, scanned, checked
 

@@ -22,9 +22,9 @@ from .deploy.bn_stats import load_bn_state, load_bn_stats
 from .deploy.pipelines import scale_test_pipelines
 from .engine.calibration import calibrate_bn
 from .engine.subnet import SubnetConfig, check_scales
-from .evaluation.fingerprint import weights_fingerprint
 from .models.wrappers import unwrap
 from .ops import set_width
+from .reliability.fingerprint import weights_fingerprint
 from .tasks import Task, task_of
 
 #: Where :func:`prepare` keeps the model's config as it was before the first call.

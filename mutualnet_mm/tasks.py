@@ -173,24 +173,34 @@ def _unknown(name: str) -> ValueError:
                       f'one with mutualnet_mm.tasks.register_task (registered: {known})')
 
 
-def task_of(model: Any) -> Task:
-    """The task of a model, by its data preprocessor's class and bases.
-
-    Wrappers (DDP, test-time augmentation) are looked through by their ``module``.
-
-    Raises:
-        ValueError: no registered task serves the preprocessor.
-    """
-    current, name = model, 'None'
+def find_task(model: Any) -> Optional[Task]:
+    """The task of a model by its data preprocessor's class and bases, ``None`` if no
+    registered task serves it. Wrappers (DDP, test-time augmentation) are looked
+    through by their ``module``."""
+    current = model
     while current is not None:
         preprocessor = getattr(current, 'data_preprocessor', None)
         if preprocessor is not None:
-            name = type(preprocessor).__name__
             found = _match(cls.__name__ for cls in type(preprocessor).__mro__)
             if found is not None:
                 return found
         current = getattr(current, 'module', None)
-    raise _unknown(name)
+    return None
+
+
+def task_of(model: Any) -> Task:
+    """:func:`find_task`, which must find one.
+
+    Raises:
+        ValueError: no registered task serves the model's preprocessor.
+    """
+    found = find_task(model)
+    if found is None:
+        inner = model
+        while getattr(inner, 'module', None) is not None:
+            inner = inner.module
+        raise _unknown(type(getattr(inner, 'data_preprocessor', None)).__name__)
+    return found
 
 
 def task_of_config(cfg: Mapping) -> Task:

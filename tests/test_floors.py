@@ -7,14 +7,15 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / 'mutualnet_mm'
 #: Floors, lowest first (docs/advanced_guides/design.md, "Layout").
 FLOORS = {
-    'checks': 0, 'fileio': 0, 'registry': 0, 'tasks': 0,
+    'checks': 0, 'registry': 0, 'tasks': 0,
     'ops': 1,
     'models': 2,
-    'datasets': 3,
-    'engine': 4,
-    'evaluation': 5,
-    'deploy': 6,
-    'apis': 7, 'tools_common': 7,
+    'reliability': 3,
+    'datasets': 4,
+    'engine': 5,
+    'evaluation': 6,
+    'deploy': 7,
+    'apis': 8, 'tools_common': 8,
 }
 
 

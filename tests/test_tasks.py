@@ -17,6 +17,7 @@ from mutualnet_mm.tasks import (
     VIDEO,
     Task,
     any_task,
+    find_task,
     register_task,
     task_of,
     task_of_config,
@@ -57,9 +58,11 @@ def test_the_task_of_a_model_is_its_preprocessors_through_wrappers() -> None:
         pass
 
     assert task_of(Model(data_preprocessor=Subclassed())) is DETECTION
+    generic = Model(data_preprocessor=BaseDataPreprocessor())
+    assert find_task(generic) is None
     with pytest.raises(ValueError, match='no task is registered for the data preprocessor '
                                          'BaseDataPreprocessor; register one with'):
-        task_of(Model(data_preprocessor=BaseDataPreprocessor()))
+        task_of(generic)
 
 
 def test_the_task_of_a_config() -> None:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from mutualnet_mm.datasets.checks import CHECK_MODES
+from mutualnet_mm.reliability.data_checks import CHECK_MODES
 
 from .reliability.tiny_detection import REPO, tool_env
 

@@ -7,7 +7,7 @@ import argparse
 
 from mmengine.config import DictAction
 
-#: ``--check-data`` modes: ``mutualnet_mm.datasets.checks.CHECK_MODES`` (a test keeps them
+#: ``--check-data`` modes: ``mutualnet_mm.reliability.data_checks.CHECK_MODES`` (a test keeps them
 #: equal), written out here since importing it imports the stack.
 CHECK_MODES = ('fast', 'all', 'none')
 

@@ -56,8 +56,8 @@ def main() -> None:
     from mutualnet_mm.deploy.adaptive import task_rescaler
     from mutualnet_mm.engine.subnet import SubnetConfig
     from mutualnet_mm.evaluation import QueryTable
-    from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
     from mutualnet_mm.evaluation.locations import find_query_tables
+    from mutualnet_mm.reliability.fingerprint import weights_fingerprint
     from mutualnet_mm.tasks import task_of
     from mutualnet_mm.tools_common import check_config_file
 

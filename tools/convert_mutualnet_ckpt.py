@@ -27,8 +27,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # The stack is imported after parsing: --help and argument errors take no time.
     import torch
 
-    from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
     from mutualnet_mm.models import convert
+    from mutualnet_mm.reliability.checkpoint import load_checkpoint_safely
 
     if args.arch is not None and args.arch not in convert.ARCHS:
         parser.error(f'argument --arch: invalid choice: {args.arch!r} (choose from '

@@ -96,10 +96,10 @@ def main() -> None:
         resolve_config,
     )
     from mutualnet_mm.deploy.onnx_export import onnx_difference
-    from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
-    from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
     from mutualnet_mm.evaluation.locations import find_query_table
     from mutualnet_mm.evaluation.results import budget_cost
+    from mutualnet_mm.reliability.checkpoint import load_checkpoint_safely
+    from mutualnet_mm.reliability.fingerprint import weights_fingerprint
     from mutualnet_mm.tasks import task_of
     from mutualnet_mm.tools_common import check_config_file
 

@@ -104,7 +104,7 @@ def main() -> None:
     from mmengine.runner import Runner
 
     import mutualnet_mm  # noqa: F401
-    from mutualnet_mm.datasets.checks import check_data_config
+    from mutualnet_mm.reliability.data_checks import check_data_config
     from mutualnet_mm.tools_common import (
         leave_distributed,
         load_tool_config,

@@ -55,8 +55,8 @@ def main() -> None:
     from mmengine.runner import Runner
 
     import mutualnet_mm  # noqa: F401  (registers modules, loops and safe checkpoint loading)
-    from mutualnet_mm.datasets.checks import check_data_config
-    from mutualnet_mm.engine.checkpoint_hook import PREEMPTED_EXIT_CODE
+    from mutualnet_mm.reliability.checkpoint_hook import PREEMPTED_EXIT_CODE
+    from mutualnet_mm.reliability.data_checks import check_data_config
     from mutualnet_mm.tools_common import (
         leave_distributed,
         load_tool_config,

@@ -41,7 +41,7 @@ resolutions = (224, 192, 160, 128)
 _rescaler = dict(type='ClsBatchRescaler', align_corners=True)
 max_epochs = 120
 # Checkpoints written atomically, the old one removed only after the new one is complete;
-# SIGTERM saves and stops (mutualnet_mm/engine/checkpoint_hook.py).
+# SIGTERM saves and stops (mutualnet_mm/reliability/checkpoint_hook.py).
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 train_cfg = dict(
     type='MutualEpochBasedTrainLoop',

@@ -9,9 +9,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..engine.calibration import CALIBRATION_SEED, build_calibration_loader
-from ..engine.checkpoint import load_checkpoint_safely
-from ..engine.hooks import check_state_dict_fits
 from ..engine.rescale import build_rescaler, default_rescaler
+from ..reliability.checkpoint import load_checkpoint_safely
+from ..reliability.state_dict import check_state_dict_fits
 from ..tasks import Task
 
 

@@ -12,10 +12,10 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..engine.calibration import calibrate_bn
-from ..engine.checkpoint import load_checkpoint_safely
 from ..engine.subnet import SubnetConfig
-from ..evaluation.fingerprint import check_fingerprint
-from ..fileio import atomic_write
+from ..reliability.checkpoint import load_checkpoint_safely
+from ..reliability.fileio import atomic_write
+from ..reliability.fingerprint import check_fingerprint
 
 #: 2: the file records the fingerprint of the checkpoint it was calibrated on.
 BN_STATS_VERSION = 2
@@ -152,7 +152,7 @@ def save_bn_stats(path: str, stats: Dict[SubnetConfig, BNState], checkpoint: str
         path: The file (written through a temporary file: never half written).
         stats: The statistics, by configuration.
         checkpoint: The fingerprint of the weights they were calibrated on
-            (:func:`~mutualnet_mm.evaluation.fingerprint.weights_fingerprint`).
+            (:func:`~mutualnet_mm.reliability.fingerprint.weights_fingerprint`).
     """
     entries = [dict(width=config.width, head_width=config.head_width, scale=config.scale,
                     frames=config.frames,

@@ -23,10 +23,10 @@ from torch import Tensor, nn
 
 from ..engine.calibration import calibrate_bn
 from ..engine.subnet import SubnetConfig, check_scales
-from ..fileio import check_replaceable, replaced_directory, write_error
 from ..models.stock import build_stock
 from ..models.wrappers import unwrap
 from ..ops import set_width, slice_state_dict
+from ..reliability.fileio import check_replaceable, replaced_directory, write_error
 from .adaptive import task_rescaler
 from .stock_model import stock_model_config, stock_runtime_config
 
@@ -67,7 +67,7 @@ def save_export(out_dir: str, stock_cfg: Config, state_dict: Dict[str, Tensor],
     """Write ``out_dir/config.py`` and ``out_dir/model.pth`` (an mmengine checkpoint), whole.
 
     The files are written to a staging directory next to ``out_dir`` that then replaces
-    it as a whole (:func:`~mutualnet_mm.fileio.replaced_directory`): a kill leaves the
+    it as a whole (:func:`~mutualnet_mm.reliability.fileio.replaced_directory`): a kill leaves the
     previous export or the new one, never one file of each.
 
     Args:

@@ -11,10 +11,10 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from ..engine.subnet import SubnetConfig
-from ..evaluation.fingerprint import check_fingerprint, weights_fingerprint
 from ..evaluation.locations import find_query_tables
 from ..evaluation.results import REGENERATE_QUERY_TABLE, QueryTable, budget_cost
 from ..ops import WidthSnapshot
+from ..reliability.fingerprint import check_fingerprint, weights_fingerprint
 from ..tasks import task_of
 from .adaptive import (
     build_adaptive_model,

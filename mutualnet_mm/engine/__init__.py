@@ -1,9 +1,6 @@
 """Training machinery: cohorts, batch rescaling, the mutual step, BN calibration, the
-train loops, safe checkpoints."""
+train loops."""
 from .calibration import calibrate_bn
-from .checkpoint import install_safe_loading, load_checkpoint_safely
-from .checkpoint_hook import SafeCheckpointHook
-from .checkpoint_meta import ResumeMetaCheckHook, check_resume_meta
 from .distill import Distiller, FeatureDistiller, LogitDistiller, RPNOutputDistiller
 from .loops import MutualEpochBasedTrainLoop, MutualIterBasedTrainLoop
 from .mutual_step import MutualTrainStep, NonFiniteLossError
@@ -15,8 +12,5 @@ __all__ = [
     'ClipVisualizationHook', 'ClsBatchRescaler', 'CohortSampler', 'DetBatchRescaler',
     'Distiller', 'FeatureDistiller', 'LogitDistiller', 'RPNOutputDistiller',
     'MutualEpochBasedTrainLoop', 'MutualIterBasedTrainLoop', 'MutualTrainStep',
-    'NonFiniteLossError', 'ResumeMetaCheckHook',
-    'SafeCheckpointHook',
-    'SubnetConfig', 'VideoBatchRescaler', 'install_safe_loading', 'calibrate_bn',
-    'check_resume_meta', 'load_checkpoint_safely',
+    'NonFiniteLossError', 'SubnetConfig', 'VideoBatchRescaler', 'calibrate_bn',
 ]

@@ -14,7 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..models.wrappers import unwrap
 from ..ops import is_backbone, set_width, slimmable_modules, width_range_of
-from ..tasks import task_of
+from ..tasks import find_task, task_of
 from .distill import Distiller, build_distiller
 from .rescale import build_rescaler
 from .subnet import CohortSampler
@@ -110,7 +110,7 @@ class MutualTrainStep:
         after the backbone follow its width; else their own range, see
         :class:`CohortSampler`), ``full_head_passes`` (0), ``rescaler`` and
         ``distill`` (default: the model's task's, :mod:`mutualnet_mm.tasks`;
-        ``distill=None``: none),
+        ``distill=None`` or a model of no task: none),
         ``skip_nonfinite`` (False), and the warm-up in which the full configuration
         trains alone: ``full_only_fraction`` (of the schedule, in [0, 1)) or
         ``full_only_iters`` (iterations; 0 if neither is set).
@@ -146,9 +146,9 @@ class MutualTrainStep:
                                 None if head_width_range is None else tuple(head_width_range),
                                 cfg.get('full_head_passes', 0))
         # The config's rescaler and distiller, else the ones the model's task declares.
-        task = task_of(module)
-        rescaler_cfg = cfg.get('rescaler') or dict(type=task.rescaler)
-        distill_cfg = cfg['distill'] if 'distill' in cfg else task.distiller
+        task = find_task(module)  # None: a model of no registered task
+        rescaler_cfg = cfg.get('rescaler') or dict(type=task_of(module).rescaler)
+        distill_cfg = cfg['distill'] if 'distill' in cfg else task and task.distiller
         return cls(sampler, build_rescaler(rescaler_cfg), build_distiller(distill_cfg),
                    cfg.get('skip_nonfinite', False))
 

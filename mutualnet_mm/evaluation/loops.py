@@ -25,9 +25,9 @@ from ..engine.rescale import build_rescaler, default_rescaler, with_loaded_annot
 from ..engine.subnet import SubnetConfig, check_scales
 from ..models.wrappers import unwrap
 from ..ops import set_width, width_range_of
+from ..reliability.fingerprint import weights_fingerprint
 from ..tasks import Task, task_of
 from .cost import count_cost
-from .fingerprint import weights_fingerprint
 from .hooks import register_per_config_hooks
 from .latency import check_latency_options, measure_latency
 

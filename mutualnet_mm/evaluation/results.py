@@ -1,39 +1,29 @@
 """Per-configuration results: the table, the query table (Pareto front) and the plot.
 
-The files of one evaluation form a result set: they are written to temporary files,
-then a manifest (``result_set.json``) naming every file and its sha256 is put in place,
-then the files are renamed into place. An evaluation killed (or out of disk) while
-writing leaves the previous set as it was; readers of a result file check it against
-the manifest, so a set caught half renamed is refused, never mixed. The next evaluation
-removes the temporaries a killed one left, and of the earlier set's files only those its
-manifest names.
+The files of one evaluation form a result set
+(:mod:`mutualnet_mm.reliability.result_set`): written together, put in place together,
+each checked against the set's manifest when read.
 """
 import csv
-import hashlib
-import json
 import math
-import os
 import os.path as osp
 import re
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..engine.subnet import SubnetConfig, check_scales
-from ..fileio import (
-    atomic_write,
-    create_temporary,
-    fsync_file,
-    remove_if_exists,
-    remove_regular_file,
-    remove_stale_temporaries,
-    temporary_path,
+from ..reliability.fileio import atomic_write
+from ..reliability.fingerprint import check_fingerprint
+from ..reliability.result_set import (
+    MANIFEST_NAME,
+    check_in_result_set,
+    read_json,
+    write_json,
+    write_result_set,
 )
-from .fingerprint import check_fingerprint
 
 #: 2: the table records the fingerprint of the checkpoint it was measured on.
 QUERY_TABLE_VERSION = 2
-MANIFEST_NAME = 'result_set.json'
-MANIFEST_VERSION = 1
 #: The files a result set may hold (the query tables match ``query_table*.json``, the
 #: plots of extra costs ``per_config_*.png``).
 _RESULT_FILES = ('per_config.json', 'per_config.csv', 'per_config.png')
@@ -45,78 +35,10 @@ REGENERATE_QUERY_TABLE = 'python tools/test.py CONFIG CHECKPOINT (it writes quer
     'to work_dirs/<config name>/, or to --work-dir)'
 
 
-def _write_json(data: Any) -> Callable[[str], None]:
-    def write(path: str) -> None:
-        with open(path, 'w') as f:
-            json.dump(data, f, indent=2)
-    return write
-
-
-def file_sha256(path: str) -> str:
-    """The sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_json(path: str, what: str, expected: str) -> Any:
-    """The JSON content of ``path``; a ValueError naming the file if it does not parse."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f'{what} {path!r} does not parse as JSON ({error}); expected '
-                         f'{expected}') from error
-    except RecursionError:  # raised while unwinding: the traceback would be as deep
-        raise ValueError(f'{what} {path!r} is nested too deeply to parse as JSON; expected '
-                         f'{expected}') from None
-
-
 def _is_result_file(name: str) -> bool:
     """Whether an evaluation writes files named ``name``."""
-    return name in _RESULT_FILES or name == MANIFEST_NAME or \
+    return name in _RESULT_FILES or \
         _QUERY_TABLE_FILE.fullmatch(name) is not None or _COST_PLOT_FILE.fullmatch(name) is not None
-
-
-def _previous_set(out_dir: str) -> List[str]:
-    """The result files the manifest in ``out_dir`` names (none if it does not parse)."""
-    try:
-        with open(osp.join(out_dir, MANIFEST_NAME)) as f:
-            files = json.load(f).get('files')
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [name for name in files if isinstance(name, str) and _is_result_file(name)] \
-        if isinstance(files, dict) else []
-
-
-def check_in_result_set(path: str) -> None:
-    """Refuse a result file that is not the one its directory's manifest names.
-
-    A file in a directory without a manifest (a standalone table) is accepted.
-
-    Raises:
-        ValueError: the manifest does not name the file (it is left from an earlier
-            evaluation), the file's sha256 differs (a set caught half renamed), or the
-            manifest does not parse.
-    """
-    manifest_path = osp.join(osp.dirname(osp.abspath(path)), MANIFEST_NAME)
-    if not osp.isfile(manifest_path):
-        return
-    expected = f'a JSON object with version {MANIFEST_VERSION} and "files" (name -> sha256)'
-    manifest = read_json(manifest_path, 'result set manifest', expected)
-    files = manifest.get('files') if isinstance(manifest, dict) else None
-    if not isinstance(files, dict):
-        raise ValueError(f'result set manifest {manifest_path!r} is not {expected}')
-    name = osp.basename(path)
-    if name not in files:
-        raise ValueError(f'{path!r} is not part of the latest result set: {manifest_path!r} '
-                         f'names {sorted(files)}; it is left from an earlier evaluation')
-    if file_sha256(path) != files[name]:
-        raise ValueError(f'{path!r} is not the file the result set {manifest_path!r} names '
-                         '(its sha256 differs): an evaluation stopped while putting its '
-                         f'files in place; rerun it: {REGENERATE_QUERY_TABLE}')
 
 
 def is_finite_number(value: Any) -> bool:
@@ -166,7 +88,7 @@ class QueryTable:
         metric: The metric maximized.
         cost: The budget axis (``gflops`` or ``latency_ms``).
         checkpoint: The fingerprint of the weights measured
-            (:func:`~mutualnet_mm.evaluation.fingerprint.weights_fingerprint`).
+            (:func:`~mutualnet_mm.reliability.fingerprint.weights_fingerprint`).
         source: Where the entries come from, for messages.
 
     Raises:
@@ -256,7 +178,7 @@ class QueryTable:
 
     def save(self, path: str) -> None:
         """Write the table as JSON (through a temporary file: never half written)."""
-        atomic_write(path, _write_json(self.to_dict()))
+        atomic_write(path, write_json(self.to_dict()))
 
     @classmethod
     def load(cls, path: str, checkpoint: Optional[str] = None,
@@ -283,7 +205,7 @@ class QueryTable:
                    'python tools/test.py CONFIG CHECKPOINT writes it to '
                    'work_dirs/<config name>/, or to --work-dir')
             raise FileNotFoundError(f'query table {path!r} does not exist: {how}')
-        check_in_result_set(path)
+        check_in_result_set(path, REGENERATE_QUERY_TABLE)
         source = f'query table {path!r}'
         table = cls.from_dict(read_json(path, 'query table', _QUERY_TABLE_FORMAT), source)
         if checkpoint is not None:
@@ -386,7 +308,7 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
         The paths written, by kind (``manifest``: ``result_set.json``).
     """
     writers: Dict[str, Callable[[str], None]] = {
-        'json': _write_json({'metric': metric, 'checkpoint': checkpoint,
+        'json': write_json({'metric': metric, 'checkpoint': checkpoint,
                              'records': list(records)}),
         'csv': lambda path: _write_csv(records, path)}
     names = {'json': 'per_config.json', 'csv': 'per_config.csv'}
@@ -397,7 +319,7 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
                                                                       checkpoint)
                        for cost in extra_costs})
         for kind, table in tables.items():
-            writers[kind] = _write_json(table.to_dict())
+            writers[kind] = write_json(table.to_dict())
             names[kind] = f'{kind}.json'
         writers['plot'] = lambda path: plot_results(records, metric, path)
         names['plot'] = 'per_config.png'
@@ -408,29 +330,11 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
     elif metric is not None and any(r.get(metric) is not None for r in records):
         warnings.warn(f'no configuration has a finite {metric!r}: the query tables and the '
                       'plot are not written', stacklevel=2)
-    paths = {kind: osp.join(out_dir, name) for kind, name in names.items()}
-    remove_stale_temporaries(out_dir, _is_result_file)
-    previous = _previous_set(out_dir)
-    staged: Dict[str, str] = {}
-    try:
-        for kind, write in writers.items():
-            temporary = temporary_path(paths[kind])
-            create_temporary(temporary)
-            staged[kind] = temporary
-            write(temporary)
-            fsync_file(staged[kind])
-        manifest = {'version': MANIFEST_VERSION, 'checkpoint': checkpoint, 'metric': metric,
-                    'files': {names[kind]: file_sha256(path) for kind, path in staged.items()}}
-        paths['manifest'] = osp.join(out_dir, MANIFEST_NAME)
-        atomic_write(paths['manifest'], _write_json(manifest))
-    except BaseException:
-        for path in staged.values():
-            remove_if_exists(path)
-        raise
-    for kind, path in staged.items():  # a set caught half renamed fails its manifest
-        os.replace(path, paths[kind])
-    for name in set(previous) - set(names.values()) - {MANIFEST_NAME}:
-        remove_regular_file(osp.join(out_dir, name))  # of the earlier set only
+    header = {'checkpoint': checkpoint, 'metric': metric}
+    written = write_result_set(out_dir, {names[kind]: write for kind, write in writers.items()},
+                               _is_result_file, header)
+    paths = {kind: written[name] for kind, name in names.items()}
+    paths['manifest'] = written[MANIFEST_NAME]
     return paths
 
 

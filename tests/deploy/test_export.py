@@ -21,7 +21,6 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mutualnet_mm import fileio
 from mutualnet_mm.deploy import (
     build_adaptive_model,
     build_stock_model,
@@ -38,8 +37,9 @@ from mutualnet_mm.deploy.adaptive import task_rescaler
 from mutualnet_mm.deploy.pipelines import scale_test_pipelines
 from mutualnet_mm.engine.subnet import SubnetConfig
 from mutualnet_mm.evaluation import QueryTable
-from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 from mutualnet_mm.ops import scale_channels
+from mutualnet_mm.reliability import fileio
+from mutualnet_mm.reliability.fingerprint import weights_fingerprint
 
 from .demo import REPO, STOCK_PRELUDE
 

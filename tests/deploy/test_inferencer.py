@@ -20,7 +20,7 @@ from mutualnet_mm.deploy.adaptive import task_rescaler
 from mutualnet_mm.engine import calibrate_bn
 from mutualnet_mm.engine.subnet import SubnetConfig
 from mutualnet_mm.evaluation import QueryTable
-from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
+from mutualnet_mm.reliability.fingerprint import weights_fingerprint
 
 FULL, MID, SMALL = SubnetConfig(1.0, 1.0), SubnetConfig(0.5, 0.75), SubnetConfig(0.25, 0.5)
 DECOUPLED = SubnetConfig(0.25, 1.0, head_width=0.5)  # the neck and heads wider than the backbone

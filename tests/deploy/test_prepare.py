@@ -22,8 +22,8 @@ from mutualnet_mm.deploy import (
 )
 from mutualnet_mm.deploy.adaptive import task_rescaler
 from mutualnet_mm.engine import SubnetConfig
-from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 from mutualnet_mm.ops import get_widths
+from mutualnet_mm.reliability.fingerprint import weights_fingerprint
 
 from .demo import REPO
 

@@ -18,9 +18,9 @@ from mmpretrain.evaluation import Accuracy
 from mutualnet_mm.datasets import generate_coco_shapes
 from mutualnet_mm.deploy import build_adaptive_model
 from mutualnet_mm.engine.calibration import build_calibration_loader, deterministic_pipeline
-from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
 from mutualnet_mm.evaluation.hooks import PerConfigResultsHook
 from mutualnet_mm.evaluation.loops import prints_summary
+from mutualnet_mm.reliability.fingerprint import weights_fingerprint
 from mutualnet_mm.tasks import CLASSIFICATION, DETECTION, VIDEO
 
 from ..deploy.demo import IMAGE_SIZE, tiny_demo_config

@@ -16,14 +16,11 @@ from torch import nn
 from mutualnet_mm.engine import SubnetConfig
 from mutualnet_mm.evaluation import QueryTable, count_cost, pareto_front, write_results
 from mutualnet_mm.evaluation import results as results_module
-from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
-from mutualnet_mm.evaluation.results import (
-    budget_cost,
-    file_sha256,
-    headline_metrics,
-    plot_results,
-)
+from mutualnet_mm.evaluation.results import budget_cost, headline_metrics, plot_results
 from mutualnet_mm.ops import convert_to_slimmable
+from mutualnet_mm.reliability import result_set as result_set_module
+from mutualnet_mm.reliability.fingerprint import weights_fingerprint
+from mutualnet_mm.reliability.result_set import file_sha256
 
 METRIC = 'coco/bbox_mAP'
 WEIGHTS, OTHER_WEIGHTS = 'a' * 64, 'b' * 64
@@ -169,7 +166,7 @@ def test_a_set_caught_half_renamed_is_refused(tmp_path: Path, monkeypatch) -> No
 
     newer = [dict(r, **{METRIC: r[METRIC] / 2}) for r in RECORDS]
     with monkeypatch.context() as patch:
-        patch.setattr(results_module.os, 'replace', killed_after_one_rename)
+        patch.setattr(result_set_module.os, 'replace', killed_after_one_rename)
         with pytest.raises(KeyboardInterrupt):
             write_results(newer, str(tmp_path), METRIC, checkpoint=OTHER_WEIGHTS)
     assert [Path(p).name for p in renamed] == ['result_set.json']
@@ -207,7 +204,7 @@ def test_the_next_evaluation_removes_the_temporaries_of_a_killed_one(tmp_path: P
         replace(source, target)
 
     with monkeypatch.context() as patch:
-        patch.setattr(results_module.os, 'replace', killed_after_the_manifest)
+        patch.setattr(result_set_module.os, 'replace', killed_after_the_manifest)
         with pytest.raises(KeyboardInterrupt):
             write_results(RECORDS, str(tmp_path), METRIC, checkpoint=OTHER_WEIGHTS)
     left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith('.'))

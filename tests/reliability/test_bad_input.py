@@ -22,13 +22,13 @@ from mutualnet_mm.datasets import (
     UnreadableImageError,
     generate_coco_shapes,
 )
-from mutualnet_mm.datasets.checks import DroppedAnnotationsWarning, check_data_config
 from mutualnet_mm.deploy import build_adaptive_model
 from mutualnet_mm.engine import MutualTrainStep, NonFiniteLossError
-from mutualnet_mm.engine.hooks import check_state_dict_fits
 from mutualnet_mm.engine.subnet import check_scales
 from mutualnet_mm.evaluation import PerConfigValLoop
 from mutualnet_mm.ops import set_width
+from mutualnet_mm.reliability.data_checks import DroppedAnnotationsWarning, check_data_config
+from mutualnet_mm.reliability.state_dict import check_state_dict_fits
 
 from .tiny_detection import REPO, write_config
 from .tiny_video_net import build, make_batches

@@ -18,9 +18,9 @@ from mmengine.config import Config
 from mutualnet_mm.datasets import generate_coco_shapes
 from mutualnet_mm.deploy import AdaptiveInferencer, build_adaptive_model
 from mutualnet_mm.evaluation import QueryTable
-from mutualnet_mm.evaluation.fingerprint import weights_fingerprint
+from mutualnet_mm.reliability.fingerprint import weights_fingerprint
 
-from ..engine import checkpoint_payloads as payloads
+from . import checkpoint_payloads as payloads
 from .tiny_detection import REPO, write_config
 
 # Runs the tools or trainings in processes: `make test-fast` leaves these out.

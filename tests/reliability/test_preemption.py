@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from mutualnet_mm.datasets import generate_coco_shapes
-from mutualnet_mm.engine.checkpoint_hook import PREEMPTED_EXIT_CODE
+from mutualnet_mm.reliability.checkpoint_hook import PREEMPTED_EXIT_CODE
 
 from .test_resume import max_difference
 from .tiny_detection import ITERATIONS, REPO, SCHEDULE, free_port, run_tool, tool_env, write_config

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from mutualnet_mm.datasets import generate_coco_shapes
-from mutualnet_mm.engine.checkpoint_hook import PREEMPTED_EXIT_CODE, VALIDATION_PENDING
+from mutualnet_mm.reliability.checkpoint_hook import PREEMPTED_EXIT_CODE, VALIDATION_PENDING
 
 from .test_preemption import assert_same_training
 from .tiny_detection import REPO, SCHEDULE, free_port, run_tool, tool_env, write_config

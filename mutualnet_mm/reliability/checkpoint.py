@@ -251,7 +251,7 @@ def _resolve(value: Any, done: Dict[int, Tuple[Any, Any]]) -> Any:
     Each object is resolved once however often it is referenced (``done`` maps its id to
     the object and its result, keeping both alive), so shared references cost nothing.
     Dict keys and set members are checked too. The nesting depth was bounded by
-    :func:`~mutualnet_mm.engine.checkpoint_scan.scan_checkpoint`.
+    :func:`~mutualnet_mm.reliability.checkpoint_scan.scan_checkpoint`.
     """
     if id(value) in done:
         return done[id(value)][1]
@@ -405,7 +405,7 @@ def load_checkpoint_safely(path: Union[str, os.PathLike],
         raise pickle.UnpicklingError(
             f'refused to load {path!r}: it holds {error}. A checkpoint may hold tensors within '
             'their storage, plain containers and scalars, numeric numpy arrays and the mmengine '
-            'objects of mutualnet_mm.engine.checkpoint, together no larger than twice the '
+            'objects of mutualnet_mm.reliability.checkpoint, together no larger than twice the '
             'file. Never load it with weights_only=False unless you trust its source.'
         ) from error
     except pickle.UnpicklingError as error:
@@ -417,7 +417,7 @@ def load_checkpoint_safely(path: Union[str, os.PathLike],
             f'refused to load {path!r}: it carries pickled objects that are not allowed in a '
             f'weights-only checkpoint: {", ".join(refused)}. Allowed are tensors, plain Python '
             'containers and scalars, numeric numpy arrays and the mmengine objects listed in '
-            'mutualnet_mm.engine.checkpoint. Never load it with weights_only=False unless '
+            'mutualnet_mm.reliability.checkpoint. Never load it with weights_only=False unless '
             'you trust its source.') from error
     except RecursionError as error:
         raise pickle.UnpicklingError(f'refused to load {path!r}: containers nested too '

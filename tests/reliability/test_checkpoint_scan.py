@@ -15,8 +15,12 @@ import torch
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import mutualnet_mm  # noqa: F401  (routes mmengine's loader through load_checkpoint_safely)
-from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
-from mutualnet_mm.engine.checkpoint_scan import MAX_NESTING, CheckpointRefusedError, scan_checkpoint
+from mutualnet_mm.reliability.checkpoint import load_checkpoint_safely
+from mutualnet_mm.reliability.checkpoint_scan import (
+    MAX_NESTING,
+    CheckpointRefusedError,
+    scan_checkpoint,
+)
 
 from . import checkpoint_payloads as payloads
 
@@ -90,7 +94,7 @@ def test_a_tuple_300000_deep_is_refused_not_a_crash(tmp_path):
     # Hashing it as a dict key overflows the C stack inside torch.load (SIGSEGV).
     path = payloads.with_data_pickle(payloads.save(tmp_path / 'crafted.pth', {}),
                                      payloads.deep_tuple_key_pickle(300_000))
-    code = ('import pickle, sys\nfrom mutualnet_mm.engine.checkpoint import '
+    code = ('import pickle, sys\nfrom mutualnet_mm.reliability.checkpoint import '
             'load_checkpoint_safely\ntry:\n    load_checkpoint_safely(sys.argv[1])\n'
             'except pickle.UnpicklingError as error:\n    print(error)\n')
     done = subprocess.run([sys.executable, '-c', code, str(path)], capture_output=True,

@@ -23,7 +23,7 @@ time linear in the file:
 - tensors are views that fit inside their storage, no larger than it;
 - zip members are stored, not compressed, each exactly the size the pickle claims.
 
-The checking stand-ins of :mod:`mutualnet_mm.engine.checkpoint` stay as a second line.
+The checking stand-ins of :mod:`mutualnet_mm.reliability.checkpoint` stay as a second line.
 """
 import math
 import mmap

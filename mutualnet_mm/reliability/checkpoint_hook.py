@@ -19,7 +19,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 from torch.utils.data import DataLoader
 
-from ..fileio import (
+from .fileio import (
     create_temporary,
     fsync_directory,
     fsync_file,

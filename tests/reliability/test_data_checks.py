@@ -11,7 +11,7 @@ import pytest
 from mmengine.config import Config
 
 from mutualnet_mm.datasets import generate_motion_clips, write_digits
-from mutualnet_mm.datasets.checks import MAX_IMAGE_PIXELS, check_data_config
+from mutualnet_mm.reliability.data_checks import MAX_IMAGE_PIXELS, check_data_config
 
 REPO = Path(__file__).parents[2]
 DIGITS = REPO / 'configs/demo/resnet18_mutual_digits.py'

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import mutualnet_mm  # noqa: F401  (allow-lists mmengine's checkpoint classes)
-from mutualnet_mm.engine.checkpoint import load_checkpoint_safely
+from mutualnet_mm.reliability.checkpoint import load_checkpoint_safely
 
 from . import checkpoint_payloads as payloads
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mutualnet_mm import fileio
-from mutualnet_mm.fileio import (
+from mutualnet_mm.reliability import fileio
+from mutualnet_mm.reliability.fileio import (
     atomic_write,
     check_replaceable,
     remove_stale_temporaries,

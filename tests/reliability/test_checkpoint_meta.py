@@ -1,7 +1,7 @@
 """The meta fields mmengine's resume reads are checked, naming the file and the field."""
 import pytest
 
-from mutualnet_mm.engine.checkpoint_meta import MAX_SEED, check_resume_meta
+from mutualnet_mm.reliability.checkpoint_meta import MAX_SEED, check_resume_meta
 
 FILE = 'work/iter_4.pth'
 GOOD = {'epoch': 1, 'iter': 4, 'seed': 0}
