@@ -20,7 +20,7 @@ from ..ops import (
     SlimmableLinear,
 )
 from ..ops.fusion import SlimmableConvReLU2d, SlimmableConvReLU3d
-from .backbones.resnet3d_slowfast import SlimmableConcatConv3d
+from ..ops.segments import SegmentedConv2d, SegmentedConv3d
 
 
 def _active_view(layer: nn.Module, x: Tensor, y: Tensor) -> SimpleNamespace:
@@ -45,7 +45,8 @@ def _counting_active(stock_hook: Callable) -> Callable:
 SLIMMABLE_COUNTERS: Dict[type, Callable] = {
     SlimmableConv2d: _counting_active(flops_counter.conv_flops_counter_hook),
     SlimmableConv3d: _counting_active(flops_counter.conv_flops_counter_hook),
-    SlimmableConcatConv3d: _counting_active(flops_counter.conv_flops_counter_hook),
+    SegmentedConv2d: _counting_active(flops_counter.conv_flops_counter_hook),
+    SegmentedConv3d: _counting_active(flops_counter.conv_flops_counter_hook),
     SlimmableConvReLU2d: _counting_active(flops_counter.conv_flops_counter_hook),  # fused
     SlimmableConvReLU3d: _counting_active(flops_counter.conv_flops_counter_hook),
     SlimmableConvTranspose2d: _counting_active(flops_counter.deconv_flops_counter_hook),

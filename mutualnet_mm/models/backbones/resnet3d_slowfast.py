@@ -11,97 +11,22 @@ and is rejected.
 
 The first block of each slow stage after a lateral connection eats
 ``cat(slow, lateral)``. At a width both parts keep a prefix of their channels, so the
-active inputs are no prefix of the full ones: :class:`SlimmableConcatConv3d` gathers the
-weight columns part by part.
+active inputs are no prefix of the full ones: a
+:class:`~mutualnet_mm.ops.segments.SegmentedConv3d` gathers the weight columns part by part.
 """
 import copy
 import inspect
 from typing import Dict, Sequence, Tuple
 
-import torch
-import torch.nn.functional as F
 from mmaction.models.backbones import ResNet3dSlowFast
 from mmaction.models.backbones.resnet3d import Bottleneck3d
 from mmaction.registry import MODELS
-from torch import Tensor
 
-from ...ops import (
-    SlimmableConv3d,
-    convert_to_slimmable,
-    layers,  # layers.active_channels: the name torch.fx wraps
-    scale_channels,
-)
+from ...ops import convert_to_slimmable, scale_channels
+from ...ops.segments import SegmentedConv3d
 from ..stock import StockSlimmable, drop_in_signature, stock_arguments
 
 _NOT_FORWARDED = ('init_cfg', 'pretrained')
-
-
-class SlimmableConcatConv3d(SlimmableConv3d):
-    """A slimmable 3D conv whose input concatenates parts that slim separately.
-
-    ``in_segments`` are the full channel counts of the parts, in order;
-    ``active_in_segments`` how many leading channels of each part are active. The layer
-    runs on the matching weight columns, and :meth:`slice_tensor` cuts the same columns
-    for :func:`~mutualnet_mm.ops.slice_state_dict`.
-    """
-
-    in_segments: Tuple[int, ...]
-    active_in_segments: Tuple[int, ...]
-    width_state = ('active_out_channels', 'active_in_segments')
-
-    @classmethod
-    def from_conv(cls, conv: SlimmableConv3d,
-                  in_segments: Sequence[int]) -> 'SlimmableConcatConv3d':
-        """The concat-aware twin of ``conv``, sharing its parameters."""
-        in_segments = tuple(int(s) for s in in_segments)
-        if sum(in_segments) != conv.in_channels or min(in_segments) <= 0:
-            raise ValueError(f'input segments {in_segments} do not split the '
-                             f'{conv.in_channels} input channels of the conv')
-        if conv.groups != 1 or conv.padding_mode != 'zeros':
-            raise ValueError('only ungrouped, zero-padded convs take concatenated inputs, '
-                             f'got groups={conv.groups}, padding_mode={conv.padding_mode!r}')
-        twin = cls.__new__(cls)
-        twin.__dict__.update(conv.__dict__)  # shares parameters, buffers and hooks
-        twin.in_segments = in_segments
-        twin.active_in_segments = in_segments
-        return twin
-
-    def set_active_in_segments(self, sizes: Sequence[int]) -> None:
-        """Set how many leading channels of each input part are active."""
-        sizes = tuple(int(s) for s in sizes)
-        if len(sizes) != len(self.in_segments) or \
-                not all(0 < a <= full for a, full in zip(sizes, self.in_segments)):
-            raise ValueError(f'active input segments {sizes} do not fit the full segments '
-                             f'{self.in_segments}')
-        self.active_in_segments = sizes
-
-    def _gather_inputs(self, tensor: Tensor) -> Tensor:
-        """The columns (dim 1) of ``tensor`` that belong to the active input channels."""
-        parts, start = [], 0
-        for full, active in zip(self.in_segments, self.active_in_segments):
-            parts.append(tensor[:, start:start + active])
-            start += full
-        return torch.cat(parts, dim=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        layers.active_channels(x, sum(self.active_in_segments), False,
-                        f'{type(self).__name__} (input segments {self.active_in_segments})')
-        if self.active_in_segments == self.in_segments:
-            return super().forward(x)
-        out_channels = self._active_out(self.out_channels)
-        weight = self._gather_inputs(self.weight[:out_channels])
-        bias = None if self.bias is None else self.bias[:out_channels]
-        return F.conv3d(x, weight, bias, self.stride, self.padding, self.dilation)
-
-    def slice_tensor(self, name: str, tensor: Tensor, shape: Sequence[int]) -> Tensor:
-        """Cut a full parameter to ``shape`` for the current active segments."""
-        if name == 'weight':
-            if shape[1] != sum(self.active_in_segments):
-                raise ValueError(f'cannot cut the weight to {tuple(shape)}: the active input '
-                                 f'segments {self.active_in_segments} give '
-                                 f'{sum(self.active_in_segments)} inputs (set the width first)')
-            tensor = self._gather_inputs(tensor)
-        return tensor[tuple(slice(0, s) for s in shape)]
 
 
 def _stock_defaults() -> dict:
@@ -176,7 +101,7 @@ class SlimmableResNet3dSlowFast(StockSlimmable, ResNet3dSlowFast):
                 if owner is None:
                     continue
                 full = owner.conv.in_channels
-                owner.conv = SlimmableConcatConv3d.from_conv(
+                owner.conv = SegmentedConv3d.from_conv(
                     owner.conv, (full - lateral_channels, lateral_channels))
                 name = f'slow_path.{layer_name}.0.{owner_name}.conv'
                 sources[name] = (f'slow_path.{slow_source}.conv',
