@@ -92,8 +92,21 @@ def build_stock(config: dict, scope: str, device='cpu') -> nn.Module:
 
 
 @functools.lru_cache(maxsize=256)
+def _cached_stock(config_json: str, scope: str) -> nn.Module:
+    return build_stock(json.loads(config_json), scope, device='meta')
+
+
+def stock_module(config: dict, scope: str) -> nn.Module:
+    """The stock module of ``config`` on the meta device: its structure, no memory.
+
+    Cached per config and shared: read it, never change it.
+    """
+    return _cached_stock(json.dumps(config, sort_keys=True), scope)
+
+
+@functools.lru_cache(maxsize=256)
 def _cached_plan(config_json: str, scope: str) -> Dict[str, int]:
-    stock = build_stock(json.loads(config_json), scope, device='meta')
+    stock = _cached_stock(config_json, scope)
     plan = {}
     for name, layer in stock.named_modules():
         if isinstance(layer, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, DeformConv2d,

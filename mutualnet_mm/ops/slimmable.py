@@ -5,6 +5,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from .depth import DepthSequential
 from .layers import SlimmableLayer, convert_to_slimmable
 from .width import WidthRange, check_width, check_width_range
 
@@ -155,7 +156,7 @@ class WidthSnapshot:
         self._states = [(module, {name: getattr(module, name)
                                   for name in module.width_state})  # type: ignore[union-attr]
                         for module in model.modules()
-                        if isinstance(module, (Slimmable, SlimmableLayer))]
+                        if isinstance(module, (Slimmable, SlimmableLayer, DepthSequential))]
 
     def restore(self) -> None:
         """Put every recorded module back in the recorded state."""

@@ -42,27 +42,30 @@ def scale_channels(channels: int, width: float, divisor: int = CHANNEL_DIVISOR) 
     return min(channels, make_divisible(channels * width, divisor))
 
 
-def check_width_range(width_range: Sequence[float], owner: str = 'module') -> WidthRange:
-    """Validate a ``(min, max)`` width range and return it as a tuple of floats."""
+def check_width_range(width_range: Sequence[float], owner: str = 'module',
+                      what: str = 'width') -> WidthRange:
+    """Validate a ``(min, max)`` width (or depth) range and return it as floats."""
     try:
         low, high = (float(v) for v in width_range)
     except (TypeError, ValueError):
-        raise ValueError(f'width_range of {owner} must be two numbers (min, max), '
+        raise ValueError(f'{what}_range of {owner} must be two numbers (min, max), '
                          f'got {width_range!r}') from None
     if not 0.0 < low <= high <= 1.0:
-        raise ValueError(f'width_range of {owner} must satisfy 0 < min <= max <= 1.0, '
+        raise ValueError(f'{what}_range of {owner} must satisfy 0 < min <= max <= 1.0, '
                          f'got {width_range!r}')
     return low, high
 
 
-def check_width(width: float, width_range: WidthRange, owner: str = 'model') -> float:
-    """Return ``width`` as a float, or raise ``ValueError`` naming it and the range."""
+def check_width(width: float, width_range: WidthRange, owner: str = 'model',
+                what: str = 'width') -> float:
+    """Return ``width`` (or a depth) as a float, or raise ``ValueError`` naming it and
+    the range."""
     try:
         value = float(width)
     except (TypeError, ValueError):
-        raise ValueError(f'width must be a number, got {width!r}') from None
+        raise ValueError(f'{what} must be a number, got {width!r}') from None
     low, high = width_range
     if not low - _TOLERANCE <= value <= high + _TOLERANCE:
-        raise ValueError(f'width {value:g} is outside the range [{low:g}, {high:g}] '
+        raise ValueError(f'{what} {value:g} is outside the range [{low:g}, {high:g}] '
                          f'allowed by {owner}')
     return value

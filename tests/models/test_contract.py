@@ -67,6 +67,7 @@ class Case:
     Attributes:
         config: Config of the slimmable module.
         widths: Widths to check (all inside the module's ``width_range``).
+        depths: For a module with a depth too, the depth of each width.
         make_inputs: Builds the inputs for a width.
         forward: How to call the module on the inputs (default ``m(inputs)``).
         scope: Registry scope of the module and its stock twin.
@@ -76,6 +77,7 @@ class Case:
 
     config: dict
     widths: Tuple[float, ...] = WIDTHS
+    depths: Optional[Tuple[float, ...]] = None
     make_inputs: Callable[[float], Any] = image_inputs
     forward: Optional[Callable[[nn.Module, Any], Any]] = None
     scope: str = 'mmdet'
@@ -89,7 +91,7 @@ class Case:
 
     def build_plain_stock(self) -> nn.Module:
         config = {k: v for k, v in self.config.items()
-                  if k not in ('width_range', 'slim_outputs')}
+                  if k not in ('width_range', 'depth_range', 'slim_outputs')}
         config['type'] = self.stock_type or config['type'].removeprefix('Slimmable')
         return build_stock(config, self.scope)
 
@@ -138,6 +140,10 @@ CASES: Dict[str, Case] = {
                          scope='mmaction'),
     'SlimmableResNet3dSlowFast': Case(dict(type='SlimmableResNet3dSlowFast', **slowfast_args()),
                                       make_inputs=clip, scope='mmaction'),
+    # RTMDet-l's backbone at RTMDet-m, s and tiny, and width and depth apart
+    'SlimmableCSPNeXt': Case(dict(type='SlimmableCSPNeXt'),
+                             widths=(1.0, 0.75, 0.5, 0.375, 1.0, 0.5),
+                             depths=(1.0, 0.67, 0.33, 0.167, 0.167, 1.0)),
     'SlimmableResNet-18 (mmpretrain)': Case(dict(type='SlimmableResNet', depth=18),
                                             scope='mmpretrain'),
     'SlimmableMobileNetV2 (mmpretrain)': Case(dict(type='SlimmableMobileNetV2'),
@@ -148,8 +154,9 @@ CASES: Dict[str, Case] = {
 
 
 def _case_widths():
-    return [pytest.param(name, width, id=f'{name}-{width}')
-            for name, case in CASES.items() for width in case.widths]
+    return [pytest.param(name, width, depth, id=f'{name}-{width}' + (f'-d{depth}' if depth else ''))
+            for name, case in CASES.items()
+            for width, depth in zip(case.widths, case.depths or (None,) * len(case.widths))]
 
 
 def layer_output_shapes(model: nn.Module, inputs: Any, run: Callable) -> Dict[str, tuple]:
@@ -173,10 +180,12 @@ def layer_output_shapes(model: nn.Module, inputs: Any, run: Callable) -> Dict[st
     return shapes
 
 
-@pytest.mark.parametrize('case_name, width', _case_widths())
-def test_slimmable_contract(case_name: str, width: float) -> None:
+@pytest.mark.parametrize('case_name, width, depth', _case_widths())
+def test_slimmable_contract(case_name: str, width: float, depth: Optional[float]) -> None:
     case = CASES[case_name]
     module = case.build()
+    if depth is not None:
+        module.set_depth(depth)
     module.set_width(width)
     inputs = case.make_inputs(width)
 
@@ -201,9 +210,12 @@ def test_slimmable_contract(case_name: str, width: float) -> None:
     conv_weights = {f'{name}.weight' for name, layer in module.named_modules()
                     if isinstance(layer, _ConvNd)}
     grads = {name: param.grad for name, param in module.named_parameters()
-             if param.requires_grad}  # not frozen stages
+             if param.requires_grad and name in active_shapes}  # not frozen stages
     missing = [name for name, grad in grads.items() if grad is None]
     assert not missing, f'{missing} got no gradient at width {width}'
+    idle = [name for name, param in module.named_parameters()
+            if name not in active_shapes and param.grad is not None]
+    assert not idle, f'{idle[:3]}: gradients in blocks the depth {depth} leaves out'
     active = slice_state_dict(SimpleNamespace(state_dict=lambda: grads,
                                               named_modules=module.named_modules),
                               {name: active_shapes[name] for name in grads})
@@ -217,7 +229,8 @@ def test_slimmable_contract(case_name: str, width: float) -> None:
     module.eval()
     with torch.no_grad():
         before = case.run(module, inputs)
-    torch.optim.SGD(module.parameters(), lr=0.01).step()
+    torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)  # a bounded step, at any size
+    torch.optim.SGD(module.parameters(), lr=1.0).step()
     with torch.no_grad():
         assert max_difference(case.run(module, inputs), before) > 1e-4  # the step shows
     assert_matches_stock(module, width, case.make_inputs, case.forward)
