@@ -28,7 +28,14 @@ from .slimmable import (
                      slimmable_modules,
                      width_range_of,
 )
-from .width import CHANNEL_DIVISOR, check_width, check_width_range, make_divisible, scale_channels
+from .width import (
+    CHANNEL_DIVISOR,
+    check_width,
+    check_width_range,
+    make_divisible,
+    scale_channels,
+    widen_channels,
+)
 
 __all__ = [
     'CHANNEL_DIVISOR', 'SLIMMABLE_FUSER_METHODS', 'Slimmable', 'SlimmableBatchNorm2d',
@@ -40,5 +47,5 @@ __all__ = [
     'part_width', 'register_slimmable_twin',
     'reset_bn_statistics',
     'scale_channels', 'set_width', 'slice_state_dict', 'slimmable_modules',
-    'to_slimmable_layer', 'width_range_of',
+    'to_slimmable_layer', 'widen_channels', 'width_range_of',
 ]

@@ -486,18 +486,23 @@ def to_slimmable_layer(layer: nn.Module) -> nn.Module:
     return twin
 
 
-def convert_to_slimmable(module: nn.Module) -> nn.Module:
+def convert_to_slimmable(module: nn.Module, _twins: Optional[dict] = None) -> nn.Module:
     """Replace every stock conv, linear and batch-norm layer below ``module`` in place.
 
     Names, parameters and buffers are kept (the twins share them), so state dicts and
-    ``init_cfg`` checkpoints are unchanged. Returns ``module`` (or its twin if it is a
-    layer itself).
+    ``init_cfg`` checkpoints are unchanged; a layer shared by several parents (RTMDet's
+    towers, shared across levels) gets one twin, shared as the layer was. Returns
+    ``module`` (or its twin if it is a layer itself).
     """
+    twins = {} if _twins is None else _twins
+    if id(module) in twins:
+        return twins[id(module)]
     for name, child in module.named_children():
-        twin = convert_to_slimmable(child)
+        twin = convert_to_slimmable(child, twins)
         if twin is not child:
             setattr(module, name, twin)
-    return to_slimmable_layer(module)
+    twins[id(module)] = to_slimmable_layer(module)
+    return twins[id(module)]
 
 
 @torch.no_grad()

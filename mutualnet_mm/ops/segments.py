@@ -13,7 +13,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .layers import SlimmableConv2d, SlimmableConv3d, SlimmableConvNd, active_channels, kept_slices
+from . import layers  # layers.active_channels, layers.sliced_weights: the names torch.fx wraps
+from .layers import SlimmableConv2d, SlimmableConv3d, SlimmableConvNd, kept_slices
 
 Segments = Tuple[int, ...]
 
@@ -93,18 +94,17 @@ class SegmentedConvNd(SlimmableConvNd):
         return gather_segments(tensor, full, active, 0 if out_dim else 1)
 
     def _sliced_parameters(self, x: Tensor) -> tuple:
-        inputs = self.in_channels if self.in_segments is None else sum(self.active_in_segments)
-        channels = active_channels(x, self.in_channels, self.slim_in,
-                                   f'{type(self).__name__} (input segments '
-                                   f'{self.active_in_segments})')
-        if self.in_segments is not None and channels != inputs:
-            raise ValueError(f'{type(self).__name__} got an input with {channels} channels; '
-                             f'its active input segments {self.active_in_segments} make '
-                             f'{inputs}')
         weight = self._cut(self.weight, out_dim=True)
         bias = None if self.bias is None else self._cut(self.bias, out_dim=True)
         outputs = self._active_out(self.out_channels)
-        weight = self._cut(weight, out_dim=False)[:outputs, :channels]
+        owner = type(self).__name__
+        if self.in_segments is None:
+            return layers.sliced_weights(x, weight, bias, outputs, 1, False, self.slim_in,
+                                         owner)
+        # the exact count is checked inside a torch.fx-wrapped call: no branch on a shape
+        layers.active_channels(x, sum(self.active_in_segments), False,
+                               f'{owner} (input segments {self.active_in_segments})')
+        weight = self._cut(weight, out_dim=False)[:outputs]
         return weight, None if bias is None else bias[:outputs], 1
 
     def _current_parameters(self, x: Tensor, dim: int = 1) -> tuple:
@@ -118,6 +118,12 @@ class SegmentedConvNd(SlimmableConvNd):
 
     def slice_tensor(self, name: str, tensor: Tensor, shape: Sequence[int]) -> Tensor:
         """Cut a full parameter to ``shape`` for the active segments."""
+        for dim, active in ((0, self.active_out_segments), (1, self.active_in_segments)):
+            if active is not None and dim < len(shape) and (name == 'weight' or dim == 0) \
+                    and shape[dim] != sum(active):
+                raise ValueError(f'cannot cut the {name} to {tuple(shape)}: the active '
+                                 f'segments {active} give {sum(active)} channels along '
+                                 f'dimension {dim} (set the width first)')
         tensor = self._cut(tensor, out_dim=True)
         if name == 'weight':
             tensor = self._cut(tensor, out_dim=False)

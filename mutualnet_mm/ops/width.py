@@ -1,7 +1,9 @@
-"""The channel rule: how many channels a layer keeps at a width multiplier.
+"""The channel rules: how many channels a layer keeps at a width multiplier.
 
 Every part of the package (layers, backbones, necks, heads, FLOPs counting, export)
-derives channel counts from :func:`make_divisible`; nothing else rounds channels.
+derives channel counts from :func:`make_divisible` (:func:`scale_channels`), except the
+families whose stock members round down (RTMDet's: :func:`widen_channels`); nothing else
+rounds channels.
 """
 from typing import Sequence, Tuple
 
@@ -40,6 +42,12 @@ def scale_channels(channels: int, width: float, divisor: int = CHANNEL_DIVISOR) 
     if abs(width - 1.0) < _TOLERANCE:
         return channels
     return min(channels, make_divisible(channels * width, divisor))
+
+
+def widen_channels(channels: int, width: float) -> int:
+    """Channels kept at ``width`` by a family that rounds down, as RTMDet's CSPNeXt,
+    CSPNeXtPAFPN and heads do (``int(channels * widen_factor)``)."""
+    return max(1, int(channels * width))
 
 
 def check_width_range(width_range: Sequence[float], owner: str = 'module',

@@ -29,6 +29,7 @@ from mutualnet_mm.ops import (
     WidthSnapshot,
     scale_channels,
     slice_state_dict,
+    widen_channels,
 )
 
 from .equivalence import assert_matches_stock, flatten, max_difference, randomize_norms, stock_twin
@@ -144,6 +145,18 @@ CASES: Dict[str, Case] = {
     'SlimmableCSPNeXt': Case(dict(type='SlimmableCSPNeXt'),
                              widths=(1.0, 0.75, 0.5, 0.375, 1.0, 0.5),
                              depths=(1.0, 0.67, 0.33, 0.167, 0.167, 1.0)),
+    'SlimmableCSPNeXtPAFPN': Case(
+        dict(type='SlimmableCSPNeXtPAFPN', in_channels=[64, 128, 256], out_channels=64,
+             num_csp_blocks=3, norm_cfg=dict(type='BN')),
+        widths=(1.0, 0.75, 0.5, 0.375, 1.0), depths=(1.0, 0.67, 0.33, 0.167, 0.167),
+        make_inputs=lambda w: _maps([widen_channels(c, w) for c in (64, 128, 256)],
+                                    (8, 4, 2))),
+    'SlimmableRTMDetSepBNHead': Case(
+        dict(type='SlimmableRTMDetSepBNHead', num_classes=3, in_channels=64, feat_channels=64,
+             stacked_convs=2, exp_on_reg=True, anchor_generator=dict(
+                 type='MlvlPointGenerator', offset=0, strides=[8, 16, 32])),
+        widths=(1.0, 0.75, 0.5, 0.375),
+        make_inputs=lambda w: _maps([widen_channels(64, w)] * 3, (8, 4, 2))),
     'SlimmableResNet-18 (mmpretrain)': Case(dict(type='SlimmableResNet', depth=18),
                                             scope='mmpretrain'),
     'SlimmableMobileNetV2 (mmpretrain)': Case(dict(type='SlimmableMobileNetV2'),

@@ -2,7 +2,7 @@
 computes its stock twin there too, in eval (kept slices) and train mode, and an
 optimizer step on the GPU leaves no stale slices (the video backbones' 3D convolutions
 included: they have contract cases too)."""
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 import torch
@@ -22,10 +22,13 @@ def on_cuda(inputs: Any) -> Any:
     return type(inputs)(on_cuda(item) for item in inputs)
 
 
-@pytest.mark.parametrize('case_name, width', _case_widths())
-def test_slimmable_contract_on_cuda(case_name: str, width: float) -> None:
+@pytest.mark.parametrize('case_name, width, depth', _case_widths())
+def test_slimmable_contract_on_cuda(case_name: str, width: float,
+                                    depth: Optional[float]) -> None:
     case = CASES[case_name]
     module = case.build().cuda()
+    if depth is not None:
+        module.set_depth(depth)
     make_inputs = lambda w: on_cuda(case.make_inputs(w))  # noqa: E731
     assert_matches_stock(module, width, make_inputs, case.forward)
 
@@ -35,7 +38,8 @@ def test_slimmable_contract_on_cuda(case_name: str, width: float) -> None:
         before = case.run(module, inputs)
     module.train()
     sum(out.square().mean() for out in flatten(case.run(module, inputs))).backward()
-    torch.optim.SGD(module.parameters(), lr=0.01).step()
+    torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)  # a bounded step, at any size
+    torch.optim.SGD(module.parameters(), lr=1.0).step()
     module.eval()
     with torch.no_grad():
         assert max_difference(case.run(module, inputs), before) > 1e-4  # the step shows

@@ -24,7 +24,7 @@ from mutualnet_mm.ops import Slimmable
 from .equivalence import assert_matches_stock, max_difference, randomize_norms, stock_twin
 from .test_video_backbones import X3D_ARGS, clip, slowfast_args
 
-_OURS = ('width_range', 'slim_outputs')
+_OURS = ('width_range', 'depth_range', 'slim_outputs')
 
 
 def _registered() -> Dict[Tuple[str, str], Tuple[type, type]]:

@@ -8,10 +8,12 @@ from .mask_head import SlimmableFCNMaskHead
 from .retina_head import SlimmableRetinaHead
 from .roi_extractor import SlimmableSingleRoIExtractor
 from .rpn_head import SlimmableRPNHead
+from .rtmdet_head import SlimmableRTMDetSepBNHead
 from .video_heads import SlimmableSlowFastHead, SlimmableX3DHead
 
 __all__ = [
     'SlimmableConvFCBBoxHead', 'SlimmableFCNMaskHead', 'SlimmableRPNHead',
-    'SlimmableRetinaHead', 'SlimmableShared2FCBBoxHead', 'SlimmableShared4Conv1FCBBoxHead',
+    'SlimmableRTMDetSepBNHead', 'SlimmableRetinaHead', 'SlimmableShared2FCBBoxHead',
+    'SlimmableShared4Conv1FCBBoxHead',
     'SlimmableSingleRoIExtractor', 'SlimmableSlowFastHead', 'SlimmableX3DHead',
 ]

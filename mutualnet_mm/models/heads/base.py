@@ -1,5 +1,7 @@
 """What every slimmable head shares: channel arguments follow the width, predictions do not."""
-from typing import Sequence, Tuple
+from typing import Callable, Sequence, Tuple
+
+from torch import nn
 
 from ...ops import SlimmableLayer, convert_to_slimmable, scale_channels
 from ..norm_check import check_slimmable_norm
@@ -19,6 +21,8 @@ class StockSlimmableHead(StockSlimmable):
     stock_type: str
     channel_args: Tuple[str, ...]
     prediction_layers: Tuple[str, ...]
+    #: How a channel argument scales with the width (RTMDet's family rounds down).
+    channel_rule: Callable[[int, float], int] = staticmethod(scale_channels)
 
     def make_slimmable(self, width_range: Sequence[float], stock_kwargs: dict) -> None:
         """Swap the layers for slimmable twins; call at the end of ``__init__``.
@@ -34,14 +38,16 @@ class StockSlimmableHead(StockSlimmable):
                               if k != 'init_cfg' and k not in self.channel_args}
         convert_to_slimmable(self)
         for name in self.prediction_layers:
-            layer = getattr(self, name, None)
-            if layer is None:
-                continue
-            if not isinstance(layer, SlimmableLayer):
-                raise ValueError(f'{owner}.{name} is a {type(layer).__name__}, which cannot '
-                                 'take slimmed inputs; use a plain Conv2d or Linear')
-            layer.slim_out = False
+            found = getattr(self, name, None)
+            for layer in found if isinstance(found, nn.ModuleList) else [found]:
+                if layer is None:
+                    continue
+                if not isinstance(layer, SlimmableLayer):
+                    raise ValueError(f'{owner}.{name} is a {type(layer).__name__}, which '
+                                     'cannot take slimmed inputs; use a plain Conv2d or Linear')
+                layer.slim_out = False
 
     def stock_config(self, width: float) -> dict:
-        channels = {arg: scale_channels(getattr(self, arg), width) for arg in self.channel_args}
+        channels = {arg: self.channel_rule(getattr(self, arg), width)
+                    for arg in self.channel_args}
         return dict(type=self.stock_type, **self._stock_kwargs, **channels)

@@ -1,0 +1,42 @@
+"""Slimmable RTMDet heads: the stock head of every RTMDet size.
+
+mmdet's RTMDet sizes give the head ``in_channels`` and ``feat_channels`` times the widen
+factor (tiny 96, s 128, m 192, l 256). At width ``w`` this head is the stock
+``RTMDetSepBNHead`` with ``int(c * w)`` of each, its towers (shared across levels, as
+the stock head shares them) slimming with it; the class, box (and objectness)
+predictions keep all their outputs. ``exp_on_reg`` is the full network's at every width:
+mmdet's tiny and s recipes train without it, m and l with it, a choice of how box
+distances are predicted that one shared head cannot make both ways.
+"""
+from typing import Sequence
+
+from mmdet.models.dense_heads import RTMDetSepBNHead
+from mmdet.registry import MODELS
+
+from ...ops import widen_channels
+from ..stock import drop_in_signature, stock_arguments
+from .base import StockSlimmableHead
+
+
+@MODELS.register_module()
+@drop_in_signature(RTMDetSepBNHead)
+class SlimmableRTMDetSepBNHead(StockSlimmableHead, RTMDetSepBNHead):
+    """mmdet ``RTMDetSepBNHead`` whose input and tower channels follow the active width.
+
+    Args:
+        *args, **kwargs: mmdet ``RTMDetSepBNHead`` arguments (``num_classes``,
+            ``in_channels``, ``feat_channels``, ``stacked_convs``, ``share_conv``,
+            ``exp_on_reg``, ...; norms, where they slim, batch norms).
+        width_range: Smallest and largest width multiplier. Default ``(0.375, 1.0)``:
+            RTMDet-tiny's channels from RTMDet-l's.
+    """
+
+    stock_type = 'RTMDetSepBNHead'
+    channel_args = ('in_channels', 'feat_channels')
+    prediction_layers = ('rtm_cls', 'rtm_reg', 'rtm_obj')
+    channel_rule = staticmethod(widen_channels)
+
+    def __init__(self, *args, width_range: Sequence[float] = (0.375, 1.0), **kwargs) -> None:
+        kwargs = stock_arguments(RTMDetSepBNHead, args, kwargs)
+        super().__init__(**kwargs)
+        self.make_slimmable(width_range, kwargs)
