@@ -2,7 +2,7 @@
 # reference work: the FPN takes the narrower features and keeps 256 output channels, the
 # heads are mmdet's stock ones. Cost at width 0.25: 0.682 of full width (whole detector:
 # 0.066). On the demo data it was the more accurate mode near full cost
-# (benchmarks/README.md, method study).
+# (studies/README.md, method study).
 _base_ = './maskrcnn_mutual_r50.py'
 
 model = dict(

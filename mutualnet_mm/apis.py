@@ -39,7 +39,8 @@ Calibration = Union[str, os.PathLike, Config, Iterable[dict]]
 
 def prepare(target: Any, width: float, scale: float = 1.0,
             calibration: Optional[Calibration] = None, frames: Optional[int] = None,
-            num_batches: int = 8, head_width: Optional[float] = None) -> SubnetConfig:
+            num_batches: int = 8, head_width: Optional[float] = None,
+            depth: Optional[float] = None) -> SubnetConfig:
     """Set a model (or an inferencer's) to ``(width, scale[, frames])`` with that
     configuration's BN statistics.
 
@@ -67,6 +68,7 @@ def prepare(target: Any, width: float, scale: float = 1.0,
         num_batches: Batches to calibrate on (not used with a statistics file).
         head_width: The width of the neck and heads where the model was trained with
             decoupled widths (``None``: they follow ``width``).
+        depth: The depth of a model with one (RTMDet's CSPNeXt backbone and neck).
 
     Returns:
         The configuration.
@@ -88,10 +90,11 @@ def prepare(target: Any, width: float, scale: float = 1.0,
                          'model._config), or an inferencer holding one')
     base_cfg = getattr(module, _BASE_CFG, None)
     base_cfg = getattr(module, attr) if base_cfg is None else base_cfg
-    set_width(module, width, head_width)  # checks both widths
+    set_width(module, width, head_width, depth)  # checks both widths and the depth
     scale = check_scales([scale], 'prepare')[0]
     config = SubnetConfig(float(width), scale, frames,
-                          None if head_width is None else float(head_width))
+                          None if head_width is None else float(head_width),
+                          None if depth is None else float(depth))
     if isinstance(calibration, (str, os.PathLike)) and \
             not os.fspath(calibration).endswith('.py'):
         stats = load_bn_stats(os.fspath(calibration), weights_fingerprint(module),
@@ -99,7 +102,7 @@ def prepare(target: Any, width: float, scale: float = 1.0,
         if config not in stats:
             raise KeyError(f'{os.fspath(calibration)!r} holds no BN statistics of '
                            f'{config.name}; it holds {[c.name for c in stats]}')
-        set_width(module, config.width, config.head_width)
+        set_width(module, config.width, config.head_width, config.depth)
         load_bn_state(module, stats[config])
     else:
         source = base_cfg if calibration is None else calibration

@@ -33,6 +33,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--head-widths', type=float, nargs='+',
                         help='override the grid head widths (neck and heads, for models '
                              'trained with decoupled widths)')
+    parser.add_argument('--depths', type=float, nargs='+',
+                        help='override the grid depths (models with a depth: RTMDet)')
     parser.add_argument('--out', '--dump', dest='out',
                         help='dump predictions to pickle files for offline evaluation, one per '
                              'configuration: OUT.pkl -> OUT_<configuration>.pkl (mmdet: '
@@ -118,6 +120,8 @@ def main() -> None:
         cfg.test_cfg.scales = tuple(args.scales)
     if args.head_widths:
         cfg.test_cfg.head_widths = tuple(args.head_widths)
+    if args.depths:
+        cfg.test_cfg.depths = tuple(args.depths)
     cfg.load_from = args.checkpoint
     cfg.custom_hooks = [*cfg.get('custom_hooks', []),
                         dict(type='CheckpointMatchHook', filename=args.checkpoint)]

@@ -73,7 +73,7 @@ test_evaluator = val_evaluator
 # trains alone for the first half of the schedule (12 of 24 epochs; a shorter max_epochs
 # keeps the proportion), then with the cohort: from scratch on this budget,
 # the cohort from the first iteration left the full configuration far behind a network
-# trained alone (method study in benchmarks/README.md).
+# trained alone (method study in studies/README.md).
 max_epochs = 24
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs,
                  mutual=dict(scales=(1.0, 0.75, 0.5), full_only_fraction=0.5))

@@ -154,8 +154,8 @@ def save_bn_stats(path: str, stats: Dict[SubnetConfig, BNState], checkpoint: str
         checkpoint: The fingerprint of the weights they were calibrated on
             (:func:`~mutualnet_mm.reliability.fingerprint.weights_fingerprint`).
     """
-    entries = [dict(width=config.width, head_width=config.head_width, scale=config.scale,
-                    frames=config.frames,
+    entries = [dict(width=config.width, head_width=config.head_width, depth=config.depth,
+                    scale=config.scale, frames=config.frames,
                     stats={name: (mean.cpu(), var.cpu()) for name, (mean, var) in state.items()})
                for config, state in stats.items()]
     directory = os.path.dirname(os.path.abspath(path))

@@ -49,7 +49,8 @@ def export_config_and_weights(model: nn.Module, cfg: Config,
     """
     module = unwrap(model)
     check_scales([config.scale], 'config')
-    model_cfg = stock_model_config(module, cfg.model, config.width, config.head_width)
+    model_cfg = stock_model_config(module, cfg.model, config.width, config.head_width,
+                                   config.depth)
     stock_cfg = stock_runtime_config(cfg, model_cfg, config)
     stock = build_stock(stock_cfg.model, stock_cfg.default_scope, 'meta')
     state_dict = slice_state_dict(module, stock.state_dict())
@@ -134,7 +135,7 @@ def export_subnet(model: nn.Module, cfg: Config, config: SubnetConfig, out_dir: 
     """
     check_replaceable(out_dir, EXPORT_FILES)  # before calibrating
     module = unwrap(model)
-    set_width(module, config.width, config.head_width)  # checks both widths
+    set_width(module, config.width, config.head_width, config.depth)  # checks both widths
     check_scales([config.scale], 'config')
     rescaler = rescaler if rescaler is not None else task_rescaler(module, cfg)
     calibrate_bn(module, calibration_batches, config, rescaler, num_calibration_batches)

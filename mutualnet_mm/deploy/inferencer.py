@@ -129,7 +129,7 @@ class AdaptiveInferencer:
         # one check of each configuration now, then switches of a fraction of a
         # millisecond (the widths restored, the statistics copied in one batch)
         self._switches = {config: (WidthSnapshot(self.model, config.width,
-                                                 config.head_width),
+                                                 config.head_width, config.depth),
                                    BNStateSwitch(self.model, self.bn_stats[config]))
                           for config in self.configs}
         self._pipelines: Dict[str, Compose] = {}

@@ -33,8 +33,10 @@ _STOCK_TRAIN_LOOPS = {'MutualEpochBasedTrainLoop': 'EpochBasedTrainLoop',
 
 
 def stock_model_config(model: nn.Module, model_cfg: dict, width: float,
-                       head_width: Optional[float] = None) -> dict:
-    """The stock model config computing ``model`` at ``width`` (and ``head_width``).
+                       head_width: Optional[float] = None,
+                       depth: Optional[float] = None) -> dict:
+    """The stock model config computing ``model`` at ``width`` (and ``head_width``,
+    ``depth``).
 
     Every :class:`StockSlimmable` part (backbone, neck, heads) is replaced by its
     ``stock_config(width)`` (a neck gets the channels the stock backbone delivers), and
@@ -47,13 +49,14 @@ def stock_model_config(model: nn.Module, model_cfg: dict, width: float,
         model_cfg: The config it was built from.
         width: The width (of the backbone, with ``head_width``).
         head_width: The width of the parts after the backbone (``None``: ``width``).
+        depth: The depth of the depth-elastic parts (``None``: as they are).
 
     Raises:
         ValueError: a width is out of range, or a part has no stock counterpart (e.g.
             ``MobileNetV1``, which stock mmdet lacks).
     """
     module = unwrap(model)
-    set_width(module, width, head_width)
+    set_width(module, width, head_width, depth)
     cfg = _plain(model_cfg)
     features: Dict[str, Any] = {}
     parts = slimmable_modules(module)

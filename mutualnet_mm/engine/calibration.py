@@ -163,7 +163,7 @@ def calibrate_bn(model: nn.Module, batches: Iterable[dict], config: SubnetConfig
         The number of batches used.
     """
     module = unwrap(model)
-    set_width(module, config.width, config.head_width)
+    set_width(module, config.width, config.head_width, config.depth)
     module.eval()
     if num_batches <= 0:
         return 0

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..models.wrappers import unwrap
-from ..ops import is_backbone, set_width, slimmable_modules, width_range_of
+from ..ops import depth_range_of, is_backbone, set_width, slimmable_modules, width_range_of
 from ..tasks import find_task, task_of
 from .distill import Distiller, build_distiller
 from .rescale import build_rescaler
@@ -108,7 +108,8 @@ class MutualTrainStep:
         Keys: ``num_subnets`` (4), ``scales`` ((1.0,)), ``frames`` (None),
         ``width_range`` (default: the model's), ``head_width_range`` (None: the parts
         after the backbone follow its width; else their own range, see
-        :class:`CohortSampler`), ``full_head_passes`` (0), ``rescaler`` and
+        :class:`CohortSampler`), ``full_head_passes`` (0), ``depth_range`` (default:
+        the model's depths, where it has any), ``rescaler`` and
         ``distill`` (default: the model's task's, :mod:`mutualnet_mm.tasks`;
         ``distill=None`` or a model of no task: none),
         ``skip_nonfinite`` (False), and the warm-up in which the full configuration
@@ -122,6 +123,7 @@ class MutualTrainStep:
         """
         cfg = dict(cfg or {})
         allowed = {'num_subnets', 'scales', 'frames', 'width_range', 'head_width_range',
+                   'depth_range',
                    'full_head_passes', 'rescaler', 'distill', 'skip_nonfinite', 'full_only_iters',
                    'full_only_fraction'}
         unknown = sorted(set(cfg) - allowed)
@@ -140,11 +142,19 @@ class MutualTrainStep:
                 name and not is_backbone(name) for name, _ in slimmable_modules(module)):
             raise ValueError(f'mutual.head_width_range needs slimmable parts after the '
                              f'backbone; {type(module).__name__} slims its backbone only')
+        model_depths = depth_range_of(module)
+        depth_range = cfg.get('depth_range') or model_depths
+        if cfg.get('depth_range') is not None and (
+                model_depths is None or depth_range[0] < model_depths[0]
+                or depth_range[1] > model_depths[1]):
+            raise ValueError(f'mutual.depth_range {tuple(depth_range)} is outside the '
+                             f'depths {model_depths} the model allows (None: no depth)')
         sampler = CohortSampler(width_range, cfg.get('num_subnets', 4),
                                 cfg.get('scales', (1.0,)), cfg.get('frames'), seed,
                                 full_only_iterations(cfg, max_iters),
                                 None if head_width_range is None else tuple(head_width_range),
-                                cfg.get('full_head_passes', 0))
+                                cfg.get('full_head_passes', 0),
+                                None if depth_range is None else tuple(depth_range))
         # The config's rescaler and distiller, else the ones the model's task declares.
         task = find_task(module)  # None: a model of no registered task
         rescaler_cfg = cfg.get('rescaler') or dict(type=task_of(module).rescaler)
@@ -176,7 +186,7 @@ class MutualTrainStep:
                 is_last = index == len(cohort) - 1
                 # Sub-networks that learn from the full configuration only: no label loss.
                 labels = index == 0 or self.distiller is None or self.distiller.label_loss
-                set_width(module, config.width, config.head_width)
+                set_width(module, config.width, config.head_width, config.depth)
                 inputs, samples = self.rescaler(batch['inputs'], batch['data_samples'], config)
                 with ExitStack() as stack:
                     if not is_last and hasattr(model, 'no_sync'):
@@ -214,7 +224,7 @@ class MutualTrainStep:
                 pass_losses.append(loss.detach())
         finally:
             full = self.sampler.full
-            set_width(module, full.width, full.head_width)
+            set_width(module, full.width, full.head_width, full.depth)
         # mmengine counts backward calls for gradient accumulation: one per iteration.
         optim_wrapper._inner_count = count_before + 1
         if optim_wrapper.should_update():

@@ -65,7 +65,7 @@ class PerConfigResultsHook(Hook):
         paths = write_results(records, work_dir, metric, extra_costs=latency,
                               checkpoint=fingerprint)
         columns = list(dict.fromkeys(
-            ['width', *(['head_width'] if 'head_width' in records[0] else []), 'scale',
+            ['width', *[k for k in ('head_width', 'depth') if k in records[0]], 'scale',
              'input_shape', 'gflops']
             + [k for r in records for k in r if k.startswith('gflops_')]
             + ['mparams', *latency]

@@ -24,7 +24,7 @@ from ..engine.loops import register_eta_hook
 from ..engine.rescale import build_rescaler, default_rescaler, with_loaded_annotations
 from ..engine.subnet import SubnetConfig, check_scales
 from ..models.wrappers import unwrap
-from ..ops import set_width, width_range_of
+from ..ops import depth_range_of, discard_kept_slices, set_width, width_range_of
 from ..reliability.fingerprint import weights_fingerprint
 from ..tasks import Task, task_of
 from .cost import count_cost
@@ -39,10 +39,10 @@ def prints_summary(metrics: Sequence, task: Task) -> bool:
                for cls in type(metric).__mro__)
 
 
-def _size(config: SubnetConfig) -> Tuple[float, float, float]:
-    """Orders configurations: by width, then head width, then scale."""
+def _size(config: SubnetConfig) -> Tuple[float, float, float, float]:
+    """Orders configurations: by width, then head width, then depth, then scale."""
     head = config.width if config.head_width is None else config.head_width
-    return config.width, head, config.scale
+    return config.width, head, 1.0 if config.depth is None else config.depth, config.scale
 
 
 class _PerConfigMixin:
@@ -68,24 +68,25 @@ class _PerConfigMixin:
                     calibration: Optional[dict], rescaler: Optional[dict],
                     metric: Optional[str], count_flops: bool,
                     latency: Optional[dict] = None,
-                    head_widths: Optional[Sequence[float]] = None) -> None:
+                    head_widths: Optional[Sequence[float]] = None,
+                    depths: Optional[Sequence[float]] = None) -> None:
         model = self.runner.model
         module = unwrap(model)
         low, high = width_range_of(module)
         widths = tuple(widths) if widths else (high, low)
-        heads: Tuple[Optional[float], ...] = (None,)
-        if head_widths is not None:
-            if isinstance(head_widths, (int, float)) or not head_widths:
-                raise ValueError(f'{type(self).__name__}.head_widths must be a non-empty list '
-                                 f'of widths or None, got {head_widths!r}')
-            heads = tuple(float(h) for h in head_widths)
+        heads = self._optional_axis(head_widths, 'head_widths')
+        model_depths = depth_range_of(module)
+        if depths is None and model_depths is not None:
+            depths = (model_depths[1], model_depths[0])
+        levels = self._optional_axis(depths, 'depths')
         for width in widths:
             for head in heads:
-                set_width(module, width, head)  # validates against the model's range
-        set_width(module, high)
+                for depth in levels:  # validates against the model's ranges
+                    set_width(module, width, head, depth)
+        set_width(module, high, None, None if model_depths is None else model_depths[1])
         scales = check_scales(scales, type(self).__name__)
-        grid = [SubnetConfig(float(w), s, None, h) for w in widths for h in heads
-                for s in scales]
+        grid = [SubnetConfig(float(w), s, None, h, d) for w in widths for h in heads
+                for d in levels for s in scales]
         # Largest first, the full configuration last (the model is left with its statistics).
         ordered = sorted(grid, key=_size, reverse=True)
         self.grid = ordered[1:] + ordered[:1]
@@ -104,6 +105,16 @@ class _PerConfigMixin:
         self.latency = None if latency is None else dict(latency)
         if self.latency is not None:  # checked now, not after a training epoch
             check_latency_options(self.latency, f'{type(self).__name__}.latency')
+
+    def _optional_axis(self, values: Optional[Sequence[float]],
+                       key: str) -> Tuple[Optional[float], ...]:
+        """A grid axis of its own (head widths, depths), or ``(None,)`` without one."""
+        if values is None:
+            return (None,)
+        if isinstance(values, (int, float)) or not values:
+            raise ValueError(f'{type(self).__name__}.{key} must be a non-empty list of '
+                             f'numbers or None, got {values!r}')
+        return tuple(float(v) for v in values)
 
     def _build_calibration_loader(self) -> None:
         """Set ``calibration_loader``: a loader over the training set (once, if needed).
@@ -228,11 +239,11 @@ class _PerConfigMixin:
             del batches
             cuda = next(module.parameters()).is_cuda
             for config in (full, smallest):
-                set_width(module, config.width, config.head_width)
+                set_width(module, config.width, config.head_width, config.depth)
                 seconds[config] = measure_latency(
                     partial(self._predict, module, batch, config), repeats=1, warmup=1,
                     cuda=cuda) / 1000.0
-        set_width(module, *width_range_of(module)[1:])
+        set_width(module, full.width, full.head_width, full.depth)
         base = smallest.relative_cost(full)
         per_cost = (seconds[full] - seconds[smallest]) / (1.0 - base) if base < 1.0 else 0.0
         start = max(0.0, first - fetch)
@@ -324,10 +335,11 @@ class _PerConfigLoop(_PerConfigMixin):
                  rescaler: Optional[dict] = None, metric: Optional[str] = None,
                  count_flops: bool = True, fp16: bool = False,
                  latency: Optional[dict] = None,
-                 head_widths: Optional[Sequence[float]] = None) -> None:
+                 head_widths: Optional[Sequence[float]] = None,
+                 depths: Optional[Sequence[float]] = None) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
         self._setup_grid(widths, scales, calibration, rescaler, metric, count_flops, latency,
-                         head_widths)
+                         head_widths, depths)
         register_eta_hook(runner)
         register_per_config_hooks(runner)
 
@@ -335,8 +347,12 @@ class _PerConfigLoop(_PerConfigMixin):
         self._build_calibration_loader()  # before the hooks, which may set up its workers
         self.runner.call_hook(f'before_{self.stage}')
         self.runner.call_hook(f'before_{self.stage}_epoch')
+        # EMAHook swaps the averaged weights in (and back out after) through .data, which
+        # kept slices cannot see: the grid starts, and training resumes, without any
+        discard_kept_slices(self.runner.model)
         metrics = self._evaluate_grid(self.stage)
         self.runner.call_hook(f'after_{self.stage}_epoch', metrics=metrics)
+        discard_kept_slices(self.runner.model)
         self.runner.call_hook(f'after_{self.stage}')
         return metrics
 
@@ -361,6 +377,8 @@ class PerConfigValLoop(_PerConfigLoop, ValLoop):
         head_widths: Widths of the parts after the backbone (neck, heads), a dimension
             of the grid of their own (decoupled widths: every width with every head
             width); ``None``: they follow the backbone's width.
+        depths: Depths of the depth-elastic parts, a dimension of the grid (default:
+            the model's largest and smallest where it has a depth; ``None`` otherwise).
     """
 
     stage = 'val'

@@ -22,6 +22,8 @@ from ..reliability.result_set import (
     write_result_set,
 )
 
+#: Configuration axes only some models have: a record or entry holds them where it does.
+_OPTIONAL_AXES = ('head_width', 'depth')
 #: 2: the table records the fingerprint of the checkpoint it was measured on.
 QUERY_TABLE_VERSION = 2
 #: The files a result set may hold (the query tables match ``query_table*.json``, the
@@ -111,10 +113,11 @@ class QueryTable:
                 raise ValueError(f'{source}: entry {index} lacks a finite number for {bad} '
                                  f'(it has {found!r}); every entry needs finite numbers for '
                                  f'{list(needed)}')
-            head_width = entry.get('head_width')
-            if head_width is not None and not is_finite_number(head_width):
-                raise ValueError(f'{source}: entry {index} has head_width {head_width!r}; '
-                                 'allowed: a number, or no head_width')
+            for key in _OPTIONAL_AXES:
+                value = entry.get(key)
+                if value is not None and not is_finite_number(value):
+                    raise ValueError(f'{source}: entry {index} has {key} {value!r}; '
+                                     f'allowed: a number, or no {key}')
         self.entries = sorted(entries, key=lambda e: e[cost])
         self.metric = metric
         self.cost = cost
@@ -124,7 +127,8 @@ class QueryTable:
     @classmethod
     def from_records(cls, records: Sequence[dict], metric: str, cost: str = 'gflops',
                      checkpoint: Optional[str] = None) -> 'QueryTable':
-        keep = ('name', 'width', 'head_width', 'scale', 'frames', 'input_shape', cost, metric)
+        keep = ('name', 'width', *_OPTIONAL_AXES, 'scale', 'frames', 'input_shape', cost,
+                metric)
         left_out = [r for r in records if r.get(metric) is not None and r.get(cost) is not None
                     and not (is_finite_number(r[metric]) and is_finite_number(r[cost]))]
         if left_out:
@@ -136,7 +140,8 @@ class QueryTable:
         front = pareto_front(records, metric, cost)
         if not front:
             raise ValueError(f'no record has finite numbers for both {metric!r} and {cost!r}')
-        return cls([{k: r.get(k) for k in keep if k in r or k != 'head_width'} for r in front],
+        return cls([{k: r.get(k) for k in keep if k in r or k not in _OPTIONAL_AXES}
+                    for r in front],
                    metric, cost, checkpoint)
 
     def lookup(self, budget: float) -> dict:
@@ -217,6 +222,7 @@ class QueryTable:
 def resolve_config(width: Optional[float] = None, scale: float = 1.0,
                    frames: Optional[int] = None, budget: Optional[float] = None,
                    head_width: Optional[float] = None,
+                   depth: Optional[float] = None,
                    budget_unit: str = 'gflops',
                    query_table: Union[str, QueryTable, None] = None,
                    checkpoint: Optional[str] = None,
@@ -224,7 +230,8 @@ def resolve_config(width: Optional[float] = None, scale: float = 1.0,
     """The configuration to export: given, or the best within a budget.
 
     Args:
-        width, scale, frames, head_width: The configuration (with ``budget`` None).
+        width, scale, frames, head_width, depth: The configuration (with ``budget``
+            None).
         budget: A cost budget, looked up in the query table.
         budget_unit: ``'gflops'`` or ``'ms'`` (latency).
         query_table: The table of the budget's unit, or its path (needed with
@@ -248,7 +255,8 @@ def resolve_config(width: Optional[float] = None, scale: float = 1.0,
                          + ('both' if width is not None else 'neither'))
     if budget is None:
         return SubnetConfig(float(width), check_scales([scale], 'config')[0], frames,
-                            None if head_width is None else float(head_width)), None
+                            None if head_width is None else float(head_width),
+                            None if depth is None else float(depth)), None
     cost = budget_cost(budget_unit)
     if query_table is None:
         raise ValueError('a budget needs a query table')
@@ -401,15 +409,16 @@ def plot_results(records: Sequence[dict], metric: str, path: str,
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.0 * len(metrics), 4.6), dpi=120,
                              squeeze=False)
     widths = sorted({r['width'] for r in records}, reverse=True)
-    heads = sorted({r['head_width'] for r in records if r.get('head_width') is not None},
-                   reverse=True)
+    axis = next((key for key in _OPTIONAL_AXES if any(r.get(key) is not None for r in records)),
+                'head_width')  # the second axis a plot marks: head width, else depth
+    heads = sorted({r[axis] for r in records if r.get(axis) is not None}, reverse=True)
     fronts: List[List[dict]] = []
     for ax, shown in zip(axes[0], metrics):
         usable = [r for r in records if r.get(shown) is not None and r.get(cost) is not None]
         for i, width in enumerate(widths):
             for j, head in enumerate(heads or [None]):
                 points = sorted((r for r in usable if r['width'] == width and
-                                 r.get('head_width') == head), key=lambda r: r[cost])
+                                 r.get(axis) == head), key=lambda r: r[cost])
                 marker = _MARKERS[(j if heads else i) % len(_MARKERS)]
                 ax.plot([r[cost] for r in points], [r[shown] for r in points],
                         marker=marker, markersize=5, color=_COLOURS[i % len(_COLOURS)],
@@ -417,7 +426,7 @@ def plot_results(records: Sequence[dict], metric: str, path: str,
                         label=f'width {width:g}' if j == 0 else None, zorder=3)
         for j, head in enumerate(heads):  # the head widths' markers, in the legend only
             ax.plot([], [], marker=_MARKERS[j % len(_MARKERS)], linestyle='none',
-                    color='grey', label=f'head width {head:g}')
+                    color='grey', label=f'{axis.replace("_", " ")} {head:g}')
         front = pareto_front(usable, shown, cost)
         ax.plot([r[cost] for r in front], [r[shown] for r in front], '-', color='black',
                 linewidth=2.2, alpha=0.6, zorder=2, label='Pareto front' + (

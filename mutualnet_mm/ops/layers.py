@@ -486,6 +486,18 @@ def to_slimmable_layer(layer: nn.Module) -> nn.Module:
     return twin
 
 
+def discard_kept_slices(module: nn.Module) -> None:
+    """Drop every layer's kept slices below ``module`` (:func:`kept_slices`).
+
+    For writes that bypass the version counters: mmengine's ``EMAHook`` swaps the
+    averaged weights in and out through ``param.data``, so slices kept before a swap would
+    still look current after it.
+    """
+    for layer in module.modules():
+        if isinstance(layer, SlimmableLayer):
+            layer.__dict__.pop('_kept_slices', None)
+
+
 def convert_to_slimmable(module: nn.Module, _twins: Optional[dict] = None) -> nn.Module:
     """Replace every stock conv, linear and batch-norm layer below ``module`` in place.
 

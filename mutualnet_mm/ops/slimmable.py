@@ -112,8 +112,32 @@ def part_width(name: str, width: float, head_width: Optional[float] = None) -> f
     return width if head_width is None or is_backbone(name) else head_width
 
 
-def set_width(model: nn.Module, width: float, head_width: Optional[float] = None) -> None:
-    """Set the active width of every slimmable module in ``model``.
+def depth_range_of(model: nn.Module) -> Optional[WidthRange]:
+    """The depths every depth-elastic part of ``model`` allows (``None``: it has none).
+
+    A part is depth-elastic where it has ``set_depth`` and a ``depth_range`` (RTMDet's
+    CSPNeXt backbone and neck); the others run their whole depth at every depth.
+    """
+    parts = [(name, part) for name, part in slimmable_modules(model) if has_depth(part)]
+    if not parts:
+        return None
+    low = max(part.depth_range[0] for _, part in parts)
+    high = min(part.depth_range[1] for _, part in parts)
+    if low > high:
+        ranges = ', '.join(f'{name or "model"}: {part.depth_range}' for name, part in parts)
+        raise ValueError(f'the depth ranges of the depth-elastic parts do not overlap '
+                         f'({ranges})')
+    return low, high
+
+
+def has_depth(part: object) -> bool:
+    """Whether a slimmable part has a depth of its own to set."""
+    return hasattr(part, 'set_depth') and hasattr(part, 'depth_range')
+
+
+def set_width(model: nn.Module, width: float, head_width: Optional[float] = None,
+              depth: Optional[float] = None) -> None:
+    """Set the active width (and depth) of every slimmable module in ``model``.
 
     Args:
         model: A slimmable module, or any model (detector, recognizer, wrapper) holding
@@ -122,17 +146,36 @@ def set_width(model: nn.Module, width: float, head_width: Optional[float] = None
             ``head_width`` is ``None``.
         head_width: The width of the parts after the backbone (neck, heads); the neck
             takes the backbone's channels at ``width`` whatever its own.
+        depth: The depth multiplier of every depth-elastic part (``None``: leave the
+            depth as it is).
 
     Raises:
-        ValueError: a width is outside the range every slimmable part allows, or the
-            model has no slimmable part.
+        ValueError: a width or depth is outside the range every part allows, the model
+            has no slimmable part, or a depth is given to a model without one.
     """
     allowed = width_range_of(model)
     width = check_width(width, allowed, type(model).__name__)
     if head_width is not None:
         head_width = check_width(head_width, allowed, f'{type(model).__name__} (head width)')
+    if depth is not None:
+        depths = depth_range_of(model)
+        if depths is None:
+            raise ValueError(f'depth {depth!r} given, but {type(model).__name__} has no '
+                             'depth-elastic part (only CSPNeXt backbones and necks are)')
+        depth = check_width(depth, depths, type(model).__name__, 'depth')
     for name, part in slimmable_modules(model):
+        if depth is not None and has_depth(part):
+            part.depth = depth  # applied by its set_width
         part.set_width(part_width(name, width, head_width))
+
+
+def get_depth(model: nn.Module) -> Optional[float]:
+    """The one depth the depth-elastic parts of ``model`` run at (``None``: it has none)."""
+    depths = {part.depth for _, part in slimmable_modules(model) if has_depth(part)}
+    if len(depths) > 1:
+        raise ValueError(f'the depth-elastic parts of {type(model).__name__} run at '
+                         f'different depths {sorted(depths)}')
+    return depths.pop() if depths else None
 
 
 class WidthSnapshot:
@@ -144,14 +187,15 @@ class WidthSnapshot:
     nothing else. It assumes the model's modules are those it was taken on.
 
     Args:
-        model: The model; it is set to ``width`` (and ``head_width``) first.
+        model: The model; it is set to ``width`` (and ``head_width``, ``depth``) first.
         width: The backbone width to record.
         head_width: The width of the other parts (``None``: ``width``).
+        depth: The depth of the depth-elastic parts (``None``: as they are).
     """
 
-    def __init__(self, model: nn.Module, width: float,
-                 head_width: Optional[float] = None) -> None:
-        set_width(model, width, head_width)
+    def __init__(self, model: nn.Module, width: float, head_width: Optional[float] = None,
+                 depth: Optional[float] = None) -> None:
+        set_width(model, width, head_width, depth)
         self.width, self.head_width = get_widths(model)
         self._states = [(module, {name: getattr(module, name)
                                   for name in module.width_state})  # type: ignore[union-attr]

@@ -34,8 +34,10 @@ class StockSlimmableHead(StockSlimmable):
         owner = type(self).__name__
         check_slimmable_norm(getattr(self, 'norm_cfg', None), owner)
         self.init_width_range(width_range)
+        # train_cfg / test_cfg: the detector hands them to its head, they are not the head's
         self._stock_kwargs = {k: v for k, v in stock_kwargs.items()
-                              if k != 'init_cfg' and k not in self.channel_args}
+                              if k not in ('init_cfg', 'train_cfg', 'test_cfg')
+                              and k not in self.channel_args}
         convert_to_slimmable(self)
         for name in self.prediction_layers:
             found = getattr(self, name, None)
