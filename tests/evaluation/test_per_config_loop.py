@@ -20,6 +20,7 @@ from mutualnet_mm.deploy import build_adaptive_model
 from mutualnet_mm.engine.calibration import build_calibration_loader, deterministic_pipeline
 from mutualnet_mm.evaluation.hooks import PerConfigResultsHook
 from mutualnet_mm.evaluation.loops import prints_summary
+from mutualnet_mm.ops import set_width
 from mutualnet_mm.reliability.fingerprint import weights_fingerprint
 from mutualnet_mm.tasks import CLASSIFICATION, DETECTION, VIDEO
 
@@ -253,3 +254,37 @@ def test_a_user_hook_gets_each_configuration_and_the_grid(setup, tmp_path) -> No
     # the results hook runs at a lower priority than a custom hook's default
     assert not hook.written_before and (tmp_path / 'per_config.json').exists()
     assert sum(isinstance(h, PerConfigResultsHook) for h in runner.hooks) == 1
+
+
+@HOOKS.register_module()
+class SwapThroughDataHook(Hook):
+    """Swaps other weights in through ``param.data``, as mmengine's ``EMAHook`` does, after
+    an evaluating forward at width 0.25 has kept weight slices."""
+
+    def __init__(self, weights: str) -> None:
+        self.weights = weights
+
+    def before_test_epoch(self, runner) -> None:
+        model = runner.model
+        set_width(model, 0.25)
+        with torch.no_grad():
+            model.extract_feat(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+        swapped = torch.load(self.weights, weights_only=True)['state_dict']
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            tensor.data.copy_(swapped[name])
+        set_width(model, 1.0)
+
+
+def test_weights_swapped_through_data_before_the_grid_are_the_ones_evaluated(
+        setup, tmp_path) -> None:
+    cfg, checkpoint, _ = setup
+    torch.manual_seed(1)
+    other = str(tmp_path / 'other.pth')
+    torch.save({'state_dict': build_adaptive_model(cfg).state_dict()}, other)
+    evaluate(cfg, other, tmp_path / 'other', rng_seed=0)
+    swapping = copy.deepcopy(cfg)
+    swapping.custom_hooks = [dict(type='SwapThroughDataHook', weights=other)]
+    evaluate(swapping, checkpoint, tmp_path / 'swapped', rng_seed=0)
+    want = json.loads((tmp_path / 'other' / 'per_config.json').read_text())['records']
+    got = json.loads((tmp_path / 'swapped' / 'per_config.json').read_text())['records']
+    assert [r['digest/score_sum'] for r in got] == [r['digest/score_sum'] for r in want]
