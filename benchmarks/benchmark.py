@@ -23,6 +23,7 @@ COMMANDS: Dict[str, str] = {
     'features': 'feature_extractor.py',
     'switch': 'switch_cost.py',
     'cost': 'detector_cost.py',
+    'rtmdet-cost': 'rtmdet_cost.py',
     'scan': 'checkpoint_scan.py',
     'eta': 'eta.py',
 }
