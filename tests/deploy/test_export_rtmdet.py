@@ -18,7 +18,10 @@ from mutualnet_mm.ops import get_depth, get_width, set_width
 
 from ..models.equivalence import randomize_norms
 
-CONFIG = Path(__file__).parents[2] / 'configs' / 'rtmdet' / 'rtmdet_l_mutual_coco.py'
+RECIPES = Path(__file__).parents[2] / 'configs' / 'rtmdet'
+#: recipe kind -> (our recipe, mmdet's config name prefix)
+KINDS = {'rtmdet': ('rtmdet_l_mutual_coco.py', 'rtmdet'),
+         'rtmdet-ins': ('rtmdet-ins_l_mutual_coco.py', 'rtmdet-ins')}
 RTMDET_CONFIGS = Path(__import__('mmdet').__file__).parent / '.mim' / 'configs' / 'rtmdet'
 #: (width, depth) of each RTMDet size relative to RTMDet-l.
 FAMILY = {'tiny': (0.375, 0.167), 's': (0.5, 0.33), 'm': (0.75, 0.67), 'l': (1.0, 1.0)}
@@ -42,9 +45,9 @@ def single_process(model_cfg: dict) -> dict:
     return cfg
 
 
-@pytest.fixture(scope='module')
-def setup() -> tuple:
-    cfg = Config.fromfile(str(CONFIG))
+def build(kind: str) -> tuple:
+    """A recipe's config (plain BN) and its model with random weights and norms."""
+    cfg = Config.fromfile(str(RECIPES / KINDS[kind][0]))
     cfg.model = single_process(cfg.model.to_dict())
     from mmdet.registry import MODELS
     torch.manual_seed(0)
@@ -52,6 +55,16 @@ def setup() -> tuple:
         model = MODELS.build(copy.deepcopy(cfg.model))
     randomize_norms(model)
     return cfg, model
+
+
+@pytest.fixture(scope='module')
+def setup() -> tuple:
+    return build('rtmdet')
+
+
+@pytest.fixture(scope='module', params=list(KINDS))
+def recipe(request) -> tuple:
+    return request.param, *build(request.param)
 
 
 def batch() -> dict:
@@ -85,18 +98,19 @@ def test_the_mutual_step_draws_width_depth_and_scale(setup) -> None:
 
 
 @pytest.mark.parametrize('size', list(FAMILY))
-def test_each_family_point_exports_as_mmdets_own_rtmdet(setup, size: str) -> None:
-    cfg, model = setup
+def test_each_family_point_exports_as_mmdets_own_rtmdet(recipe, size: str) -> None:
+    kind, cfg, model = recipe
     width, depth = FAMILY[size]
     config = SubnetConfig(width, 1.0, depth=depth)
     stock_cfg, state_dict = export_config_and_weights(model, cfg, config)
 
     # the model mmdet's own config of that size builds, but for exp_on_reg (see the head)
     own = single_process(Config.fromfile(
-        str(RTMDET_CONFIGS / f'rtmdet_{size}_8xb32-300e_coco.py')).model.to_dict())
+        str(RTMDET_CONFIGS / f'{KINDS[kind][1]}_{size}_8xb32-300e_coco.py')).model.to_dict())
     exported = single_process(stock_cfg.model.to_dict())
-    assert exported['bbox_head'].pop('exp_on_reg') is True
-    assert own['bbox_head'].pop('exp_on_reg') is (size in ('m', 'l'))
+    if kind == 'rtmdet':  # RTMDet-Ins has no exp_on_reg
+        assert exported['bbox_head'].pop('exp_on_reg') is True
+        assert own['bbox_head'].pop('exp_on_reg') is (size in ('m', 'l'))
     for key in ('backbone', 'neck', 'bbox_head', 'data_preprocessor', 'train_cfg',
                 'test_cfg'):
         assert exported[key] == own[key], key

@@ -157,6 +157,12 @@ CASES: Dict[str, Case] = {
                  type='MlvlPointGenerator', offset=0, strides=[8, 16, 32])),
         widths=(1.0, 0.75, 0.5, 0.375),
         make_inputs=lambda w: _maps([widen_channels(64, w)] * 3, (8, 4, 2))),
+    'SlimmableRTMDetInsSepBNHead': Case(
+        dict(type='SlimmableRTMDetInsSepBNHead', num_classes=3, in_channels=64,
+             feat_channels=64, stacked_convs=2, anchor_generator=dict(
+                 type='MlvlPointGenerator', offset=0, strides=[8, 16, 32])),
+        widths=(1.0, 0.75, 0.5, 0.375),
+        make_inputs=lambda w: _maps([widen_channels(64, w)] * 3, (8, 4, 2))),
     'SlimmableResNet-18 (mmpretrain)': Case(dict(type='SlimmableResNet', depth=18),
                                             scope='mmpretrain'),
     'SlimmableMobileNetV2 (mmpretrain)': Case(dict(type='SlimmableMobileNetV2'),

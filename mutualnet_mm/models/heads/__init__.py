@@ -8,12 +8,12 @@ from .mask_head import SlimmableFCNMaskHead
 from .retina_head import SlimmableRetinaHead
 from .roi_extractor import SlimmableSingleRoIExtractor
 from .rpn_head import SlimmableRPNHead
-from .rtmdet_head import SlimmableRTMDetSepBNHead
+from .rtmdet_head import SlimmableRTMDetInsSepBNHead, SlimmableRTMDetSepBNHead
 from .video_heads import SlimmableSlowFastHead, SlimmableX3DHead
 
 __all__ = [
     'SlimmableConvFCBBoxHead', 'SlimmableFCNMaskHead', 'SlimmableRPNHead',
-    'SlimmableRTMDetSepBNHead', 'SlimmableRetinaHead', 'SlimmableShared2FCBBoxHead',
-    'SlimmableShared4Conv1FCBBoxHead',
+    'SlimmableRTMDetInsSepBNHead', 'SlimmableRTMDetSepBNHead', 'SlimmableRetinaHead',
+    'SlimmableShared2FCBBoxHead', 'SlimmableShared4Conv1FCBBoxHead',
     'SlimmableSingleRoIExtractor', 'SlimmableSlowFastHead', 'SlimmableX3DHead',
 ]

@@ -14,8 +14,8 @@ class StockSlimmableHead(StockSlimmable):
     Subclasses name the stock class (:attr:`stock_type`), the constructor arguments that
     are channel counts (:attr:`channel_args`, read back from attributes of the same name)
     and the prediction layers whose outputs (class scores, box deltas, mask logits) never
-    shrink (:attr:`prediction_layers`). Every other argument reaches the stock config
-    unchanged.
+    shrink (:attr:`prediction_layers`, names below the head). Every other argument
+    reaches the stock config unchanged.
     """
 
     stock_type: str
@@ -40,7 +40,10 @@ class StockSlimmableHead(StockSlimmable):
                               and k not in self.channel_args}
         convert_to_slimmable(self)
         for name in self.prediction_layers:
-            found = getattr(self, name, None)
+            try:
+                found = self.get_submodule(name)  # nested names too: 'mask_head.projection'
+            except AttributeError:
+                found = None
             for layer in found if isinstance(found, nn.ModuleList) else [found]:
                 if layer is None:
                     continue
