@@ -67,16 +67,20 @@ def test_config_names() -> None:
     assert SubnetConfig(1.0, 1.0, 8).name == 'w1.00_s1_f8'
     assert SubnetConfig(0.5, 1.0, head_width=0.25).name == 'w0.50_h0.25_s1'
     assert SubnetConfig(0.5, 1.0, head_width=0.25).label == 'w0.50 h0.25 s1'
+    assert SubnetConfig(0.5, 0.75, depth=0.33).name == 'w0.50_d0.33_s0.75'
+    assert SubnetConfig(0.375, 1.0, depth=0.167).name == 'w0.38_d0.167_s1'
     assert SubnetConfig(0.5, 0.75).label == 'w0.50 s0.75'
     assert SubnetConfig(1.0, 4 / 7, frames=8).label == 'w1.00 s0.571 f8'  # as in the name
 
 
 @pytest.mark.parametrize('config', [SubnetConfig(0.5, 0.75), SubnetConfig(1.0, 1.0, 8),
-                                    SubnetConfig(0.25, 0.5, head_width=1.0)])
+                                    SubnetConfig(0.25, 0.5, head_width=1.0),
+                                    SubnetConfig(0.5, 0.75, depth=0.33)])
 def test_configs_round_trip_through_records(config) -> None:
     record = config.record()
     assert record['name'] == config.name
     assert ('head_width' in record) == (config.head_width is not None)
+    assert ('depth' in record) == (config.depth is not None)
     assert SubnetConfig.from_record(record) == config
 
 
@@ -180,3 +184,17 @@ def test_full_only_iterations_come_first_then_the_same_cohorts() -> None:
 def test_bad_full_only_iters(iters) -> None:
     with pytest.raises(ValueError, match='full_only_iters must be an integer >= 0'):
         CohortSampler((0.25, 1.0), 4, full_only_iters=iters)
+
+
+def test_depths_are_drawn_as_widths_are() -> None:
+    sampler = CohortSampler((0.375, 1.0), 4, SCALES, seed=5, depth_range=(0.167, 1.0))
+    assert sampler.full == SubnetConfig(1.0, 1.0, depth=1.0)
+    for iteration in range(20):
+        cohort = sampler.cohort(iteration)
+        assert (cohort[-1].width, cohort[-1].depth) == (0.375, 0.167)
+        depths = [c.depth for c in cohort[1:-1]]
+        assert depths == sorted(depths, reverse=True) and all(0.167 <= d <= 1 for d in depths)
+    plain = CohortSampler((0.375, 1.0), 4, SCALES, seed=5)  # widths drawn first, as before
+    assert [c.width for c in plain.cohort(3)] == [c.width for c in sampler.cohort(3)]
+    with pytest.raises(ValueError, match='depth_range of mutual'):
+        CohortSampler((0.375, 1.0), 4, SCALES, depth_range=(0.0, 1.0))
