@@ -175,13 +175,13 @@ def capture_batches(step: MutualTrainStep, model: nn.Module, optim_wrapper: Opti
 
 
 def loaded_images(inputs: Tensor, samples: Sequence, preprocessor: nn.Module) -> List[Tensor]:
-    """Preprocessed ``inputs`` turned back into the images a loader delivers (uint8, BGR or
-    as the preprocessor expects them, each cut to its ``img_shape``)."""
+    """Preprocessed ``inputs`` turned back into the images a loader delivers (uint8 on the
+    CPU, channels as the preprocessor expects them, each cut to its ``img_shape``)."""
     images = inputs * preprocessor.std + preprocessor.mean
     if getattr(preprocessor, '_channel_conversion', False):
         images = images.flip(1)
     images = images.round().clamp(0, 255).to(torch.uint8)
-    return [image[:, :sample.img_shape[0], :sample.img_shape[1]].clone()
+    return [image[:, :sample.img_shape[0], :sample.img_shape[1]].cpu().clone()
             for image, sample in zip(images, samples)]
 
 
