@@ -105,8 +105,8 @@ def optim_wrapper_of(cfg: Config, model: nn.Module) -> OptimWrapper:
 class PassRecord:
     """What one training pass of a detector saw and did."""
 
-    loss: float = float('nan')
-    counts: Dict[str, int] = field(default_factory=dict)
+    loss: float
+    counts: Dict[str, int]
 
 
 class PassCounter:
@@ -245,11 +245,11 @@ def build_sides(step: MutualTrainStep, model: nn.Module, optim_wrapper: OptimWra
     model.load_state_dict(weights)
     counter = PassCounter(model)
     sides = Sides([])
-    holder = [data]
+    holder: List[dict] = []
 
     def mutual_setup() -> None:
         model.load_state_dict(weights)
-        holder[0] = copy.deepcopy(data)
+        holder[:] = [copy.deepcopy(data)]
         torch.set_rng_state(start_rng)
 
     def mutual_run() -> None:
