@@ -1,17 +1,22 @@
-"""Training overhead: one mutual iteration versus plain stock iterations of its cohort.
+"""Training overhead: one mutual iteration versus its plain passes, like for like.
 
 The mutual side is :class:`MutualTrainStep` on one batch: preprocess once, then per
 configuration of the cohort set the width, rescale the batch, forward, backward; one
-optimizer step. The plain side is, for each configuration of the same cohort, a STOCK
-detector built natively at that width (``stock_model_config``) doing its own plain
-``train_step`` (preprocess, forward, backward, optimizer step) on the same images already
-loaded at that configuration's size by the data pipeline: the rescaling is outside the
-timed region on the plain side and inside it on the mutual side, where it is part of
-the method. It prints mutual / sum of plain (``--target 1.10`` also prints whether it is
-within 1.10).
+optimizer step. The plain side is, per configuration, the stock twin of that
+configuration (``export_config_and_weights``: the stock detector at its widths, carrying
+the adaptive model's sliced weights) doing one plain training step as ``train_step`` does
+it: its data preprocessor on the configuration's images at their size, forward on exactly
+the batch the mutual step gave that configuration (the rescaler's images, boxes, masks and
+metainfo), backward, optimizer step. Before each pass torch's random state is set to the
+one the mutual step's pass started with, so RoI sampling draws the same RoIs.
 
-With ``--profile N`` the script profiles N mutual iterations with cProfile instead and
-prints the functions taking the most time.
+Every round starts both sides from the same weights, so every round repeats the same
+work. The script prints the evidence: per configuration, the loss and the sampled and
+positive RoI counts of the mutual step's pass and of the plain pass, in every round; and
+mutual / sum of plain (``--target 1.05`` also prints whether it is within 1.05).
+
+With ``--profile N`` it profiles N iterations of each side with cProfile instead and
+prints where each spends its time.
 
     python benchmarks/train_overhead.py            # demo Mask R-CNN, 128 px, batch 8
     python benchmarks/train_overhead.py --device cuda   # on a GPU (mmcv with CUDA ops)
@@ -22,6 +27,8 @@ import cProfile
 import io
 import pstats
 import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 from common import (
@@ -46,12 +53,20 @@ from common import (
     target_note,
     time_interleaved,
 )
-from mmengine.optim import build_optim_wrapper
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import DefaultScope
+from torch import Tensor, nn
 
-from mutualnet_mm.deploy import stock_model_config
+from mutualnet_mm.deploy import build_stock_model, export_config_and_weights
 from mutualnet_mm.engine import MutualTrainStep
+from mutualnet_mm.engine.mutual_step import pass_names
+from mutualnet_mm.engine.subnet import SubnetConfig
 from mutualnet_mm.ops import set_width
+
+#: The RoI heads whose inputs count the RoIs of a pass: every sampled RoI goes through
+#: the box head, every positive one through the mask head.
+COUNTED_HEADS = (('sampled_rois', 'roi_head.bbox_head'), ('positive_rois', 'roi_head.mask_head'))
 
 
 def parse_args() -> argparse.Namespace:
@@ -62,15 +77,16 @@ def parse_args() -> argparse.Namespace:
                         help='the cohort of this training iteration is timed (the config\'s '
                              'warm-up is left out: every iteration trains a cohort)')
     parser.add_argument('--profile', type=int, default=0, metavar='N',
-                        help='profile N mutual iterations (cProfile) instead of timing')
-    add_target_arg(parser, what='mutual / sum of stock')
+                        help='profile N iterations of each side (cProfile) instead of timing')
+    add_target_arg(parser, what='mutual / sum of plain')
     return parser.parse_args()
 
 
-def build_mutual_side(cfg, seed: int = 0, device: str = 'cpu'):
+def build_mutual_side(cfg: Config, seed: int = 0,
+                      device: str = 'cpu') -> Tuple[nn.Module, OptimWrapper, MutualTrainStep]:
     """The adaptive model in training mode on ``device``, its optimizer and the mutual step."""
     model = build_model(cfg, seed=seed).to(device).train()
-    optim_wrapper = _optim_wrapper(cfg, model)
+    optim_wrapper = optim_wrapper_of(cfg, model)
     # Without the warm-up (the full network alone), every iteration trains a cohort.
     mutual = {key: value for key, value in (cfg.train_cfg.get('mutual') or {}).items()
               if not key.startswith('full_only')}
@@ -78,145 +94,333 @@ def build_mutual_side(cfg, seed: int = 0, device: str = 'cpu'):
     return model, optim_wrapper, step
 
 
-#: Where a mutual iteration spends its time: (label, file name ending, function name).
+def optim_wrapper_of(cfg: Config, model: nn.Module) -> OptimWrapper:
+    """The config's optimizer wrapper over ``model``."""
+    with DefaultScope.overwrite_default_scope(scope_of(cfg)):
+        return build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+
+
+# ------------------------------------------------------------- what each pass does
+@dataclass
+class PassRecord:
+    """What one training pass of a detector saw and did."""
+
+    loss: float
+    counts: Dict[str, int]
+
+
+class PassCounter:
+    """Counts the RoIs each loss-mode pass of a detector sends through its RoI heads.
+
+    Args:
+        model: The detector (adaptive or stock: the heads have the same names).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.passes: List[Dict[str, int]] = []
+        self.handles = [model.register_forward_pre_hook(self._start)]
+        for key, name in COUNTED_HEADS:
+            head = model.get_submodule(name)
+            self.handles.append(head.register_forward_pre_hook(self._counter(key)))
+
+    def _start(self, _module: nn.Module, _args: tuple) -> None:
+        self.passes.append({key: 0 for key, _ in COUNTED_HEADS})
+
+    def _counter(self, key: str) -> Callable[[nn.Module, tuple], None]:
+        def count(_module: nn.Module, args: tuple) -> None:
+            self.passes[-1][key] += args[0].shape[0]
+        return count
+
+    def take(self) -> List[Dict[str, int]]:
+        """The counts of the passes since the last call."""
+        passes, self.passes = self.passes, []
+        return passes
+
+
+@dataclass
+class PassBatch:
+    """The batch the mutual step gave one configuration, and the random state it drew from.
+
+    Attributes:
+        inputs: The rescaled, preprocessed images.
+        samples: Their data samples (boxes, masks, metainfo).
+        images: The same images as a loader delivers them to the data preprocessor
+            (uint8, per image, cut to its shape): what a plain step preprocesses.
+        rng_state: Torch's random state at the start of the pass.
+    """
+
+    inputs: Tensor
+    samples: list
+    images: List[Tensor]
+    rng_state: Tensor
+
+
+def capture_batches(step: MutualTrainStep, model: nn.Module, optim_wrapper: OptimWrapper,
+                    data: dict, iteration: int) -> List[PassBatch]:
+    """Run one mutual iteration on a copy of ``data``; return what each pass was given."""
+    batches: List[PassBatch] = []
+
+    def capture(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+        inputs, samples = args[:2]
+        batches.append(PassBatch(inputs.detach().clone(), copy.deepcopy(samples),
+                                 loaded_images(inputs, samples, model.data_preprocessor),
+                                 torch.get_rng_state()))
+
+    handle = model.register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        step(model, copy.deepcopy(data), optim_wrapper, iteration)
+    finally:
+        handle.remove()
+    return batches
+
+
+def loaded_images(inputs: Tensor, samples: Sequence, preprocessor: nn.Module) -> List[Tensor]:
+    """Preprocessed ``inputs`` turned back into the images a loader delivers (uint8 on the
+    CPU, channels as the preprocessor expects them, each cut to its ``img_shape``)."""
+    images = inputs * preprocessor.std + preprocessor.mean
+    if getattr(preprocessor, '_channel_conversion', False):
+        images = images.flip(1)
+    images = images.round().clamp(0, 255).to(torch.uint8)
+    return [image[:, :sample.img_shape[0], :sample.img_shape[1]].cpu().clone()
+            for image, sample in zip(images, samples)]
+
+
+def plain_pass(model: nn.Module, optim_wrapper: OptimWrapper, loaded: dict, inputs: Tensor,
+               samples: list) -> Tensor:
+    """One plain training step, as ``train_step`` runs it, on the mutual step's batch.
+
+    The data preprocessor runs on ``loaded`` (the configuration's images and samples as a
+    loader delivers them: what a plain step pays to preprocess them); the forward reads
+    ``inputs`` and ``samples``, the batch the mutual step gave the configuration,
+    metainfo included (a stock preprocessor would write its own ``pad_shape``).
+
+    Returns:
+        The loss.
+    """
+    with optim_wrapper.optim_context(model):
+        model.data_preprocessor(loaded, True)
+        losses = model(inputs, samples, mode='loss')
+    loss, _ = model.parse_losses(losses)
+    optim_wrapper.update_params(loss)
+    return loss.detach()
+
+
+def build_twin(model: nn.Module, cfg: Config, config: SubnetConfig, device: str) -> nn.Module:
+    """The stock twin of ``config``, with the adaptive model's current weights, training."""
+    stock_cfg, state_dict = export_config_and_weights(model, cfg, config)
+    return build_stock_model(stock_cfg, state_dict).to(device).train()
+
+
+@dataclass
+class Sides:
+    """Both sides of the comparison, each case restoring the same starting point.
+
+    Attributes:
+        cases: The mutual iteration first, then one plain pass per configuration.
+        twins: The stock twin of each configuration.
+        mutual: Per round, the mutual step's passes.
+        plain: Per configuration, per round, its plain pass.
+    """
+
+    cases: List[Case]
+    twins: List[nn.Module] = field(default_factory=list)
+    mutual: List[List[PassRecord]] = field(default_factory=list)
+    plain: List[List[PassRecord]] = field(default_factory=list)
+
+
+def build_sides(step: MutualTrainStep, model: nn.Module, optim_wrapper: OptimWrapper,
+                cfg: Config, data: dict, iteration: int, device: str
+                ) -> Tuple[Sides, List[SubnetConfig], List[PassBatch]]:
+    """The like-for-like cases; returns them, the cohort and each pass's batch.
+
+    One mutual iteration runs first (its optimizer state then exists, as in training);
+    the weights after it are the starting point of every round of both sides, and a
+    second iteration from them records each pass's batch and random state.
+    """
+    cohort = step.sampler.cohort(iteration)
+    step(model, copy.deepcopy(data), optim_wrapper, iteration)
+    weights = copy.deepcopy(model.state_dict())
+    start_rng = torch.get_rng_state()
+    batches = capture_batches(step, model, optim_wrapper, data, iteration)
+    model.load_state_dict(weights)
+    counter = PassCounter(model)
+    sides = Sides([])
+    holder: List[dict] = []
+
+    def mutual_setup() -> None:
+        model.load_state_dict(weights)
+        holder[:] = [copy.deepcopy(data)]
+        torch.set_rng_state(start_rng)
+
+    def mutual_run() -> None:
+        log_vars = step(model, holder[0], optim_wrapper, iteration)
+        names = pass_names(len(cohort))
+        sides.mutual.append([PassRecord(log_vars[name].item(), counts)
+                             for name, counts in zip(names, counter.take())])
+
+    sides.cases.append(Case('mutual', mutual_run, mutual_setup))
+    for config, batch in zip(cohort, batches):
+        twin = build_twin(model, cfg, config, device)
+        sides.twins.append(twin)
+        sides.cases.append(_plain_case(config.name, twin, optim_wrapper_of(cfg, twin), batch,
+                                       sides.plain))
+    full = step.sampler.full
+    set_width(model, full.width, full.head_width)
+    return sides, cohort, batches
+
+
+def _plain_case(name: str, twin: nn.Module, optim_wrapper: OptimWrapper, batch: PassBatch,
+                records: List[List[PassRecord]]) -> Case:
+    """The plain pass of one configuration: from the same weights, random state and batch
+    every round."""
+    weights = copy.deepcopy(twin.state_dict())
+    counter = PassCounter(twin)
+    rounds: List[PassRecord] = []
+    records.append(rounds)
+    holder: List[tuple] = []
+
+    def setup() -> None:
+        twin.load_state_dict(weights)
+        samples = copy.deepcopy(batch.samples)
+        holder[:] = [(dict(inputs=list(batch.images), data_samples=[s.new() for s in samples]),
+                      batch.inputs, samples)]
+        torch.set_rng_state(batch.rng_state)
+
+    def run() -> None:
+        loss = plain_pass(twin, optim_wrapper, *holder[0])
+        rounds.append(PassRecord(loss.item(), counter.take()[0]))
+
+    return Case(f'plain {name}', run, setup)
+
+
+def evidence(cohort: Sequence[SubnetConfig], batches: Sequence[PassBatch],
+             sides: Sides) -> Tuple[List[dict], float, bool]:
+    """Per configuration, the first timed round's losses and counts of both sides.
+
+    Returns:
+        The table rows, the largest relative loss difference over every round and
+        configuration, and whether the RoI counts agreed in every round.
+    """
+    rows, largest, counts_agree = [], 0.0, True
+    for index, (config, batch) in enumerate(zip(cohort, batches)):
+        pairs = [(rounds[index], plain)
+                 for rounds, plain in zip(sides.mutual, sides.plain[index])]
+        for mutual, plain in pairs:
+            largest = max(largest, abs(mutual.loss - plain.loss) / abs(mutual.loss))
+            counts_agree &= mutual.counts == plain.counts
+        mutual, plain = pairs[0]
+        row = dict(config=config.name, input='x'.join(map(str, batch.inputs.shape[-2:])),
+                   loss_mutual=f'{mutual.loss:.6f}', loss_plain=f'{plain.loss:.6f}')
+        for key, _ in COUNTED_HEADS:
+            row[key] = f'{mutual.counts[key]} / {plain.counts[key]}'
+        rows.append(row)
+    return rows, largest, counts_agree
+
+
+# ------------------------------------------------------------------------ profile
+#: Where an iteration spends its time: (label, file name ending, function name).
 PROFILE_PARTS = (
-    ('data preprocessor (once)', 'data_preprocessors/data_preprocessor.py', 'forward'),
-    ('set_width (per pass + reset)', 'mutualnet_mm/ops/slimmable.py', 'set_width'),
-    ('DetBatchRescaler (per pass)', 'mutualnet_mm/engine/rescale.py', '__call__'),
+    ('data preprocessor', 'data_preprocessors/data_preprocessor.py', 'forward'),
+    ('set_width', 'mutualnet_mm/ops/slimmable.py', 'set_width'),
+    ('DetBatchRescaler', 'mutualnet_mm/engine/rescale.py', '__call__'),
     ('model forward, loss mode', 'mmdet/models/detectors/base.py', 'forward'),
     ('backward', 'optimizer/optimizer_wrapper.py', 'backward'),
-    ('optimizer step (once)', 'optimizer/optimizer_wrapper.py', 'step'),
-    ('zero_grad (once)', 'optimizer/optimizer_wrapper.py', 'zero_grad'),
+    ('optimizer step', 'optimizer/optimizer_wrapper.py', 'step'),
+    ('zero_grad', 'optimizer/optimizer_wrapper.py', 'zero_grad'),
 )
 
 
-def profile(step, model, optim_wrapper, data, iteration: int, count: int) -> None:
-    """cProfile ``count`` mutual iterations: the step's parts, then the top functions."""
-    step(model, copy.deepcopy(data), optim_wrapper, iteration)  # warm-up
-    profiler = cProfile.Profile()
-    for _ in range(count):
-        batch = copy.deepcopy(data)
-        profiler.enable()
-        step(model, batch, optim_wrapper, iteration)
-        profiler.disable()
-    stats = pstats.Stats(profiler, stream=io.StringIO())
-    total = _cumulative(stats, 'mutualnet_mm/engine/mutual_step.py', '__call__', outermost=True)
+def profile(cases: Sequence[Case], count: int) -> None:
+    """cProfile ``count`` rounds of the mutual case and of the plain ones; print both."""
+    profilers = {'mutual': cProfile.Profile(), 'plain': cProfile.Profile()}
+    for round_index in range(count + 1):  # the first round warms up
+        for case in cases:
+            case.setup()
+            profiler = profilers[case.name.split()[0]]
+            if round_index:
+                profiler.enable()
+            case.run()
+            profiler.disable()
+    stats = {side: pstats.Stats(profiler, stream=io.StringIO())
+             for side, profiler in profilers.items()}
+    totals = {side: stat.total_tt for side, stat in stats.items()}
     rows = []
     for label, path, function in PROFILE_PARTS:
-        seconds = _cumulative(stats, path, function, outermost=True)
-        rows.append(dict(part=label, ms_per_iteration=seconds / count * 1000,
-                         share=f'{seconds / total * 100:.1f}%'))
-    rows.append(dict(part='mutual step, total', ms_per_iteration=total / count * 1000,
-                     share='100%'))
-    print(f'where a mutual iteration spends its time (cProfile, {count} iterations after '
-          'one warm-up; cumulative times, profiler overhead included):')
+        row = dict(part=label)
+        for side, stat in stats.items():
+            seconds = _cumulative(stat, path, function)
+            row[f'{side}_ms'] = seconds / count * 1000
+            row[f'{side}_share'] = f'{seconds / totals[side] * 100:.1f}%'
+        rows.append(row)
+    rows.append(dict(part='total', **{f'{side}_ms': total / count * 1000
+                                      for side, total in totals.items()}))
+    print(f'where an iteration spends its time (cProfile, {count} rounds after one warm-up; '
+          'cumulative times, profiler overhead included; plain: the sum of its passes):')
     print(markdown_table(rows))
-    out = io.StringIO()
-    stats.stream = out
-    stats.sort_stats('tottime').print_stats(20)
-    stats.print_stats('mutualnet_mm', 20)
-    print(out.getvalue())
+    for side, stat in stats.items():
+        out = io.StringIO()
+        stat.stream = out
+        stat.sort_stats('tottime').print_stats(25)
+        print(f'\n{side}: the functions taking the most time of their own')
+        print(out.getvalue())
 
 
-def _cumulative(stats: pstats.Stats, path: str, function: str, outermost: bool) -> float:
+def _cumulative(stats: pstats.Stats, path: str, function: str) -> float:
     """Cumulative seconds of the matching functions (only calls not made by one another)."""
     keys = [key for key in stats.stats if key[0].endswith(path) and key[2] == function]
     seconds = 0.0
     for key in keys:
         _, _, _, cumulative, callers = stats.stats[key]
-        if outermost:  # leave out the time of calls made from a matching function
-            cumulative -= sum(callers[c][3] for c in callers if c in keys)
-        seconds += cumulative
+        seconds += cumulative - sum(callers[c][3] for c in callers if c in keys)
     return seconds
 
 
+# --------------------------------------------------------------------------- main
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
-    print_header('Training overhead: mutual iteration vs. plain stock iterations', args)
+    print_header('Training overhead: mutual iteration vs. its plain passes, like for like',
+                 args)
     print_device(args.device)
     root = generated_data((args.height or args.size, args.size), num_train=args.batch_size,
                           root=args.data_root)
     cfg = config_on_generated_data(args.config, root, args.size, args.batch_size)
     model, optim_wrapper, step = build_mutual_side(cfg, device=args.device)
-    data = first_batch(cfg)
-    cohort = step.sampler.cohort(args.iteration)
     print(describe(model) + '\n', flush=True)
+    sides, cohort, batches = build_sides(step, model, optim_wrapper, cfg, first_batch(cfg),
+                                         args.iteration, args.device)
     if args.profile:
-        profile(step, model, optim_wrapper, data, args.iteration, args.profile)
+        profile(sides.cases, args.profile)
         print_footer(started)
         return
 
-    mutual_batch = [None]
-    cases = [Case('mutual', lambda: step(model, mutual_batch[0], optim_wrapper,
-                                         args.iteration),
-                  setup=lambda: mutual_batch.__setitem__(0, copy.deepcopy(data)))]
-    # The breakdown: the adaptive model's own plain train_step at each configuration
-    # (a copy, so the mutual side's weights are not touched).
-    adaptive = copy.deepcopy(model)
-    adaptive_optim = _optim_wrapper(cfg, adaptive)
-    rows = []
-    for index, config in enumerate(cohort):
-        stock_cfg = stock_model_config(model, cfg.model, config.width)
-        stock = build_model(cfg, stock_cfg, seed=index).to(args.device).train()
-        size = max(1, round(args.size * config.scale))
-        scaled_data = first_batch(config_on_generated_data(args.config, root, size,
-                                                           args.batch_size))
-        cases.append(_plain_case(f'stock {config.name}', stock, _optim_wrapper(cfg, stock),
-                                 scaled_data))
-        cases.append(_plain_case(f'adaptive {config.name}', adaptive, adaptive_optim,
-                                 scaled_data, width=config.width))
-        rows.append(dict(config=config.name,
-                         input='x'.join(map(str, scaled_data['inputs'][0].shape[-2:])),
-                         stock_backbone=', '.join(
-                             f'{k}={stock_cfg["backbone"][k]}'
-                             for k in ('depth', 'base_channels') if k in stock_cfg['backbone']),
-                         stock_mparams=sum(p.numel() for p in stock.parameters()) / 1e6))
-    set_width(model, step.sampler.full.width)
-    print(f'cohort of iteration {args.iteration}:')
+    times = time_interleaved(sides.cases, args.repeats, args.warmup,
+                             device_clock(args.device), block=len(sides.cases))
+    del sides.mutual[:args.warmup]
+    for rounds in sides.plain:
+        del rounds[:args.warmup]
+    rows, largest, counts_agree = evidence(cohort, batches, sides)
+    print(f'cohort of iteration {args.iteration}: each configuration\'s pass in the mutual '
+          'step and its plain pass (loss; RoIs through the box head / the mask head, '
+          'mutual / plain), first timed round:')
     print(markdown_table(rows))
-    print(flush=True)
-
-    torch.manual_seed(0)
-    times = time_interleaved(cases, args.repeats, args.warmup, device_clock(args.device))
-    sums = {side: [sum(times[name][i] for name in times if name.startswith(side + ' '))
-                   for i in range(args.repeats)] for side in ('stock', 'adaptive')}
+    print(f'same work: over {args.repeats} rounds, largest relative loss difference '
+          f'{largest:.1e}; RoI counts ' + ('equal in every round' if counts_agree
+                                           else 'DIFFER in some round'))
+    plain_sum = [sum(values) for values in zip(*(times[c.name] for c in sides.cases[1:]))]
     table = [dict(side=name, median_s=median(values), quartiles=spread(values))
              for name, values in times.items()]
-    table += [dict(side=f'sum of {side}', median_s=median(values), quartiles=spread(values))
-              for side, values in sums.items()]
-    print(f'seconds per iteration ({args.repeats} interleaved rounds, {args.warmup} warm-up); '
-          '"stock": stock detectors built at each width, "adaptive": the slimmable '
-          "detector's plain train_step at each configuration:")
+    table.append(dict(side='sum of plain', median_s=median(plain_sum),
+                      quartiles=spread(plain_sum)))
+    print(f'\nseconds per iteration ({args.repeats} interleaved rounds, {args.warmup} '
+          'warm-up):')
     print(markdown_table(table))
-    ratio = median(times['mutual']) / median(sums['stock'])
-    print(f'\nmutual / sum of stock: {ratio:.3f} (ratio of medians; median of per-round '
-          f'ratios {paired_ratio(times["mutual"], sums["stock"]):.3f})'
-          + target_note([ratio], args.target))
-    step_ratio = median(times['mutual']) / median(sums['adaptive'])
-    layer_ratio = median(sums['adaptive']) / median(sums['stock'])
-    print(f'breakdown: mutual / sum of adaptive {step_ratio:.3f} (the step itself: one '
-          'preprocessing, rescaling, one optimizer step); sum of adaptive / sum of stock '
-          f'{layer_ratio:.3f} (slimmable vs. stock detectors: sliced layers, and each plain '
-          'step of the adaptive detector updates all its parameters)')
+    ratios = [m / p for m, p in zip(times['mutual'], plain_sum)]
+    print(f'\nmutual / sum of plain: {paired_ratio(times["mutual"], plain_sum):.3f} (median '
+          f'of per-round ratios, quartiles {spread(ratios)}; ratio of medians '
+          f'{median(times["mutual"]) / median(plain_sum):.3f})'
+          + target_note([paired_ratio(times['mutual'], plain_sum)], args.target))
     print_footer(started)
-
-
-def _optim_wrapper(cfg, model):
-    with DefaultScope.overwrite_default_scope(scope_of(cfg)):
-        return build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
-
-
-def _plain_case(name: str, model, optim_wrapper, data: dict, width=None) -> Case:
-    """A plain ``train_step`` on a fresh copy of ``data`` (at ``width`` if given)."""
-    holder = [None]
-
-    def setup() -> None:
-        if width is not None:
-            set_width(model, width)
-        holder[0] = copy.deepcopy(data)
-
-    return Case(name, lambda: model.train_step(holder[0], optim_wrapper), setup)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 """The contract of a slimmable module, and setting the width of a whole model."""
 from abc import abstractmethod
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Set, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -77,18 +77,36 @@ def _is_nested(name: str, layers: Mapping[str, nn.Module], owner: Slimmable) -> 
 
 
 def slimmable_modules(model: nn.Module) -> List[Tuple[str, Slimmable]]:
-    """The outermost :class:`Slimmable` modules in ``model`` (through wrappers)."""
+    """The outermost :class:`Slimmable` modules in ``model`` (through wrappers).
+
+    In the order of ``model.named_modules()``, each module once; the walk does not enter
+    a slimmable module (it runs on every :func:`set_width`).
+    """
     found: List[Tuple[str, Slimmable]] = []
-    for name, module in model.named_modules():
-        if isinstance(module, Slimmable) and \
-                not any(name.startswith(prefix + '.') for prefix, _ in found):
+    seen: Set[int] = set()
+
+    def visit(name: str, module: nn.Module) -> None:
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+        if isinstance(module, Slimmable):
             found.append((name, module))
+            return
+        for child_name, child in module._modules.items():
+            if child is not None:
+                visit(f'{name}.{child_name}' if name else child_name, child)
+
+    visit('', model)
     return found
 
 
 def width_range_of(model: nn.Module) -> WidthRange:
     """The widths every slimmable part of ``model`` allows (the ranges' intersection)."""
-    parts = slimmable_modules(model)
+    return _common_range(model, slimmable_modules(model))
+
+
+def _common_range(model: nn.Module, parts: List[Tuple[str, Slimmable]]) -> WidthRange:
+    """The intersection of the width ranges of ``parts``, the slimmable parts of ``model``."""
     if not parts:
         raise ValueError(f'{type(model).__name__} has no slimmable module: use a '
                          'slimmable backbone (e.g. SlimmableResNet) in its config')
@@ -153,7 +171,8 @@ def set_width(model: nn.Module, width: float, head_width: Optional[float] = None
         ValueError: a width or depth is outside the range every part allows, the model
             has no slimmable part, or a depth is given to a model without one.
     """
-    allowed = width_range_of(model)
+    parts = slimmable_modules(model)  # one walk of the model: this runs on every pass
+    allowed = _common_range(model, parts)
     width = check_width(width, allowed, type(model).__name__)
     if head_width is not None:
         head_width = check_width(head_width, allowed, f'{type(model).__name__} (head width)')
@@ -163,7 +182,7 @@ def set_width(model: nn.Module, width: float, head_width: Optional[float] = None
             raise ValueError(f'depth {depth!r} given, but {type(model).__name__} has no '
                              'depth-elastic part (only CSPNeXt backbones and necks are)')
         depth = check_width(depth, depths, type(model).__name__, 'depth')
-    for name, part in slimmable_modules(model):
+    for name, part in parts:
         if depth is not None and has_depth(part):
             part.depth = depth  # applied by its set_width
         part.set_width(part_width(name, width, head_width))
