@@ -37,7 +37,7 @@ epochs each, backbone-only slimming (``backbone_only``, ``backbone_only_warmup``
 demo recipe (``mutualnet_warmup``: 12 epochs alone + 12 with the cohort) and decoupled
 widths with the demo recipe (``decoupled_warmup``).
 
-``trees``: the tree-crown RetinaNet's recipe, shortened (runs of 2-5 minutes): the full
+``trees``: the tree-crown RetinaNet's recipe, shortened (runs of 1-4 minutes): the full
 network alone for ``TREES_WARMUP`` epochs (``warmup``), then ``mutualnet`` and
 ``backbone_only`` each continue from it for ``TREES_COHORT`` epochs of 4-pass cohorts;
 ``independent`` trains widths 1.0, 0.5 and 0.25 alone with as many passes together.
@@ -85,8 +85,8 @@ QUICK_WARMUP = 6  # epochs of the full network alone, shared by the cohort metho
 QUICK_COHORT = 5  # epochs with the cohort after it
 EXTENDED_EPOCHS = 16  # the cohort-from-the-start runs of the extended preset
 DEMO_EPOCHS = 24
-TREES_WARMUP = 8  # the trees preset: epochs of the full network alone
-TREES_COHORT = 8  # epochs with the cohort after it
+TREES_WARMUP = 6  # the trees preset: epochs of the full network alone
+TREES_COHORT = 6  # epochs with the cohort after it
 NO_WARMUP = dict(full_only_fraction=0.0)  # the cohort from the run's own first iteration
 DISTILL = dict(distill=dict(_delete_=True, type='FeatureDistiller', module='neck',
                             weight=1.0))
