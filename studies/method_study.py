@@ -1,8 +1,10 @@
 """Method study on the demo detection data, every method trained with the same budget.
 
-Every run trains the demo Mask R-CNN (``configs/demo/maskrcnn_mutual_r18_shapes.py``,
-same data, recipe and seed) with only the compared setting changed, then evaluates every
-(width, scale) with the stock per-configuration loop. Two presets:
+Every run trains a demo detector (same data, recipe and seed) with only the compared
+setting changed, then evaluates every (width, scale) with the stock per-configuration
+loop. The ``quick`` and ``extended`` presets train the demo Mask R-CNN
+(``configs/demo/maskrcnn_mutual_r18_shapes.py``) on the generated shapes, ``trees`` the
+RetinaNet on real aerial photographs (``configs/demo/retinanet_mutual_r18_trees.py``):
 
 ``quick`` (default): the demo's recipe, shortened. Its first five runs (``warmup``,
 ``mutualnet``, the three ``independent`` ones) take about 13 minutes on 2 cores; each
@@ -35,6 +37,13 @@ epochs each, backbone-only slimming (``backbone_only``, ``backbone_only_warmup``
 demo recipe (``mutualnet_warmup``: 12 epochs alone + 12 with the cohort) and decoupled
 widths with the demo recipe (``decoupled_warmup``).
 
+``trees``: the tree-crown RetinaNet's own recipe (``TREES_EPOCHS``, the full network
+alone for the first half; shorter schedules left every method near zero mAP):
+``mutualnet`` (the config as it is, 11-14 minutes on 2 cores), ``backbone_only`` (the same
+with the neck and head at full width) and ``independent`` (widths 1.0, 0.5 and 0.25
+alone, as many passes together). Ranked by bbox mAP, with AP50 beside it (boxes only: no
+segm mAP). Run it with ``--jobs 1``: one training at a time on 2 cores.
+
 Budget: forward-backward passes of a batch; passes at smaller widths and scales are
 cheaper, so the measured wall time of every run is reported next to it.
 
@@ -45,10 +54,11 @@ finished), writes its usual work dir under ``--work-dir``/seed<S> and is skipped
 The report (Markdown tables and ``method_study.png``) is written from the finished runs,
 per seed and, with several seeds, as the mean and range over them.
 
-    python benchmarks/method_study.py                        # the quick preset, seed 0
-    python benchmarks/method_study.py --seeds 1 2            # two more seeds
-    python benchmarks/method_study.py --report-only --seeds 0 1 2
-    python benchmarks/method_study.py --preset extended --runs width_only
+    python studies/method_study.py                        # the quick preset, seed 0
+    python studies/method_study.py --seeds 1 2            # two more seeds
+    python studies/method_study.py --report-only --seeds 0 1 2
+    python studies/method_study.py --preset extended --runs width_only
+    python studies/method_study.py --preset trees --jobs 1 --seeds 0 1 2
 """
 import argparse
 import json
@@ -59,25 +69,32 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'benchmarks'))
 from common import DEMO_CONFIG, REPO, generated_data, markdown_table  # noqa: E402
 
+from mutualnet_mm.datasets.trees import write_trees_coco  # noqa: E402
 from mutualnet_mm.evaluation.results import pareto_front  # noqa: E402
 
 DEMO_DATA = dict(root=osp.join(REPO, 'data', 'coco_shapes'), size=128, num_train=400,
                  num_val=100)  # as `make demo` writes it
+TREES_CONFIG = osp.join(REPO, 'configs', 'demo', 'retinanet_mutual_r18_trees.py')
+TREES_DATA = osp.join(REPO, 'data', 'trees')  # as `make trees` writes it
 COHORT_PASSES = 4  # the demo's num_subnets
 QUICK_WARMUP = 6  # epochs of the full network alone, shared by the cohort methods
 QUICK_COHORT = 5  # epochs with the cohort after it
 EXTENDED_EPOCHS = 16  # the cohort-from-the-start runs of the extended preset
 DEMO_EPOCHS = 24
+TREES_EPOCHS = 36  # the tree-crown config's schedule
 NO_WARMUP = dict(full_only_fraction=0.0)  # the cohort from the run's own first iteration
 DISTILL = dict(distill=dict(_delete_=True, type='FeatureDistiller', module='neck',
                             weight=1.0))
 RPN_DISTILL = dict(distill=dict(_delete_=True, type='RPNOutputDistiller', weight=1.0))
+#: The metric that ranks (the Pareto fronts, the goal checks) and, for each preset, the
+#: one shown beside it.
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')
+BOX_METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50')
 INDEPENDENT_WIDTHS = (1.0, 0.5, 0.25)
 #: Costs of one configuration differ a little between runs (the RoI heads' cost follows
 #: the number of proposals): a budget check allows this much above the budget.
@@ -127,11 +144,11 @@ class Run:
     after: Optional[str] = None
 
 
-def independent_runs(epochs: int) -> List[Run]:
+def independent_runs(epochs: int, config: str = DEMO_CONFIG) -> List[Run]:
     """One network per width, trained alone from scratch, evaluated at its width only."""
     return [Run(f'independent_w{width}', 'independent', epochs,
                 mutual=dict(NO_WARMUP, num_subnets=1, width_range=(width, width)),
-                grid=dict(widths=(width,)))
+                grid=dict(widths=(width,)), config=config)
             for width in INDEPENDENT_WIDTHS]
 
 
@@ -189,7 +206,43 @@ def extended_runs() -> List[Run]:
     ]
 
 
-PRESETS: Dict[str, Callable[[], List[Run]]] = dict(quick=quick_runs, extended=extended_runs)
+def trees_runs() -> List[Run]:
+    """The tree-crown RetinaNet's recipe (warm-up: the first half), the same with
+    backbone-only slimming, and independent networks with as many passes together."""
+    warmup = TREES_EPOCHS // 2
+    passes = warmup + COHORT_PASSES * (TREES_EPOCHS - warmup)
+    return [
+        Run('mutualnet', 'mutualnet', TREES_EPOCHS, config=TREES_CONFIG),
+        *independent_runs(round(passes / len(INDEPENDENT_WIDTHS)), TREES_CONFIG),
+        Run('backbone_only', 'backbone_only', TREES_EPOCHS, mutual=BACKBONE_ONLY,
+            grid=head_grid(1.0), config=TREES_CONFIG),
+    ]
+
+
+def shapes_data() -> None:
+    generated_data(**DEMO_DATA)
+
+
+def trees_data() -> None:
+    write_trees_coco(TREES_DATA)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A study: its runs, the data they need, the two metrics shown and the plot title."""
+
+    runs: Callable[[], List[Run]]
+    make_data: Callable[[], None]
+    metrics: Tuple[str, str]
+    title: str
+
+
+PRESETS: Dict[str, Preset] = dict(
+    quick=Preset(quick_runs, shapes_data, METRICS, 'Demo Mask R-CNN, quick method study'),
+    extended=Preset(extended_runs, shapes_data, METRICS,
+                    'Demo Mask R-CNN, extended method study'),
+    trees=Preset(trees_runs, trees_data, BOX_METRICS,
+                 'Tree-crown RetinaNet (real aerial photographs), method study'))
 
 
 def schedule_options(run: Run) -> List[str]:
@@ -399,14 +452,21 @@ def write_report(text: str, by_method: Dict[str, List[dict]], out_dir: str,
     return text
 
 
-def report(by_method: Dict[str, List[dict]], out_dir: str, title: str) -> str:
+def metric_name(metric: str) -> str:
+    """``coco/bbox_mAP_50`` -> ``bbox mAP_50``."""
+    return metric.rpartition('/')[2].replace('_', ' ', 1)
+
+
+def report(by_method: Dict[str, List[dict]], out_dir: str, title: str,
+           metrics: Tuple[str, str] = METRICS) -> str:
     """One seed's tables (summary, per configuration) and plot; returns the text."""
-    bbox, segm = METRICS
-    table = per_config(by_method, lambda r: f'{r[bbox]:.3f} / {r[segm]:.3f} '
+    first, second = metrics
+    table = per_config(by_method, lambda r: f'{r[first]:.3f} / {r[second]:.3f} '
                                             f'@ {r["gflops"]:.3f}')
     text = ('### Summary\n\n' + markdown_table(summary(by_method)) +
             goal_sections(by_method) +
-            '\n\n### Per configuration: bbox mAP / segm mAP @ GFLOPs\n\n' +
+            f'\n\n### Per configuration: {metric_name(first)} / {metric_name(second)} '
+            '@ GFLOPs\n\n' +
             markdown_table(table) + '\n')
     return write_report(text, by_method, out_dir, title)
 
@@ -419,7 +479,8 @@ def goal_sections(by_method: Dict[str, List[dict]]) -> str:
         for candidate in CANDIDATES if candidate in by_method)
 
 
-def mean_over_seeds(by_seed: Dict[int, Dict[str, List[dict]]]) -> Dict[str, List[dict]]:
+def mean_over_seeds(by_seed: Dict[int, Dict[str, List[dict]]],
+                    metrics: Tuple[str, str] = METRICS) -> Dict[str, List[dict]]:
     """Per method and configuration, the mean record over the seeds that have it, with
     the lowest and highest bbox mAP (``bbox_low``, ``bbox_high``) and the seed count."""
     groups: Dict[str, Dict[tuple, List[dict]]] = {}
@@ -432,7 +493,7 @@ def mean_over_seeds(by_seed: Dict[int, Dict[str, List[dict]]]) -> Dict[str, List
     for method, by_config in groups.items():
         for records in by_config.values():
             mean = dict(records[0])
-            for key in ('gflops', 'wall_min', *METRICS):
+            for key in ('gflops', 'wall_min', *metrics):
                 mean[key] = sum(r[key] for r in records) / len(records)
             values = [r[METRICS[0]] for r in records]
             mean.update(bbox_low=min(values), bbox_high=max(values), seeds=len(records))
@@ -462,15 +523,17 @@ def wins(by_seed: Dict[int, Dict[str, List[dict]]], reference: str = 'mutualnet'
 
 
 def report_over_seeds(by_seed: Dict[int, Dict[str, List[dict]]], out_dir: str,
-                      title: str) -> str:
+                      title: str, metrics: Tuple[str, str] = METRICS) -> str:
     """Tables and plot of the mean over seeds, with each seed's win counts."""
-    means = mean_over_seeds(by_seed)
-    table = per_config(means, lambda r: f'{r[METRICS[0]]:.3f} ({r["bbox_low"]:.3f}-'
-                                        f'{r["bbox_high"]:.3f})')
+    means = mean_over_seeds(by_seed, metrics)
+    first, second = metrics
+    table = per_config(means, lambda r: f'{r[first]:.3f} ({r["bbox_low"]:.3f}-'
+                                        f'{r["bbox_high"]:.3f}) / {r[second]:.3f}')
     seeds = ', '.join(str(seed) for seed in by_seed)
     text = (f'Seeds {seeds}: means over the seeds (wall times: mean per seed).\n\n'
             '### Summary\n\n' + markdown_table(summary(means)) + goal_sections(means) +
-            '\n\n### Per configuration: bbox mAP, mean (lowest-highest)\n\n' +
+            f'\n\n### Per configuration: {metric_name(first)}, mean (lowest-highest) / '
+            f'{metric_name(second)}, mean\n\n' +
             markdown_table(table) + '\n\n### Configurations where `mutualnet` is more '
             'accurate (bbox mAP), per seed\n\n' + markdown_table(wins(by_seed)) + '\n')
     return write_report(text, means, out_dir, f'{title}, mean of seeds {seeds}')
@@ -534,7 +597,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.jobs < 1 or args.threads < 1:
         raise SystemExit(f'--jobs and --threads must be >= 1, got {args.jobs}, {args.threads}')
-    runs = PRESETS[args.preset]()
+    preset = PRESETS[args.preset]
+    runs = preset.runs()
     unknown = sorted(set(args.runs or ()) - {run.name for run in runs})
     if unknown:
         raise SystemExit(f'unknown runs {unknown} for --preset {args.preset}; its runs: '
@@ -542,7 +606,7 @@ def main() -> None:
     work_dir = args.work_dir or osp.join(REPO, 'work_dirs', f'method_study_{args.preset}')
     seeds = list(dict.fromkeys(args.seeds))
     if not args.report_only:
-        generated_data(**DEMO_DATA)
+        preset.make_data()
         selected = [run for run in runs if args.runs is None or run.name in args.runs]
         for seed in seeds:
             start = time.time()
@@ -550,19 +614,19 @@ def main() -> None:
             train_all(runs, selected, osp.join(work_dir, f'seed{seed}'), args.jobs,
                       args.threads, seed)
             print(f'seed {seed}: training wall time {(time.time() - start) / 60:.1f} min')
-    title = f'Demo Mask R-CNN, {args.preset} method study'
+    title = preset.title
     by_seed = {}
     for seed in seeds:
         seed_dir = osp.join(work_dir, f'seed{seed}')
         by_method = load(seed_dir, runs)
         if by_method:
             by_seed[seed] = by_method
-            text = report(by_method, seed_dir, f'{title}, seed {seed}')
+            text = report(by_method, seed_dir, f'{title}, seed {seed}', preset.metrics)
             print(f'written: method_study.md, method_study.png in {seed_dir}')
     if not by_seed:
         raise SystemExit(f'no finished run under {work_dir} for seeds {seeds}')
     if len(by_seed) > 1:
-        text = report_over_seeds(by_seed, work_dir, title)
+        text = report_over_seeds(by_seed, work_dir, title, preset.metrics)
         print(f'written: method_study.md, method_study.png in {work_dir}')
     print(text)
 

@@ -12,6 +12,7 @@ PINS = {
     'mmaction2': '1.2.0',
     'mmpretrain': '1.2.0',
     'scikit-learn': '1.9.1',
+    'deepforest': '2.1.0',  # data files only: never imported
 }
 IMPORTS = ('mmcv.ops', 'mmdet.models', 'mmaction.models', 'mmpretrain.models',
            'pycocotools.coco', 'cv2', 'decord', 'av', 'sklearn.datasets', 'mutualnet_mm')

@@ -6,7 +6,7 @@
 #        MUTUALNET_VENV=/path bash tools/setup_env.sh
 # Handles the stack defects listed in docs (torch pin, mmcv source build with a wheel
 # cache, mmaction2 1.2.0's missing DRN package, setuptools<82, one OpenCV distribution,
-# mmpretrain without dependencies).
+# mmpretrain and deepforest without dependencies).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,6 +62,10 @@ pip_install --no-deps "mmaction2==1.2.0"
 # mmpretrain 1.2.0 works with mmcv 2.1.0 and torch 2.13; without dependencies (listed in
 # requirements.txt) so that pip leaves the pinned stack as it is.
 pip_install --no-deps "mmpretrain==1.2.0"
+# deepforest ships the NEON aerial photographs and tree-crown boxes of the real-data demo
+# (tools/make_trees_data.py reads them as files and never imports the package): without
+# its dependencies, which the project does not use.
+pip_install --no-deps "deepforest==2.1.0"
 
 log "installing mutualnet_mm (editable)"
 # Without setuptools' banner about editable installs (a warning, not an error).

@@ -6,7 +6,12 @@ only when that sample is first loaded (possibly hours into training, inside a da
 worker). mmdet also drops or ignores some annotations without a word: boxes under a
 pixel, NaN boxes, annotations of images the file does not list, categories it does not
 declare, polygons under 3 points and RLE masks under ``LoadAnnotations(poly2mask=False)``;
-and it trains on boxes of infinite width. An unreadable image (empty, truncated, a
+and it trains on boxes of infinite width. It leaves out, also without a word, the
+annotations of categories the config's ``metainfo.classes`` does not name (all of them
+when it names none), the training images without a box under ``filter_empty_gt=True``
+(the negatives of a task with empty scenes), and in evaluation the detections past
+``max_per_img`` in a dense scene; a class of a handful of boxes trains silently too: these
+raise a :class:`DataWarning` (no class named: an error). An unreadable image (empty, truncated, a
 symbolic link loop, too large) fails only when a worker loads it. ``tools/train.py`` and
 ``tools/test.py`` run :func:`check_data_config` before building the runner: it builds each
 dataset (any type: COCO, image folders and lists, video lists) without its pipeline and
@@ -21,6 +26,7 @@ import math
 import os.path as osp
 import sys
 import warnings
+from collections import Counter
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import mmcv
@@ -36,8 +42,18 @@ MAX_IMAGE_PIXELS = 100_000_000
 _EXAMPLES = 3
 
 
+#: A training class with fewer boxes than this is reported (:class:`DataWarning`).
+FEW_BOXES = 10
+
+
 class DroppedAnnotationsWarning(UserWarning):
     """Annotations that mmdet's ``CocoDataset`` drops when it loads the file."""
+
+
+class DataWarning(UserWarning):
+    """Data that mmdet takes without a word but that likely trains or evaluates otherwise
+    than meant: classes with (almost) no boxes, training images left out for having no
+    box, images with more objects than the model may detect."""
 
 
 def _is_remote(path: str) -> bool:
@@ -168,6 +184,111 @@ def _check_annotations(content: dict, path: str, where: str,
             DroppedAnnotationsWarning, stacklevel=2)
 
 
+def _class_names(dataset: dict) -> Optional[List[str]]:
+    classes = (dataset.get('metainfo') or {}).get('classes')
+    if classes is None:
+        return None
+    return [classes] if isinstance(classes, str) else list(classes)
+
+
+def _check_classes_and_images(content: dict, path: str, where: str, dataset: dict) -> None:
+    """Raise when the config's classes name none of the file's categories; warn for the
+    annotations of other categories, which mmdet leaves out, for classes with fewer than
+    :data:`FEW_BOXES` boxes, and for the images that ``filter_empty_gt`` leaves out.
+
+    Without ``metainfo.classes`` in the config, every category of the file counts.
+    """
+    names = {category.get('id'): category.get('name') for category in content['categories']}
+    classes = _class_names(dataset)
+    selected = set(names) if classes is None else \
+        {cat_id for cat_id, name in names.items() if name in classes}
+    classes = list(dict.fromkeys(names.values())) if classes is None else classes
+    file_names = sorted(map(str, names.values()))
+    if not selected:
+        raise ValueError(f'{where}.metainfo.classes {classes} names none of the categories of '
+                         f'{where}.ann_file {path!r} ({file_names}): mmdet would train on no '
+                         'box. Name the classes as the file names its categories')
+    annotations = [a for a in content['annotations'] if not a.get('ignore', False)]
+    left_out = Counter(names.get(a.get('category_id')) for a in annotations
+                       if a.get('category_id') not in selected)
+    if left_out:
+        warnings.warn(
+            f'{where}.ann_file {path!r}: mmdet leaves out {sum(left_out.values())} of '
+            f'{len(annotations)} annotations, of categories that {where}.metainfo.classes '
+            f'{classes} does not name: ' + ', '.join(f'{name!r} ({count})' for name, count
+                                                     in left_out.most_common()),
+            DataWarning, stacklevel=3)
+    boxes = Counter(names[a['category_id']] for a in annotations
+                    if a.get('category_id') in selected and not a.get('iscrowd', False))
+    few = [name for name in classes if boxes[name] < FEW_BOXES]
+    if few:
+        warnings.warn(
+            f'{where}.ann_file {path!r}: ' + ', '.join(f'class {name!r} has {boxes[name]}'
+                                                      for name in few)
+            + f' training boxes (fewer than {FEW_BOXES}; {sum(boxes.values())} in all): '
+            'too few to learn the class; merge it into another or add data',
+            DataWarning, stacklevel=3)
+    filter_cfg = dataset.get('filter_cfg') or {}
+    if filter_cfg.get('filter_empty_gt', False):
+        with_boxes = {a.get('image_id') for a in annotations if a.get('category_id') in selected}
+        empty = [image for image in content['images'] if image.get('id') not in with_boxes]
+        if empty:
+            shown = ', '.join(repr(image.get('file_name')) for image in empty[:_EXAMPLES])
+            warnings.warn(
+                f'{where}.ann_file {path!r}: {len(empty)} of {len(content["images"])} images '
+                f'have no annotation of the classes (e.g. {shown}' + (', ...' if len(empty)
+                                                                      > _EXAMPLES else '')
+                + f') and {where}.filter_cfg.filter_empty_gt=True leaves them out of training; '
+                'set it to False to train on them as negatives',
+                DataWarning, stacklevel=3)
+
+
+def _detection_limits(cfg, split: str) -> List[Tuple[str, int]]:
+    """The caps on detections per image in the model's test settings and the split's COCO
+    evaluator (the mAP counts its last ``proposal_nums``), with their config keys."""
+    limits = []
+    test_cfg = (cfg.get('model') or {}).get('test_cfg') or {}
+    for key, section in (('model.test_cfg', test_cfg), ('model.test_cfg.rcnn',
+                                                        test_cfg.get('rcnn') or {})):
+        if isinstance(section.get('max_per_img'), int):
+            limits.append((f'{key}.max_per_img', section['max_per_img']))
+    evaluator = cfg.get(f'{split}_evaluator')
+    for metric in evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]:
+        if isinstance(metric, dict) and str(metric.get('type', '')).endswith('CocoMetric'):
+            proposal_nums = metric.get('proposal_nums', (100, 300, 1000))
+            limits.append((f'{split}_evaluator.proposal_nums[-1]', int(proposal_nums[-1])))
+    return limits
+
+
+def _check_detection_limits(cfg, split: str) -> None:
+    """Warn when an image of the split holds more boxes than the model may detect or the
+    evaluator counts: its recall, and so its AP, is capped without a word."""
+    limits = _detection_limits(cfg, split)
+    dataset = (cfg.get(f'{split}_dataloader') or {}).get('dataset')
+    if not limits or not dataset:
+        return
+    for config, place in _leaf_datasets(dataset, f'{split}_dataloader.dataset'):
+        path = _join(config.get('data_root') or '', config.get('ann_file') or '')
+        if not path.endswith('.json') or _is_remote(path) or not osp.isfile(path):
+            continue
+        with open(path, encoding='utf-8') as file:
+            content = json.load(file)
+        if not isinstance(content, dict) or 'annotations' not in content:
+            continue
+        per_image = Counter(a.get('image_id') for a in content['annotations']
+                            if not a.get('iscrowd', False) and not a.get('ignore', False))
+        if not per_image:
+            continue
+        image_id, most = per_image.most_common(1)[0]
+        below = [(key, limit) for key, limit in limits if limit < most]
+        if below:
+            warnings.warn(
+                f'{place}.ann_file {path!r}: image id {image_id!r} has {most} boxes, more than '
+                + ', '.join(f'{key} = {limit}' for key, limit in below)
+                + ': its recall and AP are capped. Raise the limit for dense scenes',
+                DataWarning, stacklevel=3)
+
+
 def _too_large(data: bytes) -> Optional[str]:
     """Why an image is too large to decode, read off its header (PIL, lazily), or None."""
     with warnings.catch_warnings():
@@ -287,6 +408,7 @@ def _check_coco(path: str, where: str, require_coco: bool, dataset: Optional[dic
                          f'{missing}; expected a JSON object with keys {list(COCO_KEYS)}')
     if dataset is not None:
         _check_annotations(content, path, where, _mask_loader(dataset))
+        _check_classes_and_images(content, path, where, dataset)
 
 
 def check_dataset_config(dataset: dict, where: str, num_files: Optional[int] = FAST_NUM_FILES,
@@ -304,7 +426,8 @@ def check_dataset_config(dataset: dict, where: str, num_files: Optional[int] = F
         num_files: How many of the listed samples to read; None: all of them, with a
             progress bar.
         training: Whether a run trains on it: then COCO annotations that mmdet would drop
-            or ignore raise an error or a :class:`DroppedAnnotationsWarning`.
+            or ignore raise an error or a :class:`DroppedAnnotationsWarning`, and its classes
+            and images are checked (:class:`DataWarning`).
         scope: The registry scope its type is built in (the config's ``default_scope``).
 
     Raises:
@@ -313,7 +436,8 @@ def check_dataset_config(dataset: dict, where: str, num_files: Optional[int] = F
             expected; the dataset is empty; samples are unreadable (all are listed: an
             empty or truncated file, a symbolic link loop, an undecodable image or one of
             more pixels than the bound); a training annotation has an undeclared category,
-            an RLE mask the pipeline ignores or a bbox that is not finite.
+            an RLE mask the pipeline ignores or a bbox that is not finite; the config's
+            ``metainfo.classes`` names none of a training file's categories.
     """
     for config, place in _leaf_datasets(dataset, where):
         data_root = config.get('data_root') or ''
@@ -346,7 +470,10 @@ def check_data_config(cfg, splits: Sequence[str], mode: str = 'fast',
         mode: ``'fast'``: the first 100 samples of each dataset are read (images:
             decoded); ``'all'``: every one, with a progress bar; ``'none'``: no check.
         training: Whether the run trains on the train split (``tools/train.py``): then its
-            annotations are checked too (see :func:`check_dataset_config`).
+            annotations are checked too (see :func:`check_dataset_config`). The COCO
+            annotations of the other splits are checked against the detection limits of
+            the model's ``test_cfg`` and of the split's ``CocoMetric`` (a
+            :class:`DataWarning` when an image holds more boxes).
     """
     if mode not in CHECK_MODES:
         raise ValueError(f'data check mode must be one of {list(CHECK_MODES)}, got {mode!r}')
@@ -358,6 +485,8 @@ def check_data_config(cfg, splits: Sequence[str], mode: str = 'fast',
         if loader and loader.get('dataset'):
             check_dataset_config(loader['dataset'], f'{split}_dataloader.dataset', num_files,
                                  training and split == 'train', cfg.get('default_scope'))
+            if split != 'train':
+                _check_detection_limits(cfg, split)
         evaluator = cfg.get(f'{split}_evaluator')
         metrics = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
         for index, metric in enumerate(metrics):
@@ -367,5 +496,5 @@ def check_data_config(cfg, splits: Sequence[str], mode: str = 'fast',
                 raise FileNotFoundError(f'{place}.ann_file {ann_file!r} does not exist')
 
 
-__all__ = ['CHECK_MODES', 'COCO_KEYS', 'DroppedAnnotationsWarning', 'MAX_IMAGE_PIXELS',
-           'check_data_config', 'check_dataset_config']
+__all__ = ['CHECK_MODES', 'COCO_KEYS', 'FEW_BOXES', 'MAX_IMAGE_PIXELS', 'DataWarning',
+           'DroppedAnnotationsWarning', 'check_data_config', 'check_dataset_config']

@@ -243,7 +243,8 @@ def replaced_directory(path: str, own_names: Collection[str]) -> Iterator[str]:
     """Write a new version of the directory ``path`` and put it in place as a whole.
 
     Yields an empty staging directory next to ``path`` (``.<name>.<pid>.staging``). When
-    the block ends without error, its files are flushed and it takes ``path``'s place in
+    the block ends without error, its files and folders are flushed (a sub-folder's own
+    files must be flushed by their writer) and it takes ``path``'s place in
     one atomic exchange. Where the file system cannot exchange, the old version is renamed
     aside (``.<name>.<pid>.previous``), the new one in, and the old one removed; a kill
     between those two renames leaves ``path`` missing and the old version aside, which
@@ -263,8 +264,11 @@ def replaced_directory(path: str, own_names: Collection[str]) -> Iterator[str]:
     os.mkdir(staging)
     try:
         yield staging
-        for entry in os.scandir(staging):
-            fsync_file(entry.path)
+        for entry in os.scandir(staging):  # files and folders written inside are flushed
+            if entry.is_dir(follow_symlinks=False):
+                fsync_directory(entry.path)
+            else:
+                fsync_file(entry.path)
         fsync_directory(staging)
         check_replaceable(path, own_names)
         if not osp.lexists(path):

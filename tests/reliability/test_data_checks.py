@@ -1,9 +1,11 @@
 """--check-data reads the samples of every dataset type the configs use, not only COCO."""
+import json
 import re
 import runpy
 import shutil
 import struct
 import sys
+import warnings
 import zlib
 from pathlib import Path
 
@@ -11,12 +13,14 @@ import pytest
 from mmengine.config import Config
 
 from mutualnet_mm.datasets import generate_motion_clips, write_digits
-from mutualnet_mm.reliability.data_checks import MAX_IMAGE_PIXELS, check_data_config
+from mutualnet_mm.datasets.trees import write_trees_coco
+from mutualnet_mm.reliability.data_checks import MAX_IMAGE_PIXELS, DataWarning, check_data_config
 
 REPO = Path(__file__).parents[2]
 DIGITS = REPO / 'configs/demo/resnet18_mutual_digits.py'
 IMAGENET = REPO / 'configs/classification/resnet18_mutual_in1k.py'
 VIDEO = REPO / 'configs/demo/x3d_mutual_demo.py'
+TREES = REPO / 'configs/demo/retinanet_mutual_r18_trees.py'
 SPLITS = ('train', 'val', 'test')
 
 
@@ -142,3 +146,76 @@ def test_video_clips_are_opened(tmp_path: Path) -> None:
                                          rf"'{root}/train_list\.txt' are unreadable: "
                                          rf"'{clip}': empty file"):
         check_data_config(cfg, ['train'])
+
+
+@pytest.fixture(scope='module')
+def trees(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('trees_checks') / 'trees'
+    write_trees_coco(root)
+    return root
+
+
+def trees_config(root: Path, **options) -> Config:
+    cfg = Config.fromfile(str(TREES))
+    cfg.merge_from_dict({'train_dataloader.dataset.data_root': f'{root}/',
+                         'val_dataloader.dataset.data_root': f'{root}/', **options})
+    return cfg
+
+
+def data_warnings(cfg: Config, splits=('train', 'val')) -> list:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        check_data_config(cfg, list(splits))
+    return [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+
+
+def test_the_tree_demo_data_passes_without_a_warning(trees: Path) -> None:
+    assert data_warnings(trees_config(trees)) == []
+
+
+def test_classes_naming_none_of_the_categories_are_an_error(trees: Path) -> None:
+    cfg = trees_config(trees, **{'train_dataloader.dataset.metainfo.classes': ('Dead', 'Alive')})
+    with pytest.raises(ValueError, match=r"train_dataloader\.dataset\.metainfo\.classes "
+                                         r"\['Dead', 'Alive'\] names none of the categories "
+                                         r".*\(\['Tree'\]\): mmdet would train on no box"):
+        check_data_config(cfg, ['train'])
+
+
+def test_categories_left_out_and_classes_with_few_boxes_are_named(trees: Path,
+                                                                   tmp_path: Path) -> None:
+    root = Path(shutil.copytree(trees, tmp_path / 'trees'))
+    ann_file = root / 'annotations/instances_train.json'
+    content = json.loads(ann_file.read_text())
+    content['categories'].append(dict(id=2, name='Dead', supercategory='plant'))
+    relabelled = [a for a in content['annotations'] if not a['iscrowd']][:7]
+    for annotation in relabelled:
+        annotation['category_id'] = 2
+    ann_file.write_text(json.dumps(content))
+    assert data_warnings(trees_config(root), ['train']) == [
+        f"train_dataloader.dataset.ann_file '{ann_file}': mmdet leaves out 7 of "
+        f"{len(content['annotations'])} annotations, of categories that "
+        "train_dataloader.dataset.metainfo.classes ['Tree'] does not name: 'Dead' (7)"]
+    both = trees_config(root, **{'train_dataloader.dataset.metainfo.classes': ('Tree', 'Dead')})
+    found = data_warnings(both, ['train'])
+    assert len(found) == 1 and re.search(r"class 'Dead' has 7 training boxes \(fewer than 10; "
+                                         r'1104 in all\): too few to learn', found[0])
+
+
+def test_empty_tiles_left_out_by_filter_empty_gt_are_counted(trees: Path) -> None:
+    cfg = trees_config(trees, **{'train_dataloader.dataset.filter_cfg.filter_empty_gt': True})
+    found = data_warnings(cfg, ['train'])
+    assert len(found) == 1 and re.search(
+        r"3 of 66 images have no annotation of the classes \(e\.g\. '2019_YELL_2_528000_"
+        r'.*filter_empty_gt=True leaves them out of training; set it to False', found[0])
+
+
+@pytest.mark.parametrize('options, limit', [
+    ({'model.test_cfg.max_per_img': 40}, 'model.test_cfg.max_per_img = 40'),
+    ({'val_evaluator.proposal_nums': (1, 10, 30)}, r'val_evaluator.proposal_nums\[-1\] = 30'),
+])
+def test_dense_validation_images_over_a_detection_limit_are_named(trees: Path, options: dict,
+                                                                  limit: str) -> None:
+    found = data_warnings(trees_config(trees, **options), ['val'])
+    assert len(found) == 1 and re.search(
+        r"val_dataloader\.dataset\.ann_file '.*instances_val\.json': image id \d+ has 49 "
+        rf'boxes, more than {limit}: its recall and AP are capped', found[0])

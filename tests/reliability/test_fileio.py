@@ -188,6 +188,17 @@ def test_a_failed_directory_write_leaves_the_old_version_and_no_staging(tmp_path
     assert sorted(os.listdir(tmp_path)) == ['export']
 
 
+def test_a_directory_of_folders_is_replaced_as_a_whole(tmp_path) -> None:
+    out = tmp_path / 'data'
+    for version in ('old', 'new'):
+        with replaced_directory(str(out), ('train', 'meta.json')) as staging:
+            Path(staging, 'train').mkdir()
+            Path(staging, 'train', 'a.jpg').write_text(version)
+            Path(staging, 'meta.json').write_text(version)
+    assert (out / 'train' / 'a.jpg').read_text() == (out / 'meta.json').read_text() == 'new'
+    assert sorted(os.listdir(tmp_path)) == ['data']
+
+
 def test_write_error_names_a_full_disk(tmp_path) -> None:
     message = write_error(OSError(errno.ENOSPC, 'No space left on device'), 'model.pth',
                           str(tmp_path), 'export again')
