@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from ..checks import check_int
-from ..fileio import atomic_write, replaced_directory, write_text_atomically
+from ..reliability.fileio import atomic_write, replaced_directory, write_text_atomically
 
 DEEPFOREST_VERSION = '2.1.0'
 INSTALL_COMMAND = f'pip install --no-deps deepforest=={DEEPFOREST_VERSION}'
