@@ -158,7 +158,9 @@ def trees(tmp_path_factory) -> Path:
 def trees_config(root: Path, **options) -> Config:
     cfg = Config.fromfile(str(TREES))
     cfg.merge_from_dict({'train_dataloader.dataset.data_root': f'{root}/',
-                         'val_dataloader.dataset.data_root': f'{root}/', **options})
+                         'val_dataloader.dataset.data_root': f'{root}/',
+                         'val_evaluator.ann_file': f'{root}/annotations/instances_val.json',
+                         **options})
     return cfg
 
 
