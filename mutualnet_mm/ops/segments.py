@@ -108,7 +108,7 @@ class SegmentedConvNd(SlimmableConvNd):
         return weight, None if bias is None else bias[:outputs], 1
 
     def _current_parameters(self, x: Tensor, dim: int = 1) -> tuple:
-        if not torch.is_grad_enabled() and not isinstance(x, torch.fx.Proxy):
+        if layers.evaluating(x):
             parameters = self._parameters  # type: ignore[attr-defined]
             key = (x.shape[dim], self.active_out_channels, self.active_in_segments,
                    self.active_out_segments)
