@@ -43,6 +43,9 @@ alone for the first half; shorter schedules left every method near zero mAP):
 with the neck and head at full width) and ``independent`` (widths 1.0, 0.5 and 0.25
 alone, as many passes together). Ranked by bbox mAP, with AP50 beside it (boxes only: no
 segm mAP). Run it with ``--jobs 1``: one training at a time on 2 cores.
+``rtmdet``: the RTMDet demo's own recipe (``RTMDET_EPOCHS``, RTMDet-s with RTMDet-tiny
+inside at width 0.75 and depth 0.5) against the stock RTMDet-s and RTMDet-tiny trained
+alone, as many passes together; boxes only.
 
 Budget: forward-backward passes of a batch; passes at smaller widths and scales are
 cheaper, so the measured wall time of every run is reported next to it.
@@ -59,6 +62,7 @@ per seed and, with several seeds, as the mean and range over them.
     python studies/method_study.py --report-only --seeds 0 1 2
     python studies/method_study.py --preset extended --runs width_only
     python studies/method_study.py --preset trees --jobs 1 --seeds 0 1 2
+    python studies/method_study.py --preset rtmdet --seeds 0 1 2
 """
 import argparse
 import json
@@ -87,6 +91,10 @@ QUICK_COHORT = 5  # epochs with the cohort after it
 EXTENDED_EPOCHS = 16  # the cohort-from-the-start runs of the extended preset
 DEMO_EPOCHS = 24
 TREES_EPOCHS = 36  # the tree-crown config's schedule
+RTMDET_CONFIG = osp.join(REPO, 'configs', 'demo', 'rtmdet_mutual_shapes.py')
+RTMDET_EPOCHS = 16  # the RTMDet demo config's schedule
+#: The RTMDet demo's family points ``(name, width, depth)``: RTMDet-s and RTMDet-tiny.
+RTMDET_SIZES = (('s', 1.0, 1.0), ('tiny', 0.75, 0.5))
 NO_WARMUP = dict(full_only_fraction=0.0)  # the cohort from the run's own first iteration
 DISTILL = dict(distill=dict(_delete_=True, type='FeatureDistiller', module='neck',
                             weight=1.0))
@@ -219,6 +227,22 @@ def trees_runs() -> List[Run]:
     ]
 
 
+def rtmdet_runs() -> List[Run]:
+    """The RTMDet demo's recipe (warm-up: the first half) against RTMDet-s and RTMDet-tiny
+    trained alone, with as many passes together."""
+    warmup = RTMDET_EPOCHS // 2
+    passes = warmup + COHORT_PASSES * (RTMDET_EPOCHS - warmup)
+    alone = round(passes / len(RTMDET_SIZES))
+    return [
+        Run('mutualnet', 'mutualnet', RTMDET_EPOCHS, config=RTMDET_CONFIG),
+        *(Run(f'independent_{size}', 'independent', alone,
+              mutual=dict(NO_WARMUP, num_subnets=1, width_range=(width, width),
+                          depth_range=(depth, depth)),
+              grid=dict(widths=(width,), depths=(depth,)), config=RTMDET_CONFIG)
+          for size, width, depth in RTMDET_SIZES),
+    ]
+
+
 def shapes_data() -> None:
     generated_data(**DEMO_DATA)
 
@@ -242,7 +266,9 @@ PRESETS: Dict[str, Preset] = dict(
     extended=Preset(extended_runs, shapes_data, METRICS,
                     'Demo Mask R-CNN, extended method study'),
     trees=Preset(trees_runs, trees_data, BOX_METRICS,
-                 'Tree-crown RetinaNet (real aerial photographs), method study'))
+                 'Tree-crown RetinaNet (real aerial photographs), method study'),
+    rtmdet=Preset(rtmdet_runs, shapes_data, BOX_METRICS,
+                  'Demo RTMDet-s with RTMDet-tiny inside, against each trained alone'))
 
 
 def schedule_options(run: Run) -> List[str]:
@@ -390,20 +416,24 @@ def summary(by_method: Dict[str, List[dict]]) -> List[dict]:
 
 
 def config_key(record: dict) -> tuple:
-    """``(width, head width, scale)``; a coupled configuration's head width is its width
-    (the same network as the decoupled one with both widths equal)."""
+    """``(width, depth, head width, scale)``; a coupled configuration's head width is its
+    width (the same network as the decoupled one with both widths equal)."""
     head = record.get('head_width')
-    return record['width'], record['width'] if head is None else head, record['scale']
+    return (record['width'], record.get('depth', 1.0),
+            record['width'] if head is None else head, record['scale'])
 
 
 def per_config(by_method: Dict[str, List[dict]], cell: Callable[[dict], str]) -> List[dict]:
-    """One row per (width, head width, scale), one ``cell(record)`` per method that
-    evaluated it."""
+    """One row per (width, depth, head width, scale), one ``cell(record)`` per method
+    that evaluated it; no depth column where every depth is 1."""
     configurations = sorted({config_key(r) for rs in by_method.values() for r in rs},
                             reverse=True)
+    with_depth = any(key[1] != 1.0 for key in configurations)
     rows = []
     for key in configurations:
-        row = dict(zip(('width', 'head width', 'scale'), key))
+        row = dict(zip(('width', 'depth', 'head width', 'scale'), key))
+        if not with_depth:
+            del row['depth']
         for method, records in by_method.items():
             match = [r for r in records if config_key(r) == key]
             row[method] = cell(match[0]) if match else ''

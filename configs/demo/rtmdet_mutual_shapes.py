@@ -49,7 +49,7 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # Short schedule, validation at the end; the full network trains alone for the first half.
-max_epochs = 24
+max_epochs = 16
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs, dynamic_intervals=None,
                  mutual=dict(scales=(1.0, 0.75, 0.5), full_only_fraction=0.5))
 _grid = dict(widths=(1.0, 0.75), depths=(1.0, 0.5), scales=(1.0, 0.75, 0.5),
