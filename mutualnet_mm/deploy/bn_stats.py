@@ -62,13 +62,8 @@ class BNStateSwitch:
 
 
 def _problem(stat: str, value: Tensor, shape: Optional[torch.Size]) -> Optional[str]:
-    """What is wrong with one statistic, or None.
-
-    Args:
-        stat: ``running_mean`` or ``running_var``.
-        value: The statistic.
-        shape: The norm's shape of it (one value per channel); None: not checked.
-    """
+    """What is wrong with statistic ``stat`` (``running_mean`` or ``running_var``) of the
+    norm's ``shape`` (None: not checked), or None."""
     if shape is not None and value.shape != shape:
         return (f'has shape {tuple(value.shape)}; the norm has {tuple(shape)} (one value per '
                 'channel)')
@@ -84,18 +79,13 @@ def _problem(stat: str, value: Tensor, shape: Optional[torch.Size]) -> Optional[
 
 
 def check_bn_state(state: BNState, source: str, model: Optional[nn.Module] = None) -> None:
-    """Raise unless every statistic is finite, every variance >= 0 and (with ``model``)
-    ``state`` has exactly the model's batch norms with their shapes.
-
-    Args:
-        state: The statistics of one configuration.
-        source: Where they come from, for messages.
-        model: The model they are for (None: names and shapes are not checked).
+    """Raise unless every statistic of one configuration's ``state`` is finite, every
+    variance >= 0 and (with ``model``) ``state`` has exactly the model's batch norms with
+    their shapes; ``source`` says where it comes from.
 
     Raises:
         KeyError: the batch norms of ``model`` and ``state`` differ (one is named).
-        ValueError: a statistic has another shape than the norm's, a non-finite value or
-            (a variance) a negative one; the norm and the statistic are named.
+        ValueError: a bad statistic (the norm and the statistic are named).
     """
     norms = None if model is None else _norms(model)
     if norms is not None:
@@ -146,13 +136,9 @@ def calibrate_bn_stats(model: nn.Module, batches: Iterable[dict],
 
 
 def save_bn_stats(path: str, stats: Dict[SubnetConfig, BNState], checkpoint: str) -> None:
-    """Save per-configuration statistics to ``path`` (tensors and plain values only).
-
-    Args:
-        path: The file (written through a temporary file: never half written).
-        stats: The statistics, by configuration.
-        checkpoint: The fingerprint of the weights they were calibrated on
-            (:func:`~mutualnet_mm.reliability.fingerprint.weights_fingerprint`).
+    """Save per-configuration statistics to ``path`` (tensors and plain values only,
+    through a temporary file), with the ``checkpoint`` fingerprint of the weights they
+    were calibrated on (:func:`~mutualnet_mm.reliability.fingerprint.weights_fingerprint`).
     """
     entries = [dict(width=config.width, head_width=config.head_width, depth=config.depth,
                     scale=config.scale, frames=config.frames,
@@ -190,11 +176,8 @@ def load_bn_stats(path: str, checkpoint: Optional[str] = None,
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        KeyError: (with ``model``) an entry lacks a batch norm of the model or has one
-            it does not.
-        ValueError: the file is not a statistics file, lacks a key, holds a non-finite
-            statistic or a negative variance (with ``model``: or a statistic of another
-            shape than its norm's), or (with ``checkpoint``) was calibrated on other
+        KeyError, ValueError: the file is not a statistics file, or an entry fails
+            :func:`check_bn_state`, or (with ``checkpoint``) was calibrated on other
             weights or records none.
     """
     data = load_checkpoint_safely(path)

@@ -33,15 +33,11 @@ from .stock_model import stock_model_config, stock_runtime_config
 
 def export_config_and_weights(model: nn.Module, cfg: Config,
                               config: SubnetConfig) -> Tuple[Config, Dict[str, Tensor]]:
-    """The stock config and state dict of ``model`` at ``config``.
+    """The stock config and state dict of ``model`` (the adaptive model or its wrapper,
+    left at ``config``) built from its whole config ``cfg``.
 
     The model's BN statistics must already be calibrated for ``config`` (see
     :func:`export_subnet`, which does it); they are sliced with the weights.
-
-    Args:
-        model: The adaptive model (or its wrapper); left at the configuration's widths.
-        cfg: Its whole config.
-        config: The configuration.
 
     Returns:
         ``(stock_cfg, state_dict)``: the standalone config, and the weights on the CPU
@@ -65,18 +61,15 @@ def save_export(out_dir: str, stock_cfg: Config, state_dict: Dict[str, Tensor],
                 meta: Optional[dict] = None,
                 extend: Optional[Callable[[Dict[str, str]], Dict[str, str]]] = None
                 ) -> Dict[str, str]:
-    """Write ``out_dir/config.py`` and ``out_dir/model.pth`` (an mmengine checkpoint), whole.
-
-    The files are written to a staging directory next to ``out_dir`` that then replaces
-    it as a whole (:func:`~mutualnet_mm.reliability.fileio.replaced_directory`): a kill leaves the
-    previous export or the new one, never one file of each.
+    """Write ``out_dir/config.py`` and ``out_dir/model.pth`` (an mmengine checkpoint with
+    ``meta``), whole: a kill leaves the previous export or the new one
+    (:func:`~mutualnet_mm.reliability.fileio.replaced_directory`).
 
     Args:
         out_dir: The export directory: new, or an earlier export (only
             :data:`EXPORT_FILES`).
         stock_cfg: The stock config.
         state_dict: Its weights.
-        meta: The checkpoint's metadata.
         extend: Adds files before the export is put in place: given the paths written
             (by kind, in the staging directory), returns the paths of the files it wrote
             there (named as in :data:`EXPORT_FILES`).
@@ -118,20 +111,14 @@ def export_subnet(model: nn.Module, cfg: Config, config: SubnetConfig, out_dir: 
                   ) -> Dict[str, str]:
     """Calibrate ``model`` at ``config`` and write the stock model to ``out_dir``, whole.
 
+    ``model``, ``cfg`` are as for :func:`export_config_and_weights`; ``out_dir``,
+    ``meta`` (extra checkpoint metadata, e.g. ``dataset_meta``) and ``extend`` as for
+    :func:`save_export`, which returns the paths written.
+
     Args:
-        model: The adaptive model (or its wrapper).
-        cfg: Its whole config.
-        config: The configuration to export.
-        out_dir: Output directory (``config.py``, ``model.pth``): new, or an earlier
-            export, which is replaced as a whole (see :func:`save_export`).
         calibration_batches: Training batches (e.g. :func:`calibration_loader`).
         num_calibration_batches: How many to calibrate BN with (0 keeps the statistics).
         rescaler: The batch rescaler (default: the config's or the task's).
-        meta: Extra checkpoint metadata (e.g. ``dataset_meta``).
-        extend: Adds files to the export (see :func:`save_export`).
-
-    Returns:
-        The paths written, by kind.
     """
     check_replaceable(out_dir, EXPORT_FILES)  # before calibrating
     module = unwrap(model)

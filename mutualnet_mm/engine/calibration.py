@@ -123,17 +123,12 @@ def deterministic_dataset(dataset_cfg: Any, task: Optional[Task] = None) -> Any:
 
 def build_calibration_loader(loader_cfg: dict, seed: int = CALIBRATION_SEED,
                              task: Optional[Task] = None) -> DataLoader:
-    """The training dataloader as BN calibration reads it: a fixed draw, no augmentation.
+    """The ``train_dataloader`` config ``loader_cfg`` as BN calibration reads it.
 
-    The dataset's pipelines lose their random steps (:func:`deterministic_pipeline`) and
-    the sampler shuffles with ``seed`` (unless its config sets one), whatever the
-    training seed: every iteration of the loader (every configuration, every run)
-    yields the same batches. Build it in the config's registry scope.
-
-    Args:
-        loader_cfg: The ``train_dataloader`` config.
-        seed: The seed of the sampler and the workers.
-        task: The model's task (default: every registered task's declarations).
+    The dataset's pipelines lose their random steps (:func:`deterministic_pipeline`, by
+    ``task``'s declarations) and the sampler and workers take ``seed`` (unless the config
+    sets one): every iteration of the loader, in every run, yields the same batches.
+    Build it in the config's registry scope.
     """
     loader_cfg = copy.deepcopy(loader_cfg)
     loader_cfg['persistent_workers'] = False

@@ -150,17 +150,13 @@ class MutualEtaHook(Hook):
 
     It runs after ``IterTimerHook`` and before the logger, and replaces its ``eta``:
 
-    - training: the remaining warm-up iterations at their mean time, plus the remaining
-      cohort iterations at theirs, plus the validations left (the per-configuration grid
-      at the end of training, and any before), each at the last one's measured time.
-      Before any cohort iteration or validation ran, both are measured once at this
-      process's second iteration. Two trial cohort steps run on its batch and are
-      undone; the second (the first bears one-off costs) is timed pass by pass, its
-      passes fitted as a fixed time plus a part in proportion to the relative cost
-      (:meth:`SubnetConfig.relative_cost`), the fit averaged over upcoming cohorts. A
-      per-configuration validation loop estimates its own run (``estimate_seconds``);
-    - evaluation: the grid's elapsed time (calibration included) per evaluated batch,
-      times the batches left in it, plus the training and validations after it.
+    - training: the remaining warm-up and cohort iterations at their mean times, plus
+      the validations left at the last one's time. Before any cohort iteration or
+      validation ran, both are estimated at this process's second iteration: trial
+      cohort steps (:func:`time_cohort_passes`, :func:`fit_pass_seconds`) and the
+      validation loop's ``estimate_seconds``;
+    - evaluation: the grid's own ETA (``grid_eta``), plus the training and validations
+      after it.
 
     The mutual train loop and the per-configuration loops register it.
     """

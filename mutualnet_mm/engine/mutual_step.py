@@ -78,12 +78,10 @@ def full_only_iterations(mutual: dict, max_iters: Optional[int]) -> int:
 class MutualTrainStep:
     """Runs one iteration of mutual learning.
 
-    Per iteration: the data preprocessor runs once; then for each configuration of the
-    cohort (full first): set the width, rescale the batch, forward in loss mode (a
-    sub-network that keeps no label loss runs its distilled module's forward only, see
-    :meth:`Distiller.without_label_loss`), backward (gradients accumulate; under DDP all
-    passes but the last run in ``no_sync``, so the last backward synchronizes the sum of
-    all passes); then exactly one optimizer step.
+    The data preprocessor runs once; then for each configuration of the cohort (full
+    first): set the width, rescale the batch, forward in loss mode, backward (under DDP
+    all passes but the last run in ``no_sync``, so the last backward synchronizes the
+    accumulated sum); then exactly one optimizer step.
 
     Args:
         sampler: Draws each iteration's cohort.
@@ -106,26 +104,17 @@ class MutualTrainStep:
         """Build from a config's ``mutual`` section.
 
         Keys: ``num_subnets`` (4), ``scales`` ((1.0,)), ``frames`` (None),
-        ``width_range`` (default: the model's), ``head_width_range`` (None: the parts
-        after the backbone follow its width; else their own range, see
-        :class:`CohortSampler`), ``full_head_passes`` (0), ``depth_range`` (default:
-        the model's depths, where it has any), ``rescaler`` and
-        ``distill`` (default: the model's task's, :mod:`mutualnet_mm.tasks`;
-        ``distill=None`` or a model of no task: none),
+        ``width_range`` and ``depth_range`` (default: the model's), ``head_width_range``
+        and ``full_head_passes`` (see :class:`CohortSampler`), ``rescaler`` and
+        ``distill`` (default: the model's task's; ``distill=None``: none),
         ``skip_nonfinite`` (False), and the warm-up in which the full configuration
-        trains alone: ``full_only_fraction`` (of the schedule, in [0, 1)) or
-        ``full_only_iters`` (iterations; 0 if neither is set).
-
-        Args:
-            max_iters: The schedule's length in iterations: needed by
-                ``full_only_fraction``, and checked against the warm-up (the cohort must
-                train in some iterations).
+        trains alone: ``full_only_fraction`` (of the ``max_iters`` schedule, in [0, 1))
+        or ``full_only_iters`` (0 if neither is set; see :func:`full_only_iterations`).
         """
         cfg = dict(cfg or {})
         allowed = {'num_subnets', 'scales', 'frames', 'width_range', 'head_width_range',
-                   'depth_range',
-                   'full_head_passes', 'rescaler', 'distill', 'skip_nonfinite', 'full_only_iters',
-                   'full_only_fraction'}
+                   'depth_range', 'full_head_passes', 'rescaler', 'distill', 'skip_nonfinite',
+                   'full_only_iters', 'full_only_fraction'}
         unknown = sorted(set(cfg) - allowed)
         if unknown:
             raise KeyError(f'unknown key(s) {unknown} in mutual config; allowed: '

@@ -38,15 +38,9 @@ class SubnetConfig(NamedTuple):
     def record(self) -> Dict[str, Any]:
         """The configuration as a results record starts: ``name``, ``width``,
         ``head_width`` and ``depth`` (where set), ``scale``, ``frames`` (where set)."""
-        record: Dict[str, Any] = {'name': self.name, 'width': self.width}
-        if self.head_width is not None:
-            record['head_width'] = self.head_width
-        if self.depth is not None:
-            record['depth'] = self.depth
-        record['scale'] = self.scale
-        if self.frames is not None:
-            record['frames'] = self.frames
-        return record
+        values = {'width': self.width, 'head_width': self.head_width, 'depth': self.depth,
+                  'scale': self.scale, 'frames': self.frames}
+        return {'name': self.name, **{k: v for k, v in values.items() if v is not None}}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> 'SubnetConfig':

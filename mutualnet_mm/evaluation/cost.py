@@ -4,6 +4,7 @@ Counted with forward hooks on the convolution and linear layers that actually ru
 slimmed layers count their active slices and the count follows the real input size
 (and, for detectors, the real number of proposals).
 """
+import math
 from collections import defaultdict
 from typing import Callable, Dict
 
@@ -20,9 +21,7 @@ def _conv_cost(layer: _ConvNd, x: torch.Tensor, y: torch.Tensor) -> tuple:
         out_c, in_per_group = layer.sliced_parameters(x)[0].shape[:2]
     else:
         out_c, in_per_group = layer.weight.shape[:2]
-    kernel = 1
-    for k in layer.kernel_size:
-        kernel *= k
+    kernel = math.prod(layer.kernel_size)
     macs = y.numel() * in_per_group * kernel
     params = out_c * in_per_group * kernel + (out_c if layer.bias is not None else 0)
     return macs, params
@@ -32,9 +31,7 @@ def _deconv_cost(layer: _ConvTransposeNd, x: torch.Tensor, y: torch.Tensor) -> t
     # Weight layout (in, out / groups, *kernel): every input element meets out / groups
     # filters of kernel size; the active channels follow the input and the output.
     in_c, out_per_group = x.shape[1], y.shape[1] // layer.groups
-    kernel = 1
-    for k in layer.kernel_size:
-        kernel *= k
+    kernel = math.prod(layer.kernel_size)
     macs = x.numel() * out_per_group * kernel
     params = in_c * out_per_group * kernel + (y.shape[1] if layer.bias is not None else 0)
     return macs, params

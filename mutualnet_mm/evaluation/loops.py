@@ -53,15 +53,11 @@ class _PerConfigMixin:
     (and latency) on the first sample. The full configuration runs last, so the model is
     left at full width with its statistics.
 
-    Besides the stock hook points, hooks are called before each configuration
-    (``before_{stage}_config(runner, position, config)``, ``position`` counting from 1),
-    after each calibration batch (``after_{stage}_calibration_iter(runner, position,
-    batch_idx, config)``), after each configuration (``after_{stage}_config(runner,
-    position, config, record)``) and after the grid (``after_{stage}_grid(runner,
-    records, metric, fingerprint)``); every rank reaches them together
-    (``SafeCheckpointHook`` stops there on SIGTERM). The result set and the visualizer
-    are fed by :class:`~.hooks.PerConfigResultsHook`, outputs routed per configuration
-    by :class:`~.hooks.PerConfigOutputsHook`; the loops register both.
+    Besides the stock hook points, every rank calls ``before_{stage}_config``,
+    ``after_{stage}_calibration_iter``, ``after_{stage}_config`` and
+    ``after_{stage}_grid`` (their arguments are those of the calls below; ``position``
+    counts from 1). The loops register :class:`~.hooks.PerConfigResultsHook` (the result
+    set, the visualizer) and :class:`~.hooks.PerConfigOutputsHook`.
     """
 
     def _setup_grid(self, widths: Optional[Sequence[float]], scales: Sequence[float],
@@ -117,13 +113,11 @@ class _PerConfigMixin:
         return tuple(float(v) for v in values)
 
     def _build_calibration_loader(self) -> None:
-        """Set ``calibration_loader``: a loader over the training set (once, if needed).
+        """Set ``calibration_loader``: a seeded loader over the training set
+        (:func:`build_calibration_loader`), once, if needed.
 
-        It is separate from the training loop's own: iterating that would reset its
-        persistent workers' shared iterator mid-epoch and change the training order. It
-        is a fixed, seeded draw without random augmentation
-        (:func:`build_calibration_loader`): the same batches for every configuration and
-        every run.
+        Not the training loop's own: iterating that would reset its persistent workers'
+        shared iterator mid-epoch and change the training order.
         """
         if self.calibration_loader is not None or not self.num_calibration_batches:
             return
@@ -209,14 +203,11 @@ class _PerConfigMixin:
     def estimate_seconds(self) -> float:
         """Seconds a run of the grid should take, measured on one batch.
 
-        Times starting the loader, fetching a batch, and ``predict`` at the grid's largest
-        and smallest configurations (:func:`measure_latency`, one warm-up run: it bears
-        one-off costs). Each configuration then costs its calibration and evaluation batches, each
-        a fetch and a forward interpolated linearly in :meth:`SubnetConfig.relative_cost`,
-        plus loader starts: the calibration loader's per configuration, the evaluation
-        loader's once with persistent workers, else per configuration. Weights,
-        statistics and random generators are left as they were; the model is left at
-        full width in eval mode.
+        Times a loader start, a batch fetch and ``predict`` at the grid's largest and
+        smallest configurations; each configuration's batches cost a fetch and a forward
+        interpolated linearly in :meth:`SubnetConfig.relative_cost`, plus loader starts.
+        Weights, statistics and random generators are left as they were; the model is
+        left at full width in eval mode.
         """
         module = unwrap(self.runner.model)
         module.eval()
@@ -306,11 +297,9 @@ class _PerConfigMixin:
         return record
 
     def _check_metric(self, metrics: Dict[str, float]) -> None:
-        """Fail at the first configuration whose metrics lack the configured ``metric``.
-
-        A configuration with no metrics at all (a detector that predicts nothing yet) is
-        no evidence either way; the check waits for one that reports metrics.
-        """
+        """Fail at the first configuration whose metrics lack the configured ``metric``
+        (one with no metrics at all, a detector that predicts nothing yet, proves
+        nothing)."""
         if self.metric is not None and metrics and self.metric not in metrics:
             raise ValueError(f'{type(self).__name__}: metric={self.metric!r} is not reported '
                            f'by the evaluator; it reports {sorted(metrics)}. Nothing was '

@@ -162,12 +162,10 @@ class QueryTable:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = 'the data') -> 'QueryTable':
-        """A table from :meth:`to_dict`'s output.
+        """A table from :meth:`to_dict`'s output (``source`` named in errors).
 
         Raises:
-            ValueError: ``data`` is not a query table, lacks a key, or has an entry
-                without a finite number for its width, scale, cost or metric (``source``
-                is named).
+            ValueError: ``data`` is not a query table, lacks a key, or has a bad entry.
         """
         if not isinstance(data, dict) or data.get('version') != QUERY_TABLE_VERSION:
             raise ValueError(f'{source} is not a mutualnet_mm query table (expected '
@@ -271,13 +269,8 @@ def resolve_config(width: Optional[float] = None, scale: float = 1.0,
 
 def format_table(records: Sequence[dict], columns: Sequence[str],
                  headers: Optional[Sequence[str]] = None) -> str:
-    """A plain-text table of ``records`` (one row each) with the given columns.
-
-    Args:
-        records: The rows.
-        columns: The keys shown.
-        headers: Their headers (default: the keys).
-    """
+    """A plain-text table of ``records`` (one row each) with the keys ``columns``, headed
+    by ``headers`` (default: the keys)."""
     def cell(value) -> str:
         if isinstance(value, float):
             return f'{value:.4g}'
@@ -293,20 +286,15 @@ def write_results(records: Sequence[dict], out_dir: str, metric: Optional[str],
                   extra_costs: Sequence[str] = (),
                   checkpoint: Optional[str] = None) -> Dict[str, str]:
     """Write ``per_config.json``/``.csv``, ``query_table.json`` and ``per_config.png``
-    (and a query table and a plot per extra cost).
-
-    The files form one result set (see the module docstring): all of them are written
-    to temporary files first, and put in place only when all are written. The files the
-    earlier set's manifest names that this set does not have are removed (no other file),
-    and so are temporaries of result files that a killed evaluation left.
+    (and a query table and a plot per extra cost) as one result set
+    (:func:`~mutualnet_mm.reliability.result_set.write_result_set`).
 
     Args:
         records: One dict per configuration (width, scale, gflops, metrics, ...).
         out_dir: Target directory.
-        metric: The metric the query table maximizes (``None``: no metric yet; only the
-            JSON and CSV tables are written, as when no configuration has a finite value
-            of it). Configurations whose metric or cost is NaN or infinite are left out of
-            the query tables, with a warning.
+        metric: The metric the query table maximizes (``None``, or no finite value of it:
+            only the JSON and CSV tables are written). Configurations whose metric or cost
+            is not finite are left out of the query tables, with a warning.
         extra_costs: Further budget axes with a query table and a plot each (e.g.
             ``latency_ms`` writes ``query_table_latency_ms.json`` and
             ``per_config_latency_ms.png``).
@@ -449,12 +437,8 @@ def plot_results(records: Sequence[dict], metric: str, path: str,
 
 
 def _label_front(ax: Any, front: Sequence[dict], shown: str, cost: str) -> None:
-    """Label the front's points by name where the label overlaps no earlier one.
-
-    The ends of the front go first, then the points in order of cost; each label takes
-    the first of :data:`_LABEL_PLACES` where its (estimated) box is free and inside the
-    axes.
-    """
+    """Label the front's points by name, the ends first, each at the first of
+    :data:`_LABEL_PLACES` where its (estimated) box is free and inside the axes."""
     if not front:
         return
     anchors = ax.transData.transform([(r[cost], r[shown]) for r in front])

@@ -29,21 +29,15 @@ def kept_slices(layer: 'SlimmableLayer', key: tuple, sources: tuple,
     """``make(*args)``, a layer's sliced tensors for ``key``, reused while ``sources`` are
     unchanged.
 
-    Without gradients (evaluation, BN calibration) a layer at a fixed width slices the
-    same tensors on every call, and a convolution copies a weight sliced along its
-    inputs (not contiguous) each time: at batch 1 and small inputs that work rivals the
-    arithmetic. The layer keeps up to :data:`SLICES_PER_LAYER` results instead, in its
-    own ``_kept_slices`` (never pickled or deep-copied), each valid while every source is
-    the same tensor. A result made only of views of the sources (a batch norm's prefix
-    slices, a prefix along a weight's outputs) follows in-place changes by itself; one
-    holding a copy is also checked against the sources' versions, so an in-place change
-    (optimizer step, ``load_state_dict``, ``copy_``) discards it. A reassignment discards
-    either, and so does a move to another device or dtype (:meth:`SlimmableLayer._apply`).
-    Writes through ``tensor.data`` bypass the version counter, as they bypass autograd,
-    and a kept view does not see its source's storage replaced (``set_``). Kept copies
-    cost memory: at most the layer's weights once more over four widths below 1. This
-    runs on every layer of every evaluating forward, so the hit path is a few comparisons
-    and reads no more tensors than it must.
+    Without gradients a layer at a fixed width slices the same tensors on every call, and
+    a convolution copies a weight sliced along its inputs each time: at batch 1 and small
+    inputs that rivals the arithmetic. The layer keeps up to :data:`SLICES_PER_LAYER`
+    results in ``_kept_slices`` (never pickled or deep-copied), each valid while every
+    source is the same tensor; a result holding a copy (not only views, which follow
+    in-place changes) is also checked against the sources' versions. Moves to another
+    device or dtype discard them (:meth:`SlimmableLayer._apply`); writes through
+    ``tensor.data`` and ``set_`` are not seen (:func:`discard_kept_slices`). The hit path
+    runs on every layer of every evaluating forward: a few comparisons.
     """
     kept = layer._kept_slices
     if kept is None:
@@ -91,9 +85,8 @@ def active_channels(x: Tensor, full: int, slim: bool, owner: str, dim: int = 1,
     """How many channels of a layer's ``full`` inputs ``x`` carries (along ``dim``).
 
     Raises ``ValueError`` when ``x`` has more than ``full`` channels, fewer while
-    ``slim`` is False, or a count not divisible by ``groups``. ``torch.fx`` records the
-    call as one node (it is wrapped), so traced layers keep these checks and never
-    branch on a shape while tracing.
+    ``slim`` is False, or a count not divisible by ``groups``. One ``torch.fx`` node when
+    traced, so traced layers keep these checks and never branch on a shape.
     """
     channels = x.shape[dim]
     if channels > full or (not slim and channels != full):
@@ -113,8 +106,7 @@ def sliced_weights(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_channe
 
     The weight ``(out, in / groups, ...)`` is cut to ``[:out_channels, :channels /
     groups]`` for the ``channels`` of ``x`` along ``dim``; a depthwise layer's outputs
-    and groups follow its input instead. ``torch.fx`` records the call as one node (the
-    function is wrapped), so a traced layer never branches on a shape; run eagerly, the
+    and groups follow its input instead. One ``torch.fx`` node when traced; eagerly, the
     full width takes the weights as they are.
     """
     full_out = weight.shape[0]
@@ -132,11 +124,8 @@ def sliced_weights(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_channe
 def sliced_transposed_weights(x: Tensor, weight: Tensor, bias: Optional[Tensor],
                               out_channels: int, groups: int, slim_in: bool,
                               owner: str) -> tuple:
-    """``(weight, bias)`` a transposed conv (weight ``(in, out / groups, ...)``) runs with.
-
-    As :func:`sliced_weights`: one ``torch.fx`` node; eagerly, full width passes the
-    weights through.
-    """
+    """``(weight, bias)`` a transposed conv (weight ``(in, out / groups, ...)``) runs with,
+    as :func:`sliced_weights`."""
     full_in, full_out = weight.shape[0], weight.shape[1] * groups
     channels = active_channels(x, full_in, slim_in, owner)
     if channels == full_in and out_channels == full_out:
@@ -148,9 +137,7 @@ class SlimmableLayer:
     """What a slimmable layer exposes: which sides slim, and its active output count.
 
     Forwards take their weights from a ``torch.fx``-wrapped function
-    (:func:`sliced_weights`, :func:`sliced_batch_norm`) that cuts them to
-    ``[:active outputs, :input channels]``: a forward never branches on the input's
-    shape, so it traces, and eagerly the full width runs on the weights as they are.
+    (:func:`sliced_weights`, :func:`sliced_batch_norm`), so they trace.
     """
 
     slim_in: bool = True

@@ -69,11 +69,8 @@ class Slimmable:
 def _is_nested(name: str, layers: Mapping[str, nn.Module], owner: Slimmable) -> bool:
     """Whether layer ``name`` lies inside another Slimmable below ``owner``."""
     parts = name.split('.')
-    for depth in range(1, len(parts)):
-        parent = layers['.'.join(parts[:depth])]
-        if parent is not owner and isinstance(parent, Slimmable):
-            return True
-    return False
+    parents = (layers['.'.join(parts[:depth])] for depth in range(1, len(parts)))
+    return any(parent is not owner and isinstance(parent, Slimmable) for parent in parents)
 
 
 def slimmable_modules(model: nn.Module) -> List[Tuple[str, Slimmable]]:
@@ -110,11 +107,16 @@ def _common_range(model: nn.Module, parts: List[Tuple[str, Slimmable]]) -> Width
     if not parts:
         raise ValueError(f'{type(model).__name__} has no slimmable module: use a '
                          'slimmable backbone (e.g. SlimmableResNet) in its config')
-    low = max(part.width_range[0] for _, part in parts)
-    high = min(part.width_range[1] for _, part in parts)
+    return _intersection(parts, 'width_range', 'width ranges of the slimmable parts')
+
+
+def _intersection(parts: List[Tuple[str, Slimmable]], attribute: str, what: str) -> WidthRange:
+    """The intersection of the ranges ``attribute`` of ``parts`` (``what`` they are)."""
+    ranges = [getattr(part, attribute) for _, part in parts]
+    low, high = max(r[0] for r in ranges), min(r[1] for r in ranges)
     if low > high:
-        ranges = ', '.join(f'{name or "model"}: {part.width_range}' for name, part in parts)
-        raise ValueError(f'the width ranges of the slimmable parts do not overlap ({ranges})')
+        listed = ', '.join(f'{name or "model"}: {r}' for (name, _), r in zip(parts, ranges))
+        raise ValueError(f'the {what} do not overlap ({listed})')
     return low, high
 
 
@@ -139,13 +141,7 @@ def depth_range_of(model: nn.Module) -> Optional[WidthRange]:
     parts = [(name, part) for name, part in slimmable_modules(model) if has_depth(part)]
     if not parts:
         return None
-    low = max(part.depth_range[0] for _, part in parts)
-    high = min(part.depth_range[1] for _, part in parts)
-    if low > high:
-        ranges = ', '.join(f'{name or "model"}: {part.depth_range}' for name, part in parts)
-        raise ValueError(f'the depth ranges of the depth-elastic parts do not overlap '
-                         f'({ranges})')
-    return low, high
+    return _intersection(parts, 'depth_range', 'depth ranges of the depth-elastic parts')
 
 
 def has_depth(part: object) -> bool:
@@ -205,11 +201,7 @@ class WidthSnapshot:
     writes the recorded values back (each module's :attr:`width_state` attributes) and
     nothing else. It assumes the model's modules are those it was taken on.
 
-    Args:
-        model: The model; it is set to ``width`` (and ``head_width``, ``depth``) first.
-        width: The backbone width to record.
-        head_width: The width of the other parts (``None``: ``width``).
-        depth: The depth of the depth-elastic parts (``None``: as they are).
+    The model is set to the configuration first (arguments as :func:`set_width`).
     """
 
     def __init__(self, model: nn.Module, width: float, head_width: Optional[float] = None,

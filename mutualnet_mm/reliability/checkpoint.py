@@ -2,31 +2,18 @@
 
 ``torch.load(weights_only=True)`` unpickles only tensors, plain Python containers and
 scalars, and explicitly allow-listed globals. mmengine 0.10.7 checkpoints carry a few other
-objects in their message hub (found by saving a real checkpoint): ``HistoryBuffer`` logs
-holding numpy ``float64`` / ``int64`` arrays, a numpy ``float64`` scalar (the ETA) and,
-pickled with protocol 2, ``getattr(HistoryBuffer, 'mean')`` and the like. Allow-listing
-numpy's and mmengine's own constructors would let a crafted file rebuild a dtype with
-object fields (a crash), an object array of 3e8 items from 2 KB, or rewrite
+objects in their message hub: ``HistoryBuffer`` logs of numpy arrays, a numpy scalar (the
+ETA) and, pickled with protocol 2, ``getattr(HistoryBuffer, 'mean')`` and the like.
+Allow-listing numpy's and mmengine's own constructors would let a crafted file rebuild a
+dtype with object fields (a crash), an object array of 3e8 items from 2 KB, or rewrite
 ``HistoryBuffer``'s class-wide statistics table. So each allowed name resolves to a
-narrow stand-in instead (:func:`_allow_mmengine_checkpoint_classes`):
+narrow stand-in that checks its state (:func:`_allow_mmengine_checkpoint_classes`):
+numeric dtypes, arrays and scalars whose bytes match their shape (charged to a budget of
+the file's size), ``HistoryBuffer`` instance state with the default statistics only,
+and ``bytes()`` alone.
 
-- ``numpy.dtype``: plain numeric dtypes only (bool, integers, floats, complex), in their
-  canonical pickled state;
-- ``numpy.ndarray`` / ``_reconstruct``: a holder that validates the array's state (a
-  numeric dtype, a shape of non-negative integers, raw bytes of exactly the array's size)
-  and, inside :func:`load_checkpoint_safely`, charges its bytes to a budget of the file's
-  size, so shared references cannot multiply memory;
-- ``numpy scalar``: numeric dtypes, raw bytes of the dtype's size;
-- ``HistoryBuffer``: its instance state only (two 1-D numeric histories of equal length
-  and a positive ``max_length``); the statistics methods it pickles must be the defaults
-  and never touch the class;
-- ``getattr``: only ``HistoryBuffer``'s default statistics;
-- ``bytes``: only ``bytes()``, the empty data of an empty array.
-
-:func:`load_checkpoint_safely` also drops what mmengine would obey: ``meta['config']``,
-which ``Runner.resume`` executes as a Python config file, is removed with a log line.
-Every local checkpoint mmengine reads (``resume``, ``load_from``, ``init_cfg``) and
-every URL (``http(s)://``, ``torchvision://``, ``open-mmlab://``) goes through it once
+:func:`load_checkpoint_safely` also drops ``meta['config']``, which ``Runner.resume``
+would execute. Every checkpoint mmengine reads, local or by URL, goes through it once
 ``mutualnet_mm`` is imported.
 """
 import contextvars
@@ -305,15 +292,6 @@ def _load_url_weights_only(url: str, model_dir: Optional[str] = None,
     return load_checkpoint_safely(cached, map_location)
 
 
-def _load_urls_weights_only() -> None:
-    """Make mmengine's URL checkpoint loaders (http, torchvision, open-mmlab) safe.
-
-    They all call ``mmengine.runner.checkpoint.load_url``, which is
-    ``torch.hub.load_state_dict_from_url`` with its default ``weights_only=False``.
-    """
-    mmengine_checkpoint.load_url = _load_url_weights_only
-
-
 def load_from_local(filename: str, map_location: Any = None) -> Any:
     """mmengine's local loader, by :func:`load_checkpoint_safely`.
 
@@ -323,34 +301,22 @@ def load_from_local(filename: str, map_location: Any = None) -> Any:
     return load_checkpoint_safely(os.path.expanduser(filename), map_location)
 
 
-def _load_local_checkpoints_safely() -> None:
-    """Make mmengine load local checkpoints with :func:`load_checkpoint_safely`.
-
-    Its own local loader calls ``torch.load`` directly: a truncated or corrupt file fails
-    with torch's internal message (e.g. ``PytorchStreamReader failed reading zip
-    archive``) that names neither the file nor the problem. ``resume``, ``load_from``
-    and ``init_cfg`` checkpoints all go through this loader.
-    """
-    mmengine_checkpoint.CheckpointLoader.register_scheme(prefixes='', loader=load_from_local,
-                                                         force=True)
-
-
 def install_safe_loading() -> None:
     """Make every mmengine checkpoint load safe; ``import mutualnet_mm`` calls it.
 
-    Idempotent. Three patches of mmengine, each documented on its function:
-
-    - its checkpoints' globals (``HistoryBuffer``, numpy arrays and scalars) resolve,
-      for ``weights_only`` loading, to checking stand-ins
-      (:func:`_allow_mmengine_checkpoint_classes`);
-    - its URL loaders (http, torchvision, open-mmlab) load ``weights_only``
-      (:func:`_load_urls_weights_only`);
-    - its local loader, behind ``resume``, ``load_from`` and ``init_cfg``, is
-      :func:`load_checkpoint_safely` (:func:`_load_local_checkpoints_safely`).
+    Idempotent. Its checkpoints' globals resolve to checking stand-ins
+    (:func:`_allow_mmengine_checkpoint_classes`); its URL loaders and its local loader
+    (behind ``resume``, ``load_from`` and ``init_cfg``) go through
+    :func:`load_checkpoint_safely`.
     """
     _allow_mmengine_checkpoint_classes()
-    _load_urls_weights_only()
-    _load_local_checkpoints_safely()
+    # The http, torchvision and open-mmlab loaders all call load_url, which is
+    # torch.hub.load_state_dict_from_url with its default weights_only=False.
+    mmengine_checkpoint.load_url = _load_url_weights_only
+    # The stock local loader calls torch.load directly: a truncated or corrupt file fails
+    # with torch's internal message, which names neither the file nor the problem.
+    mmengine_checkpoint.CheckpointLoader.register_scheme(prefixes='', loader=load_from_local,
+                                                         force=True)
 
 
 def _reason(error: Exception) -> str:

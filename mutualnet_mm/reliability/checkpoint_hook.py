@@ -92,32 +92,25 @@ def ignore_sigterm_in_workers(loader: DataLoader) -> None:
 class SafeCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` (same arguments), saving so that no run is lost.
 
-    - A checkpoint is written to ``.<name>.<pid>.tmp.pth`` in its directory (created
-      exclusively, never through a symbolic link), fsynced and renamed into place;
-      ``last_checkpoint`` is then replaced the same way; only then are the checkpoints
-      beyond ``max_keep_ckpts`` and the previous best checkpoint removed. A
-      kill at any point leaves a complete checkpoint that ``last_checkpoint`` names (the
-      stock hook removes the old checkpoint first and writes the new one in place).
+    - A checkpoint is written to a temporary file (:func:`~.fileio.temporary_path`),
+      fsynced and renamed into place, then ``last_checkpoint`` is replaced the same way,
+      and only then are the checkpoints beyond ``max_keep_ckpts`` and the previous best
+      removed: a kill at any point leaves a complete checkpoint that ``last_checkpoint``
+      names (the stock hook removes the old checkpoint first and writes in place).
     - A failed write (full disk, quota, I/O error) raises an ``OSError`` naming the
       directory, the free space and the size of the previous checkpoint, and leaves the
       previous checkpoint, ``last_checkpoint`` and no temporary file behind.
-    - File names read back from a resumed checkpoint's ``message_hub.runtime_info``
-      (``best_ckpt*``, ``last_ckpt``: paths; ``keep_ckpt_ids``: integers >= 0 formatted
-      into ``filename_tmpl``) are used only if they name regular files in the checkpoint
-      directory named as this hook names checkpoints (:meth:`is_checkpoint_name`); the
-      others are dropped with a warning. The hook removes only regular files it named,
-      never a directory or a link's target, so a crafted checkpoint cannot make the run
-      delete anything else. At the start, temporaries of interrupted saves (regular files
-      of exactly the temporary form, of processes no longer running) are removed.
-    - On SIGTERM (preemption) the run finishes its iteration, saves a resumable
-      checkpoint, logs the command that resumes it and exits with status 143
-      (:data:`PREEMPTED_EXIT_CODE`). During a per-configuration validation
-      (``PerConfigValLoop``) it stops before the next configuration or after the current
-      BN calibration batch instead, and the checkpoint (``meta`` marked
-      :data:`VALIDATION_PENDING`) makes the resumed run validate again before it trains
-      on. Under DDP the flag is reduced across ranks at each of these points, so every
-      rank stops at the same one. The workers of every dataloader of the run (training,
-      validation, calibration) ignore SIGTERM until the main process exits
+    - File names read back from a resumed checkpoint's ``message_hub.runtime_info`` are
+      used only if they name regular files in the checkpoint directory named as this hook
+      names checkpoints (:meth:`is_checkpoint_name`), and the hook removes only regular
+      files it named: a crafted checkpoint cannot make the run delete anything else.
+      Temporaries of interrupted saves are removed at the start.
+    - On SIGTERM (preemption) the run finishes its iteration (or, in a
+      ``PerConfigValLoop``, the current configuration or BN calibration batch), saves a
+      resumable checkpoint (in a validation: marked :data:`VALIDATION_PENDING`, so that
+      the resumed run validates again), logs the command that resumes it and exits with
+      :data:`PREEMPTED_EXIT_CODE`. Under DDP every rank stops at the same point. The
+      run's dataloader workers ignore SIGTERM until the main process exits
       (:func:`ignore_sigterm_in_workers`), so a signal to every process of the job
       (Slurm) is survived too.
 
@@ -215,12 +208,7 @@ class SafeCheckpointHook(CheckpointHook):
             runner.message_hub.update_info('keep_ckpt_ids', ids)
             outdated = ids[:-self.max_keep_ckpts]
             self.keep_ckpt_ids = deque(ids[-self.max_keep_ckpts:], self.max_keep_ckpts)
-        filename = self.filename_tmpl.format(step)
-        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        self._write(runner, filename, save_optimizer=self.save_optimizer,
-                    save_param_scheduler=self.save_param_scheduler, meta=meta,
-                    by_epoch=self.by_epoch, **self.args)
+        self._write_latest(runner, self.filename_tmpl.format(step), meta, self.by_epoch)
         if self.max_keep_ckpts > 0:
             runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
         if not is_main_process():
@@ -422,13 +410,8 @@ class SafeCheckpointHook(CheckpointHook):
         raise SystemExit(PREEMPTED_EXIT_CODE)
 
     def _save_preempted(self, runner, step: int, validation_pending: bool = False) -> None:
-        """A checkpoint after iteration ``step``, named by ``last_checkpoint``.
-
-        Args:
-            runner: The runner.
-            step: Iterations trained.
-            validation_pending: Mark it :data:`VALIDATION_PENDING` (saved in a validation).
-        """
+        """A checkpoint after iteration ``step``, named by ``last_checkpoint`` (marked
+        :data:`VALIDATION_PENDING` when saved in a validation)."""
         filename = f'iter_{step}.pth' if self.by_epoch else self.filename_tmpl.format(step)
         runner.logger.warning(f'SIGTERM: saving {filename} after iteration {step}')
         meta = dict(epoch=runner.epoch, iter=step)
@@ -438,10 +421,14 @@ class SafeCheckpointHook(CheckpointHook):
             self._save_checkpoint_with_step(runner, step, meta)
             return
         # Epoch-numbered names cannot hold it: save it aside from max_keep_ckpts.
+        self._write_latest(runner, filename, meta, by_epoch=False)
+        if is_main_process():
+            self._mark_last(runner)
+
+    def _write_latest(self, runner, filename: str, meta: dict, by_epoch: bool) -> None:
+        """Write the latest (resumable) checkpoint, the one ``last_ckpt`` names."""
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
         self._write(runner, filename, save_optimizer=self.save_optimizer,
                     save_param_scheduler=self.save_param_scheduler, meta=meta,
-                    by_epoch=False, **self.args)
-        if is_main_process():
-            self._mark_last(runner)
+                    by_epoch=by_epoch, **self.args)

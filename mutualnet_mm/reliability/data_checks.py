@@ -1,22 +1,10 @@
 """Checks of a config's data before a run: directories, annotation files, images.
 
-Without them, mmdet and mmaction2 report a missing data root or annotation file deep in
-dataset building, a corrupt annotation JSON without naming the file, and a missing image
-only when that sample is first loaded (possibly hours into training, inside a dataloader
-worker). mmdet also drops or ignores some annotations without a word: boxes under a
-pixel, NaN boxes, annotations of images the file does not list, categories it does not
-declare, polygons under 3 points and RLE masks under ``LoadAnnotations(poly2mask=False)``;
-and it trains on boxes of infinite width. It leaves out, also without a word, the
-annotations of categories the config's ``metainfo.classes`` does not name (all of them
-when it names none), the training images without a box under ``filter_empty_gt=True``
-(the negatives of a task with empty scenes), and in evaluation the detections past
-``max_per_img`` in a dense scene; a class of a handful of boxes trains silently too: these
-raise a :class:`DataWarning` (no class named: an error). An unreadable image (empty, truncated, a
-symbolic link loop, too large) fails only when a worker loads it. ``tools/train.py`` and
-``tools/test.py`` run :func:`check_data_config` before building the runner: it builds each
-dataset (any type: COCO, image folders and lists, video lists) without its pipeline and
-reads the samples of its data list; errors name the config entry, the path and what is
-expected. Remote paths (``s3://...``) are not checked.
+mmdet and mmaction2 report missing or corrupt data deep in dataset building or only when
+a dataloader worker first loads a sample, possibly hours into training; mmdet also drops
+or leaves out annotations without a word. ``tools/train.py`` and ``tools/test.py`` run
+:func:`check_data_config` before building the runner: errors name the config entry, the
+path and what is expected; silent losses warn. Remote paths (``s3://...``) are not checked.
 """
 import contextlib
 import copy
@@ -27,7 +15,7 @@ import os.path as osp
 import sys
 import warnings
 from collections import Counter
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import mmcv
 from mmengine.registry import DATASETS, DefaultScope
@@ -88,10 +76,14 @@ def _mask_loader(dataset: dict) -> Optional[dict]:
     return None
 
 
+def _first(items: Sequence, show: Callable[[Any], str] = repr) -> str:
+    """The first :data:`_EXAMPLES` of ``items`` shown, ``...`` after them if there are more."""
+    return ', '.join(map(show, items[:_EXAMPLES])) + (', ...' if len(items) > _EXAMPLES else '')
+
+
 def _examples(annotations: List[dict], field: str = 'bbox') -> str:
-    shown = ', '.join(f'id {a.get("id")!r} ({field} {a.get(field)!r}, category_id '
-                      f'{a.get("category_id")!r})' for a in annotations[:_EXAMPLES])
-    return shown + (', ...' if len(annotations) > _EXAMPLES else '')
+    return _first(annotations, lambda a: f'id {a.get("id")!r} ({field} {a.get(field)!r}, '
+                                         f'category_id {a.get("category_id")!r})')
 
 
 def _lacks_a_polygon(annotation: dict) -> bool:
@@ -233,14 +225,19 @@ def _check_classes_and_images(content: dict, path: str, where: str, dataset: dic
         with_boxes = {a.get('image_id') for a in annotations if a.get('category_id') in selected}
         empty = [image for image in content['images'] if image.get('id') not in with_boxes]
         if empty:
-            shown = ', '.join(repr(image.get('file_name')) for image in empty[:_EXAMPLES])
             warnings.warn(
                 f'{where}.ann_file {path!r}: {len(empty)} of {len(content["images"])} images '
-                f'have no annotation of the classes (e.g. {shown}' + (', ...' if len(empty)
-                                                                      > _EXAMPLES else '')
-                + f') and {where}.filter_cfg.filter_empty_gt=True leaves them out of training; '
+                f'have no annotation of the classes (e.g. '
+                f'{_first([image.get("file_name") for image in empty])}) and '
+                f'{where}.filter_cfg.filter_empty_gt=True leaves them out of training; '
                 'set it to False to train on them as negatives',
                 DataWarning, stacklevel=3)
+
+
+def _metrics(cfg, split: str) -> list:
+    """The metric configs of the split's evaluator (one, or a list)."""
+    evaluator = cfg.get(f'{split}_evaluator')
+    return list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator]
 
 
 def _detection_limits(cfg, split: str) -> List[Tuple[str, int]]:
@@ -252,8 +249,7 @@ def _detection_limits(cfg, split: str) -> List[Tuple[str, int]]:
                                                         test_cfg.get('rcnn') or {})):
         if isinstance(section.get('max_per_img'), int):
             limits.append((f'{key}.max_per_img', section['max_per_img']))
-    evaluator = cfg.get(f'{split}_evaluator')
-    for metric in evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]:
+    for metric in _metrics(cfg, split):
         if isinstance(metric, dict) and str(metric.get('type', '')).endswith('CocoMetric'):
             proposal_nums = metric.get('proposal_nums', (100, 300, 1000))
             limits.append((f'{split}_evaluator.proposal_nums[-1]', int(proposal_nums[-1])))
@@ -382,8 +378,7 @@ def _check_samples(config: dict, where: str, num_files: Optional[int],
             f'{where}: {kind} {first!r}' + (f' ({listed})' if listed else '')
             + f' does not exist; every listed file must be under data_prefix {prefix!r}'
             + (f' ({len(missing)} of {count} checked {noun} are missing, e.g. also '
-               + ', '.join(repr(p) for p, _, _ in more[:_EXAMPLES])
-               + (', ...)' if len(more) > _EXAMPLES else ')') if more else ''))
+               f'{_first([p for p, _, _ in more])})' if more else ''))
     if unreadable:
         raise ValueError(
             f'{where}: {len(unreadable)} of {count} {noun} read from {source!r} are '
@@ -415,29 +410,26 @@ def check_dataset_config(dataset: dict, where: str, num_files: Optional[int] = F
                          training: bool = False, scope: Optional[str] = None) -> None:
     """Check a dataset config's ``data_root``, ``ann_file`` and samples.
 
-    The samples are those of the built dataset's data list (whatever its type: COCO, an
-    image folder or list, video clips): each image (``img_path``) is read and decoded as
-    the pipeline would, after its header size is checked against
-    :data:`MAX_IMAGE_PIXELS`; clips (``filename``) are opened; frame folders exist.
+    The samples are those of the built dataset's data list (any type: COCO, image
+    folders and lists, video clips): images (``img_path``) are decoded as the pipeline
+    would, within :data:`MAX_IMAGE_PIXELS`; clips (``filename``) are opened; frame
+    folders exist.
 
     Args:
         dataset: A dataset config (wrappers are followed).
         where: Its place in the config, for messages (e.g. ``train_dataloader.dataset``).
         num_files: How many of the listed samples to read; None: all of them, with a
             progress bar.
-        training: Whether a run trains on it: then COCO annotations that mmdet would drop
-            or ignore raise an error or a :class:`DroppedAnnotationsWarning`, and its classes
-            and images are checked (:class:`DataWarning`).
+        training: Whether a run trains on it: then its COCO annotations, classes and
+            images are checked too (errors, :class:`DroppedAnnotationsWarning`,
+            :class:`DataWarning`).
         scope: The registry scope its type is built in (the config's ``default_scope``).
 
     Raises:
         FileNotFoundError: The data root, the annotation file or a listed sample is missing.
-        ValueError: The annotation file is not valid JSON or not a COCO file where one is
-            expected; the dataset is empty; samples are unreadable (all are listed: an
-            empty or truncated file, a symbolic link loop, an undecodable image or one of
-            more pixels than the bound); a training annotation has an undeclared category,
-            an RLE mask the pipeline ignores or a bbox that is not finite; the config's
-            ``metainfo.classes`` names none of a training file's categories.
+        ValueError: An annotation file that does not parse or is not COCO where one is
+            expected, an empty dataset, unreadable samples (all are listed), or (training)
+            annotations mmdet would drop by mistake or classes naming no category.
     """
     for config, place in _leaf_datasets(dataset, where):
         data_root = config.get('data_root') or ''
@@ -487,8 +479,7 @@ def check_data_config(cfg, splits: Sequence[str], mode: str = 'fast',
                                  training and split == 'train', cfg.get('default_scope'))
             if split != 'train':
                 _check_detection_limits(cfg, split)
-        evaluator = cfg.get(f'{split}_evaluator')
-        metrics = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+        metrics = _metrics(cfg, split)
         for index, metric in enumerate(metrics):
             ann_file = metric.get('ann_file') if isinstance(metric, dict) else None
             if ann_file and not _is_remote(ann_file) and not osp.isfile(ann_file):

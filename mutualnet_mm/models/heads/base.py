@@ -5,27 +5,43 @@ from torch import nn
 
 from ...ops import SlimmableLayer, convert_to_slimmable, scale_channels
 from ..norm_check import check_slimmable_norm
-from ..stock import StockSlimmable
+from ..stock import StockSlimmable, stock_arguments
 
 
 class StockSlimmableHead(StockSlimmable):
     """A head whose stock counterpart at width ``w`` has its channel arguments scaled.
 
-    Subclasses name the stock class (:attr:`stock_type`), the constructor arguments that
+    Subclasses name the stock class (``drop_in_signature``), the constructor arguments that
     are channel counts (:attr:`channel_args`, read back from attributes of the same name)
     and the prediction layers whose outputs (class scores, box deltas, mask logits) never
     shrink (:attr:`prediction_layers`, names below the head). Every other argument
     reaches the stock config unchanged.
     """
 
-    stock_type: str
     channel_args: Tuple[str, ...]
     prediction_layers: Tuple[str, ...]
     #: How a channel argument scales with the width (RTMDet's family rounds down).
     channel_rule: Callable[[int, float], int] = staticmethod(scale_channels)
 
+    def __init__(self, *args, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
+        """Build the stock head from its arguments, then make it slimmable.
+
+        Args:
+            width_range: Smallest and largest width multiplier.
+            *args, **kwargs: The stock head's arguments; norms, where they slim, batch
+                norms.
+        """
+        kwargs = stock_arguments(self.stock_class, args, kwargs)
+        super().__init__(**kwargs)
+        self.make_slimmable(width_range, kwargs)
+
+    @property
+    def stock_type(self) -> str:
+        """The registered type of the stock head."""
+        return self.stock_class.__name__
+
     def make_slimmable(self, width_range: Sequence[float], stock_kwargs: dict) -> None:
-        """Swap the layers for slimmable twins; call at the end of ``__init__``.
+        """Swap the layers for slimmable twins (at the end of ``__init__``).
 
         Args:
             width_range: Smallest and largest width multiplier.

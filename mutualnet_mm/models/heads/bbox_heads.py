@@ -5,8 +5,6 @@ keep their outputs. RoI features enter the first fully connected layer flattened
 by channel (``c * roi_feat_area + position``), so the first ``c'`` channels are the first
 ``c' * roi_feat_area`` features: a prefix slice of the full layer's inputs, as for any layer.
 """
-from typing import Sequence
-
 from mmdet.models.roi_heads.bbox_heads import (
     ConvFCBBoxHead,
     Shared2FCBBoxHead,
@@ -14,7 +12,7 @@ from mmdet.models.roi_heads.bbox_heads import (
 )
 from mmdet.registry import MODELS
 
-from ..stock import drop_in_signature, stock_arguments
+from ..stock import drop_in_signature
 from .base import StockSlimmableHead
 
 
@@ -31,54 +29,19 @@ class SlimmableConvFCBBoxHead(_SlimmableConvFCMixin, ConvFCBBoxHead):
     """mmdet ``ConvFCBBoxHead`` whose channels follow the active width.
 
     At width ``w`` it computes ``ConvFCBBoxHead`` with ``in_channels``,
-    ``conv_out_channels`` and ``fc_out_channels`` scaled by ``scale_channels``.
-
-    Args:
-        width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        *args, **kwargs: mmdet ``ConvFCBBoxHead`` arguments; ``norm_cfg`` None or batch norm.
+    ``conv_out_channels`` and ``fc_out_channels`` scaled by ``scale_channels``; arguments
+    as :class:`~.base.StockSlimmableHead` (``norm_cfg`` None or batch norm).
     """
-
-    stock_type = 'ConvFCBBoxHead'
-
-    def __init__(self, *args, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
-        kwargs = stock_arguments(ConvFCBBoxHead, args, kwargs)
-        super().__init__(**kwargs)
-        self.make_slimmable(width_range, kwargs)
 
 
 @MODELS.register_module()
 @drop_in_signature(Shared2FCBBoxHead)
 class SlimmableShared2FCBBoxHead(_SlimmableConvFCMixin, Shared2FCBBoxHead):
-    """mmdet ``Shared2FCBBoxHead`` (Faster/Mask R-CNN) whose channels follow the width.
-
-    Args:
-        width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        *args, **kwargs: mmdet ``Shared2FCBBoxHead`` arguments (``in_channels``,
-            ``fc_out_channels``, ``num_classes``, ``bbox_coder``, losses, ...).
-    """
-
-    stock_type = 'Shared2FCBBoxHead'
-
-    def __init__(self, *args, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
-        kwargs = stock_arguments(Shared2FCBBoxHead, args, kwargs)
-        super().__init__(**kwargs)
-        self.make_slimmable(width_range, kwargs)
+    """mmdet ``Shared2FCBBoxHead`` (Faster/Mask R-CNN) whose channels follow the width."""
 
 
 @MODELS.register_module()
 @drop_in_signature(Shared4Conv1FCBBoxHead)
 class SlimmableShared4Conv1FCBBoxHead(_SlimmableConvFCMixin, Shared4Conv1FCBBoxHead):
-    """mmdet ``Shared4Conv1FCBBoxHead`` whose channels follow the width.
-
-    Args:
-        width_range: Smallest and largest width multiplier. Default ``(0.25, 1.0)``.
-        *args, **kwargs: mmdet ``Shared4Conv1FCBBoxHead`` arguments; ``norm_cfg`` None or
-            batch norm (the GN variants of mmdet's configs cannot slim).
-    """
-
-    stock_type = 'Shared4Conv1FCBBoxHead'
-
-    def __init__(self, *args, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
-        kwargs = stock_arguments(Shared4Conv1FCBBoxHead, args, kwargs)
-        super().__init__(**kwargs)
-        self.make_slimmable(width_range, kwargs)
+    """mmdet ``Shared4Conv1FCBBoxHead`` whose channels follow the width (with batch norm or
+    none: the GN variants of mmdet's configs cannot slim)."""

@@ -4,7 +4,7 @@ from typing import Sequence
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.registry import MODELS
 
-from ..stock import drop_in_signature, stock_arguments
+from ..stock import drop_in_signature
 from .base import StockSlimmableHead
 
 _SLIMMABLE_UPSAMPLES = (None, 'deconv', 'nearest', 'bilinear')
@@ -26,14 +26,11 @@ class SlimmableFCNMaskHead(StockSlimmableHead, FCNMaskHead):
             batch norm.
     """
 
-    stock_type = 'FCNMaskHead'
     channel_args = ('in_channels', 'conv_out_channels')
     prediction_layers = ('conv_logits',)
 
     def __init__(self, *args, width_range: Sequence[float] = (0.25, 1.0), **kwargs) -> None:
-        kwargs = stock_arguments(FCNMaskHead, args, kwargs)
-        super().__init__(**kwargs)
+        super().__init__(*args, width_range=width_range, **kwargs)
         if self.upsample_method not in _SLIMMABLE_UPSAMPLES:
             raise ValueError(f'{type(self).__name__} cannot slim upsample type '
                              f'{self.upsample_method!r}; allowed: {_SLIMMABLE_UPSAMPLES}')
-        self.make_slimmable(width_range, kwargs)

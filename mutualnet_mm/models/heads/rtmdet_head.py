@@ -16,7 +16,7 @@ from mmdet.registry import MODELS
 
 from ...ops import widen_channels
 from ...ops.segments import SegmentedConv2d
-from ..stock import drop_in_signature, stock_arguments
+from ..stock import drop_in_signature
 from .base import StockSlimmableHead
 
 
@@ -33,15 +33,12 @@ class SlimmableRTMDetSepBNHead(StockSlimmableHead, RTMDetSepBNHead):
             RTMDet-tiny's channels from RTMDet-l's.
     """
 
-    stock_type = 'RTMDetSepBNHead'
     channel_args = ('in_channels', 'feat_channels')
     prediction_layers = ('rtm_cls', 'rtm_reg', 'rtm_obj')
     channel_rule = staticmethod(widen_channels)
 
     def __init__(self, *args, width_range: Sequence[float] = (0.375, 1.0), **kwargs) -> None:
-        kwargs = stock_arguments(RTMDetSepBNHead, args, kwargs)
-        super().__init__(**kwargs)
-        self.make_slimmable(width_range, kwargs)
+        super().__init__(*args, width_range=width_range, **kwargs)
 
 
 @MODELS.register_module()
@@ -60,16 +57,13 @@ class SlimmableRTMDetInsSepBNHead(StockSlimmableHead, RTMDetInsSepBNHead):
         width_range: Smallest and largest width multiplier. Default ``(0.375, 1.0)``.
     """
 
-    stock_type = 'RTMDetInsSepBNHead'
     channel_args = ('in_channels', 'feat_channels')
     prediction_layers = ('rtm_cls', 'rtm_reg', 'rtm_kernel', 'rtm_obj',
                          'mask_head.projection')
     channel_rule = staticmethod(widen_channels)
 
     def __init__(self, *args, width_range: Sequence[float] = (0.375, 1.0), **kwargs) -> None:
-        kwargs = stock_arguments(RTMDetInsSepBNHead, args, kwargs)
-        super().__init__(**kwargs)
-        self.make_slimmable(width_range, kwargs)
+        super().__init__(*args, width_range=width_range, **kwargs)
         fusion = self.mask_head.fusion_conv
         self.mask_head.fusion_conv = SegmentedConv2d.from_conv(
             fusion, (self.in_channels,) * self.mask_head.num_levels)
