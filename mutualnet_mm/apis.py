@@ -44,13 +44,10 @@ def prepare(target: Any, width: float, scale: float = 1.0,
     """Set a model (or an inferencer's) to ``(width, scale[, frames])`` with that
     configuration's BN statistics.
 
-    After it, ``inference_detector`` / ``inference_recognizer`` / mmpretrain's
-    ``inference_model`` on the model, or the inferencer itself, compute what the exported
-    stock model of the configuration computes: the width is set, the batch norms hold the
-    configuration's statistics and the model's config has its test pipeline resized (and
-    its frames sampled) for the configuration. An inferencer built its pipeline from the
-    config when it was created: pass the inferencer (not its ``model``) so that its
-    pipeline is rebuilt too.
+    Afterwards the model (through ``inference_detector``, ``inference_recognizer`` or
+    mmpretrain's ``inference_model``) or the inferencer computes what the configuration's
+    exported stock model computes. Pass an inferencer itself, not its ``model``: its
+    pipeline, built from the config, is rebuilt for the configuration too.
 
     Args:
         target: An adaptive model from ``init_detector``, ``init_recognizer`` or
@@ -74,11 +71,10 @@ def prepare(target: Any, width: float, scale: float = 1.0,
         The configuration.
 
     Raises:
-        ValueError: a width or scale outside what is allowed, or a model without its
-            config.
+        ValueError: a width or scale outside what is allowed, a model without its config,
+            or a statistics file calibrated on other weights.
         KeyError: the statistics file lacks the configuration (the message lists those
             it holds).
-        ValueError: the statistics file was calibrated on other weights.
     """
     inferencer = _inferencer_of(target)
     module = unwrap(target if inferencer is None else inferencer.model)
@@ -92,9 +88,8 @@ def prepare(target: Any, width: float, scale: float = 1.0,
     base_cfg = getattr(module, attr) if base_cfg is None else base_cfg
     set_width(module, width, head_width, depth)  # checks both widths and the depth
     scale = check_scales([scale], 'prepare')[0]
-    config = SubnetConfig(float(width), scale, frames,
-                          None if head_width is None else float(head_width),
-                          None if depth is None else float(depth))
+    config = SubnetConfig.from_record(dict(width=width, scale=scale, frames=frames,
+                                           head_width=head_width, depth=depth))
     if isinstance(calibration, (str, os.PathLike)) and \
             not os.fspath(calibration).endswith('.py'):
         stats = load_bn_stats(os.fspath(calibration), weights_fingerprint(module),

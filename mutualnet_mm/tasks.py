@@ -7,7 +7,7 @@ per-configuration loops, export and the inferencer look the task up here
 (:func:`task_of`, :func:`task_of_config`) and name no transform or metric themselves.
 A new task (say semantic segmentation) is one :func:`register_task` call plus its models.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
 #: Random augmentations of mmcv's common transforms (every ``Random*`` type is random too).
@@ -134,25 +134,20 @@ CLASSIFICATION = register_task(Task(
 
 
 def any_task() -> Task:
-    """Every registered task's declarations together: for a pipeline of unknown task."""
+    """Every registered task's pipeline declarations together (the fields from ``random``
+    on): for a pipeline of unknown task."""
     tasks = list(TASKS.values())
-
-    def union(name: str) -> tuple:
-        return tuple(dict.fromkeys(v for t in tasks for v in getattr(t, name)))
-
-    def merged(name: str) -> dict:
-        return {k: v for t in tasks for k, v in getattr(t, name).items()}
-
-    return Task(name='any', scope='', data_preprocessors=(), rescaler='',
-                random=frozenset(union('random')), random_resizes=merged('random_resizes'),
-                random_resized_crops=merged('random_resized_crops'), resizes=union('resizes'),
-                crops=union('crops'), frame_samplers=union('frame_samplers'),
-                jittered_samplers=union('jittered_samplers'),
-                frame_counter=next((t.frame_counter for t in tasks if t.frame_counter), None),
-                annotation_loaders=union('annotation_loaders'),
-                array_loaders=merged('array_loaders'),
-                inferencer_renamed=merged('inferencer_renamed'),
-                inferencer_inserted=union('inferencer_inserted'))
+    names = [f.name for f in fields(Task)]
+    merged: Dict[str, Any] = {}
+    for name in names[names.index('random'):]:
+        values = [getattr(t, name) for t in tasks]
+        if name == 'frame_counter':
+            merged[name] = next(filter(None, values), None)
+        elif isinstance(values[0], Mapping):
+            merged[name] = {k: v for value in values for k, v in value.items()}
+        else:  # tuples and the frozenset, in order without repeats
+            merged[name] = type(values[0])(dict.fromkeys(v for value in values for v in value))
+    return Task(name='any', scope='', data_preprocessors=(), rescaler='', **merged)
 
 
 def _type_name(type_: Any) -> str:

@@ -138,10 +138,9 @@ def read_voc_photo(xml_path: Union[str, Path]) -> AnnotatedPhoto:
         xml_path: The annotation file; the photograph (``<filename>``) is beside it.
 
     Raises:
-        ValueError: A field is missing or not a number; a label is not one of
-            :data:`SOURCE_LABELS`; a box is degenerate (``xmax <= xmin`` or
-            ``ymax <= ymin``) or reaches outside the image. The message names the file,
-            the object's index and the values.
+        ValueError: A field is missing or not a number, a label is not one of
+            :data:`SOURCE_LABELS`, or a box is degenerate or reaches outside the image
+            (the message names the file, the object's index and the values).
     """
     xml_path = Path(xml_path)
     root = ElementTree.parse(xml_path).getroot()
@@ -231,9 +230,8 @@ def clip_to_tile(boxes: np.ndarray, tile: Sequence[int],
         with both sides at least :data:`MIN_FRAGMENT_SIDE` (to be ignored regions).
     """
     left, top, right, bottom = tile
-    clipped = np.stack([np.clip(boxes[:, 0], left, right), np.clip(boxes[:, 1], top, bottom),
-                        np.clip(boxes[:, 2], left, right), np.clip(boxes[:, 3], top, bottom)],
-                       axis=1) - np.array([left, top, left, top], np.float64)
+    origin = np.array([left, top, left, top], np.float64)
+    clipped = np.clip(boxes, origin, [right, bottom, right, bottom]) - origin
     sides = clipped[:, 2:] - clipped[:, :2]
     inside = sides.prod(axis=1) * (sides > 0).all(axis=1)
     area = (boxes[:, 2:] - boxes[:, :2]).prod(axis=1)

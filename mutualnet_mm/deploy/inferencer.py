@@ -31,7 +31,6 @@ from .bn_stats import (
     save_bn_stats,
 )
 
-#: Transforms that read annotations, which inference inputs do not have.
 ImageInput = Union[str, np.ndarray, dict]
 
 
@@ -54,11 +53,9 @@ class InferenceResult(NamedTuple):
 class AdaptiveInferencer:
     """Runs the configuration of a query table that fits a budget, per call.
 
-    At construction the model is built and loaded, and the BN statistics of every
-    configuration of the tables are calibrated (or loaded); a call picks the most
-    accurate configuration within its budget, sets the width, swaps in that
-    configuration's statistics (a buffer copy, no recalibration), rescales the batch
-    and predicts.
+    The BN statistics of every configuration of the tables are loaded (or calibrated)
+    once; a call sets the width of its configuration, copies in its statistics,
+    rescales the batch and predicts.
 
     Args:
         config: The adaptive model's config (path or :class:`Config`).

@@ -39,10 +39,8 @@ def stock_model_config(model: nn.Module, model_cfg: dict, width: float,
     ``depth``).
 
     Every :class:`StockSlimmable` part (backbone, neck, heads) is replaced by its
-    ``stock_config(width)`` (a neck gets the channels the stock backbone delivers), and
-    input-following modules get the stock twin their class declares (its ``input_twin``)
-    with the channels they receive. Channels are read off the stock parts run on the meta
-    device.
+    ``stock_config(width)``, and input-following modules by their ``input_twin``; the
+    channels a part receives are read off the stock parts run on the meta device.
 
     Args:
         model: The adaptive model (or its wrapper); left at ``width``.
@@ -152,11 +150,6 @@ def _is_package_class(cls: Any) -> bool:
     return getattr(cls, '__module__', '').startswith('mutualnet_mm')
 
 
-def _package_types() -> Dict[str, str]:
-    """Type names registered by ``mutualnet_mm`` in any OpenMMLab registry -> module."""
-    return {name: cls.__module__ for name, cls in _package_classes().items()}
-
-
 def _with_stock_bases(cfg: Any, classes: Dict[str, type]) -> Any:
     """``cfg`` with each package class that extends a stock class named as that class.
 
@@ -179,27 +172,27 @@ def _with_stock_bases(cfg: Any, classes: Dict[str, type]) -> Any:
 
 
 def _check_stock(type_name: str, scope: str, where: str,
-                 package_types: Optional[Dict[str, str]] = None) -> None:
+                 classes: Optional[Dict[str, type]] = None) -> None:
     name = type_name.rpartition('.')[2]
-    module = (package_types if package_types is not None else _package_types()).get(name)
-    if module is not None:
-        raise ValueError(f'{where}: {name!r} is a mutualnet_mm class ({module}) with no '
+    cls = (classes if classes is not None else _package_classes()).get(name)
+    if cls is not None:
+        raise ValueError(f'{where}: {name!r} is a mutualnet_mm class ({cls.__module__}) with no '
                          f'stock {scope} counterpart, so a model with it cannot be exported '
                          'as a stock model')
 
 
 def _check_no_package_types(cfg: Any, where: str, scope: str,
-                            package_types: Optional[Dict[str, str]] = None) -> None:
+                            classes: Optional[Dict[str, type]] = None) -> None:
     """Raise if any ``type`` below ``cfg`` names a class defined in mutualnet_mm."""
-    package_types = _package_types() if package_types is None else package_types
+    classes = _package_classes() if classes is None else classes
     if isinstance(cfg, dict):
         if isinstance(cfg.get('type'), str):
-            _check_stock(cfg['type'], scope, where, package_types)
+            _check_stock(cfg['type'], scope, where, classes)
         for key, value in cfg.items():
-            _check_no_package_types(value, f'{where}.{key}', scope, package_types)
+            _check_no_package_types(value, f'{where}.{key}', scope, classes)
     elif isinstance(cfg, (list, tuple)):
         for i, value in enumerate(cfg):
-            _check_no_package_types(value, f'{where}[{i}]', scope, package_types)
+            _check_no_package_types(value, f'{where}[{i}]', scope, classes)
 
 
 def stock_runtime_config(cfg: Config, model_cfg: dict, config: SubnetConfig) -> Config:

@@ -48,13 +48,11 @@ class Distiller:
 
     @contextmanager
     def without_label_loss(self, model: nn.Module) -> Iterator[None]:
-        """Within the block, ``model.<module>.loss`` runs the module's forward only.
+        """Within the block, ``model.<module>.loss`` runs the module's forward only and
+        reports no loss: the output :meth:`capture` records, without label losses.
 
-        The heads of mmpretrain, mmaction2 and mmdet compute ``loss(feats, data_samples)``
-        as their forward followed by the loss of its output against the labels. A pass
-        that keeps no label loss needs the forward alone (:meth:`capture` records it); its
-        label losses are then not computed and the module reports none. A module without
-        a ``loss`` method (e.g. a neck) is left as it is.
+        The OpenMMLab heads' ``loss(feats, data_samples)`` is their forward followed by the
+        label loss. A module without a ``loss`` method (e.g. a neck) is left as it is.
         """
         target = self._target(model)
         if not inspect.ismethod(getattr(target, 'loss', None)):

@@ -83,8 +83,7 @@ class DetBatchRescaler:
         if 'bboxes' in instances:
             boxes = instances.bboxes
             if isinstance(boxes, Tensor):
-                factors = boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
-                new.bboxes = boxes * factors
+                new.bboxes = boxes * boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
             else:  # an mmdet box type
                 boxes = boxes.clone()
                 boxes.rescale_((scale_x, scale_y))
@@ -98,21 +97,13 @@ class DetBatchRescaler:
 def _rescale_masks(masks, scale_y: float, scale_x: float, batch_shape: Tuple[int, int],
                    new_batch_shape: Tuple[int, int]):
     from mmdet.structures.mask import BitmapMasks, PolygonMasks
-    if isinstance(masks, PolygonMasks):
-        polygons = []
-        for polys in masks.masks:
-            scaled = []
-            for poly in polys:
-                poly = poly.astype(np.float64, copy=True)
-                poly[0::2] *= scale_x
-                poly[1::2] *= scale_y
-                scaled.append(poly)
-            polygons.append(scaled)
+    if isinstance(masks, PolygonMasks):  # flat x, y, x, y, ... coordinates
+        polygons = [[poly * np.tile([scale_x, scale_y], len(poly) // 2) for poly in polys]
+                    for polys in masks.masks]
         return PolygonMasks(polygons, *_scaled((masks.height, masks.width), scale_y, scale_x))
     if isinstance(masks, BitmapMasks):
-        padded_to_batch = (masks.height, masks.width) == tuple(batch_shape)
         resized = masks.resize(_scaled((masks.height, masks.width), scale_y, scale_x))
-        if padded_to_batch:
+        if (masks.height, masks.width) == tuple(batch_shape):  # padded to the batch
             resized = resized.pad(new_batch_shape, pad_val=0)
         return resized
     raise TypeError(f'cannot rescale masks of type {type(masks).__name__}')
@@ -178,12 +169,10 @@ class ClsBatchRescaler:
 def with_loaded_annotations(predictions: Sequence, originals: Sequence) -> list:
     """Predictions on rescaled samples, carried over to the samples as loaded.
 
-    A rescaler returns samples whose ground truth and metainfo follow the rescaled batch;
-    the model adds its predictions (mapped back to the original image) to them. This
-    returns copies of ``originals`` with the fields the model added: ground truth,
-    shapes and scale factor as the dataset loaded them, in the frame of the predictions,
-    which is what visualization hooks draw and what metrics that read the ground truth
-    from the samples (mmdet's VOC metric) compare.
+    Returns copies of ``originals`` with the fields the model added to the rescaled
+    samples (its predictions, mapped back to the original image), so that visualization
+    hooks and metrics that read the ground truth from the samples (mmdet's VOC metric)
+    see it as the dataset loaded it, in the frame of the predictions.
 
     Args:
         predictions: The model's outputs, one per sample.

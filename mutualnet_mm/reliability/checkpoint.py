@@ -319,10 +319,12 @@ def install_safe_loading() -> None:
                                                          force=True)
 
 
-def _reason(error: Exception) -> str:
-    """The informative line of a loading error."""
+def _unreadable(path: str, error: Exception) -> ValueError:
+    """The error for a file that is no checkpoint, with the informative line of ``error``."""
     message = str(error).split('WeightsUnpickler error:')[-1].strip()
-    return f'{type(error).__name__}: {message.splitlines()[0] if message else "(no message)"}'
+    return ValueError(f'{path!r} is not a readable checkpoint (truncated or corrupt): '
+                      f'{type(error).__name__}: '
+                      f'{message.splitlines()[0] if message else "(no message)"}')
 
 
 def _refused_globals(path: str, error: Exception) -> Sequence[str]:
@@ -377,8 +379,7 @@ def load_checkpoint_safely(path: Union[str, os.PathLike],
     except pickle.UnpicklingError as error:
         refused = _refused_globals(path, error)
         if not refused:
-            raise ValueError(f'{path!r} is not a readable checkpoint (truncated or corrupt): '
-                             f'{_reason(error)}') from error
+            raise _unreadable(path, error) from error
         raise pickle.UnpicklingError(
             f'refused to load {path!r}: it carries pickled objects that are not allowed in a '
             f'weights-only checkpoint: {", ".join(refused)}. Allowed are tensors, plain Python '
@@ -389,8 +390,7 @@ def load_checkpoint_safely(path: Union[str, os.PathLike],
         raise pickle.UnpicklingError(f'refused to load {path!r}: containers nested too '
                                      'deeply') from error
     except Exception as error:  # torch raises many types for a bad file
-        raise ValueError(f'{path!r} is not a readable checkpoint (truncated or corrupt): '
-                         f'{_reason(error)}') from error
+        raise _unreadable(path, error) from error
     finally:
         _array_budget.reset(token)
     _drop_obeyed_content(checkpoint, path)

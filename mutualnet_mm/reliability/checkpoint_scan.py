@@ -110,14 +110,15 @@ class _Node:
 
     __slots__ = ('kind', 'name', 'depth', 'paths', 'sealed', 'items', 'nbytes', 'hashable')
 
-    def __init__(self, kind: str, name: str = '', items: Optional[list] = None) -> None:
+    def __init__(self, kind: str, name: str = '', items: Optional[list] = None,
+                 nbytes: int = 0) -> None:
         self.kind = kind
         self.name = name  # a global's dotted name; a storage's type
         self.depth = 1
         self.paths = 1
         self.sealed = False  # placed in another object: never modified again
         self.items = items  # a tuple's or a list's items
-        self.nbytes = 0  # a storage's or a bytes object's size
+        self.nbytes = nbytes  # a storage's or a bytes object's size
         self.hashable = False
 
 
@@ -254,9 +255,7 @@ class PickleScan:
                         'is allowed)')
             size = len(text)
         self.charge(size, name)
-        node = _Node('bytes', name)
-        node.nbytes = size
-        return node
+        return _Node('bytes', name, nbytes=size)
 
     def tensor(self, name: str, values: list, args: _Node) -> _Node:
         function = name.rsplit('.', 1)[1]
@@ -286,13 +285,12 @@ class PickleScan:
             _refuse('a tensor with a bad storage offset or stride')
         itemsize = _ELEMENT_SIZES[storage.name]
         numel = math.prod(dims[0])
+        tensor = f'a tensor of shape {tuple(dims[0])} and strides {tuple(dims[1])}'
         if numel and (offset + sum((n - 1) * s for n, s in zip(*dims)) + 1) * itemsize \
                 > storage.nbytes:
-            _refuse(f'a tensor of shape {tuple(dims[0])} and strides {tuple(dims[1])} '
-                    f'reaching past its storage ({storage.nbytes} bytes)')
+            _refuse(f'{tensor} reaching past its storage ({storage.nbytes} bytes)')
         if numel * itemsize > storage.nbytes:
-            _refuse(f'a tensor of shape {tuple(dims[0])} and strides {tuple(dims[1])} '
-                    f'larger than its storage ({storage.nbytes} bytes)')
+            _refuse(f'{tensor} larger than its storage ({storage.nbytes} bytes)')
 
     def storage(self, pid: Any) -> _Node:
         """``BINPERSID``: a storage, ``('storage', type, key, location, numel[, view])``."""
@@ -321,9 +319,7 @@ class PickleScan:
                     and view_items[1] + view_items[2] <= numel):
                 _refuse(f'a view of storage {key!r} outside it')
             nbytes = view_items[2] * _ELEMENT_SIZES[name]
-        node = _Node('storage', name)
-        node.nbytes = nbytes
-        return node
+        return _Node('storage', name, nbytes=nbytes)
 
     # -- the opcode stream ------------------------------------------------------------
     def run(self, data: Buffer, pos: int = 0) -> Tuple[Any, int]:

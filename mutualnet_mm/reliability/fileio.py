@@ -45,7 +45,7 @@ def _running_elsewhere(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
-        return True
+        pass
     return True
 
 
@@ -243,12 +243,10 @@ def replaced_directory(path: str, own_names: Collection[str]) -> Iterator[str]:
     """Write a new version of the directory ``path`` and put it in place as a whole.
 
     Yields an empty staging directory next to ``path`` (``.<name>.<pid>.staging``). When
-    the block ends without error, its files and folders are flushed (a sub-folder's own
-    files must be flushed by their writer) and it takes ``path``'s place in
-    one atomic exchange. Where the file system cannot exchange, the old version is renamed
-    aside (``.<name>.<pid>.previous``), the new one in, and the old one removed; a kill
-    between those two renames leaves ``path`` missing and the old version aside, which
-    the next call puts back. An error leaves ``path`` as it was, and no staging directory.
+    the block ends without error, its entries are flushed (a sub-folder's own files must
+    be flushed by their writer) and it takes ``path``'s place in one atomic exchange, or
+    where the file system cannot exchange, by two renames (:func:`_recover` repairs a
+    kill between them). An error leaves ``path`` as it was, and no staging directory.
 
     Args:
         path: The directory: absent, or holding only ``own_names`` (see
