@@ -8,20 +8,26 @@ from typing import Callable, Dict, List
 
 import pytest
 
-_PATH = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
-                 'benchmarks', 'common.py')
+_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'benchmarks')
 
 
-def _load_common():
-    # benchmarks/ is a folder of scripts, not a package: load the module by its path.
-    spec = importlib.util.spec_from_file_location('benchmarks_common', _PATH)
+def load_script(name: str):
+    """The benchmark script ``benchmarks/<name>.py`` as a module named ``benchmarks_<name>``.
+
+    benchmarks/ is a folder of scripts, not a package: each is loaded by its path, and the
+    scripts that import their sibling ``common`` by name find it loaded.
+    """
+    spec = importlib.util.spec_from_file_location(f'benchmarks_{name}',
+                                                  osp.join(_DIR, f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
+    if name == 'common':
+        sys.modules.setdefault('common', module)
     return module
 
 
-common = _load_common()
+common = load_script('common')
 
 
 class FakeClock:

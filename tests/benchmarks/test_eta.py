@@ -1,25 +1,10 @@
 """``benchmarks/eta.py`` reads the ETA points off a training log."""
-import importlib.util
-import os.path as osp
-import sys
 
 import pytest
 
-from .test_common import common
+from .test_common import load_script
 
-_PATH = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
-                 'benchmarks', 'eta.py')
-
-
-def _load_eta():
-    sys.modules.setdefault('common', common)  # the script imports its sibling by name
-    spec = importlib.util.spec_from_file_location('benchmarks_eta', _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-eta = _load_eta()
+eta = load_script('eta')
 
 LOG = '''\
 2026/01/02 10:00:00 - mmengine - INFO - mutual learning: 4 configurations per iteration

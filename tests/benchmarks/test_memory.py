@@ -1,26 +1,11 @@
 """``benchmarks/memory.py``: the table compares the mutual iteration with its largest
 plain pass, and the floor holds the summed gradients through the later passes."""
-import importlib.util
-import os.path as osp
-import sys
 
 import pytest
 
-from .test_common import common
+from .test_common import load_script
 
-_PATH = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
-                 'benchmarks', 'memory.py')
-
-
-def _load_memory():
-    sys.modules.setdefault('common', common)  # the script imports its sibling by name
-    spec = importlib.util.spec_from_file_location('benchmarks_memory', _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-memory = _load_memory()
+memory = load_script('memory')
 
 
 def _record(first: float, steady: float, params: float) -> dict:
