@@ -214,11 +214,17 @@ def extended_runs() -> List[Run]:
     ]
 
 
+def half_warmup_passes(epochs: int) -> int:
+    """Epoch-passes of a recipe that trains the full network alone for the first half of
+    ``epochs`` and the cohort after it."""
+    warmup = epochs // 2
+    return warmup + COHORT_PASSES * (epochs - warmup)
+
+
 def trees_runs() -> List[Run]:
     """The tree-crown RetinaNet's recipe (warm-up: the first half), the same with
     backbone-only slimming, and independent networks with as many passes together."""
-    warmup = TREES_EPOCHS // 2
-    passes = warmup + COHORT_PASSES * (TREES_EPOCHS - warmup)
+    passes = half_warmup_passes(TREES_EPOCHS)
     return [
         Run('mutualnet', 'mutualnet', TREES_EPOCHS, config=TREES_CONFIG),
         *independent_runs(round(passes / len(INDEPENDENT_WIDTHS)), TREES_CONFIG),
@@ -230,9 +236,7 @@ def trees_runs() -> List[Run]:
 def rtmdet_runs() -> List[Run]:
     """The RTMDet demo's recipe (warm-up: the first half) against RTMDet-s and RTMDet-tiny
     trained alone, with as many passes together."""
-    warmup = RTMDET_EPOCHS // 2
-    passes = warmup + COHORT_PASSES * (RTMDET_EPOCHS - warmup)
-    alone = round(passes / len(RTMDET_SIZES))
+    alone = round(half_warmup_passes(RTMDET_EPOCHS) / len(RTMDET_SIZES))
     return [
         Run('mutualnet', 'mutualnet', RTMDET_EPOCHS, config=RTMDET_CONFIG),
         *(Run(f'independent_{size}', 'independent', alone,
@@ -425,15 +429,19 @@ def config_key(record: dict) -> tuple:
 
 def per_config(by_method: Dict[str, List[dict]], cell: Callable[[dict], str]) -> List[dict]:
     """One row per (width, depth, head width, scale), one ``cell(record)`` per method
-    that evaluated it; no depth column where every depth is 1."""
+    that evaluated it; no depth column where every depth is 1, no head-width column where
+    every head follows its width."""
     configurations = sorted({config_key(r) for rs in by_method.values() for r in rs},
                             reverse=True)
     with_depth = any(key[1] != 1.0 for key in configurations)
+    with_head = any(key[2] != key[0] for key in configurations)
     rows = []
     for key in configurations:
         row = dict(zip(('width', 'depth', 'head width', 'scale'), key))
         if not with_depth:
             del row['depth']
+        if not with_head:
+            del row['head width']
         for method, records in by_method.items():
             match = [r for r in records if config_key(r) == key]
             row[method] = cell(match[0]) if match else ''
