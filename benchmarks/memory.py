@@ -140,9 +140,8 @@ def worker(args: argparse.Namespace) -> None:
         def run():
             torch.set_rng_state(batch.rng_state)
             pass_samples = samples.pop(0)
-            loaded = dict(inputs=list(batch.images),
-                          data_samples=[sample.new() for sample in pass_samples])
-            return plain_pass(model, optim_wrapper, loaded, batch.inputs, pass_samples)
+            return plain_pass(model, optim_wrapper, batch.loaded(pass_samples), batch.inputs,
+                              pass_samples)
     gc.collect()
     if torch.device(args.device).type == 'cuda':
         torch.cuda.synchronize(args.device)

@@ -154,6 +154,11 @@ class PassBatch:
     images: List[Tensor]
     rng_state: Tensor
 
+    def loaded(self, samples: list) -> dict:
+        """The images as a loader delivers them, with empty copies of ``samples``: what a
+        plain step's data preprocessor is given."""
+        return dict(inputs=list(self.images), data_samples=[s.new() for s in samples])
+
 
 def capture_batches(step: MutualTrainStep, model: nn.Module, optim_wrapper: OptimWrapper,
                     data: dict, iteration: int) -> List[PassBatch]:
@@ -282,8 +287,7 @@ def _plain_case(name: str, twin: nn.Module, optim_wrapper: OptimWrapper, batch: 
     def setup() -> None:
         twin.load_state_dict(weights)
         samples = copy.deepcopy(batch.samples)
-        holder[:] = [(dict(inputs=list(batch.images), data_samples=[s.new() for s in samples]),
-                      batch.inputs, samples)]
+        holder[:] = [(batch.loaded(samples), batch.inputs, samples)]
         torch.set_rng_state(batch.rng_state)
 
     def run() -> None:
