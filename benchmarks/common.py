@@ -312,6 +312,13 @@ def machine_info() -> str:
             f'load average (1/5/15 min) {load_average()}')
 
 
+def _shown(value: object) -> object:
+    """An argument as printed: a path inside this checkout relative to it."""
+    if isinstance(value, str) and osp.isabs(value) and value.startswith(REPO + os.sep):
+        return osp.relpath(value, REPO)
+    return value
+
+
 def print_header(title: str, args: argparse.Namespace) -> None:
     """Apply ``args.threads``, then print the title, machine, command and arguments."""
     if getattr(args, 'threads', None):
@@ -319,7 +326,7 @@ def print_header(title: str, args: argparse.Namespace) -> None:
     print(f'# {title}')
     print(machine_info())
     print('command: ' + ' '.join([osp.relpath(sys.argv[0], REPO)] + sys.argv[1:]))
-    print('arguments: ' + ', '.join(f'{k}={v}' for k, v in vars(args).items()))
+    print('arguments: ' + ', '.join(f'{k}={_shown(v)}' for k, v in vars(args).items()))
     print(flush=True)
 
 

@@ -25,13 +25,17 @@ import argparse
 import copy
 import cProfile
 import io
+import os
 import pstats
+import site
+import sysconfig
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 from common import (
+    REPO,
     Case,
     add_device_arg,
     add_model_args,
@@ -366,7 +370,15 @@ def profile(cases: Sequence[Case], count: int) -> None:
         stat.stream = out
         stat.sort_stats('tottime').print_stats(25)
         print(f'\n{side}: the functions taking the most time of their own')
-        print(out.getvalue())
+        print(_without_install_dirs(out.getvalue()))
+
+
+def _without_install_dirs(text: str) -> str:
+    """Profile text without the checkout's, the installed packages' and python's directories."""
+    directories = {REPO, sysconfig.get_paths()['stdlib'], *site.getsitepackages()}
+    for directory in sorted(directories, key=len, reverse=True):
+        text = text.replace(directory + os.sep, '')
+    return text
 
 
 def _cumulative(stats: pstats.Stats, path: str, function: str) -> float:

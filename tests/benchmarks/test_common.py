@@ -160,3 +160,14 @@ def test_target_note_only_judges_a_given_target():
     assert common.target_note([1.01, 1.02], None) == ''
     assert 'within target' in common.target_note([1.01, 1.02], 1.03)
     assert '1 of 2 over target' in common.target_note([1.01, 1.04], 1.03)
+
+
+def test_the_header_names_paths_in_the_checkout_relative_to_it(capsys, monkeypatch):
+    monkeypatch.setattr(sys, 'argv', [osp.join(_DIR, 'train_overhead.py')])
+    args = common.argparse.Namespace(config=common.DEMO_CONFIG, data_root='/data/coco',
+                                     threads=None)
+    common.print_header('title', args)
+    printed = capsys.readouterr().out
+    assert 'command: benchmarks/train_overhead.py' in printed
+    assert 'config=configs/demo/maskrcnn_mutual_r18_shapes.py' in printed
+    assert 'data_root=/data/coco' in printed  # outside the checkout: kept as given
