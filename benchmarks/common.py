@@ -17,8 +17,10 @@ import os.path as osp
 import platform
 import random
 import shutil
+import site
 import statistics
 import sys
+import sysconfig
 import tempfile
 import time
 import warnings
@@ -312,11 +314,15 @@ def machine_info() -> str:
             f'load average (1/5/15 min) {load_average()}')
 
 
-def _shown(value: object) -> object:
-    """An argument as printed: a path inside this checkout relative to it."""
-    if isinstance(value, str) and osp.isabs(value) and value.startswith(REPO + os.sep):
-        return osp.relpath(value, REPO)
-    return value
+def without_install_dirs(text: str) -> str:
+    """``text`` without the checkout's, the installed packages' and python's directories.
+
+    What a benchmark prints is recorded in the repository: paths name files, not machines.
+    """
+    directories = {REPO, sysconfig.get_paths()['stdlib'], *site.getsitepackages()}
+    for directory in sorted(directories, key=len, reverse=True):
+        text = text.replace(directory + os.sep, '')
+    return text
 
 
 def print_header(title: str, args: argparse.Namespace) -> None:
@@ -326,7 +332,8 @@ def print_header(title: str, args: argparse.Namespace) -> None:
     print(f'# {title}')
     print(machine_info())
     print('command: ' + ' '.join([osp.relpath(sys.argv[0], REPO)] + sys.argv[1:]))
-    print('arguments: ' + ', '.join(f'{k}={_shown(v)}' for k, v in vars(args).items()))
+    arguments = ', '.join(f'{k}={v}' for k, v in vars(args).items())
+    print('arguments: ' + without_install_dirs(arguments))
     print(flush=True)
 
 

@@ -25,17 +25,13 @@ import argparse
 import copy
 import cProfile
 import io
-import os
 import pstats
-import site
-import sysconfig
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 from common import (
-    REPO,
     Case,
     add_device_arg,
     add_model_args,
@@ -56,6 +52,7 @@ from common import (
     spread,
     target_note,
     time_interleaved,
+    without_install_dirs,
 )
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, build_optim_wrapper
@@ -370,15 +367,7 @@ def profile(cases: Sequence[Case], count: int) -> None:
         stat.stream = out
         stat.sort_stats('tottime').print_stats(25)
         print(f'\n{side}: the functions taking the most time of their own')
-        print(_without_install_dirs(out.getvalue()))
-
-
-def _without_install_dirs(text: str) -> str:
-    """Profile text without the checkout's, the installed packages' and python's directories."""
-    directories = {REPO, sysconfig.get_paths()['stdlib'], *site.getsitepackages()}
-    for directory in sorted(directories, key=len, reverse=True):
-        text = text.replace(directory + os.sep, '')
-    return text
+        print(without_install_dirs(out.getvalue()))
 
 
 def _cumulative(stats: pstats.Stats, path: str, function: str) -> float:

@@ -6,6 +6,7 @@ batch and sampled RoIs.
 """
 import importlib.util
 import os.path as osp
+import site
 import sys
 
 import pytest
@@ -65,12 +66,12 @@ def test_the_plain_pass_preprocesses_the_images_of_its_batch(overhead) -> None:
 
 
 def test_the_profile_names_files_without_their_install_directories(overhead) -> None:
-    module = overhead[0]
-    site_packages = module.site.getsitepackages()[0]
+    common = sys.modules['common']
+    site_packages = site.getsitepackages()[0]
     line = (f'  24  0.042  {site_packages}/mmdet/models/x.py:65(forward)\n'
-            f'  10  0.010  {module.REPO}/mutualnet_mm/ops/layers.py:108(sliced_weights)\n'
+            f'  10  0.010  {common.REPO}/mutualnet_mm/ops/layers.py:108(sliced_weights)\n'
             f'  12  0.001  /elsewhere/y.py:1(f)\n')
-    assert module._without_install_dirs(line) == (
+    assert common.without_install_dirs(line) == (
         '  24  0.042  mmdet/models/x.py:65(forward)\n'
         '  10  0.010  mutualnet_mm/ops/layers.py:108(sliced_weights)\n'
         '  12  0.001  /elsewhere/y.py:1(f)\n')
